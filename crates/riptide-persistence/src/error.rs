@@ -1,0 +1,46 @@
+//! Errors shared across the crate. Each layer has its own enum; this file holds the
+//! input-validation error every layer reports and the crate-wide [`PersistenceError`].
+
+use thiserror::Error;
+
+/// Input refused before it reached a store key.
+#[derive(Debug, Clone, Error, PartialEq, Eq)]
+pub enum InvalidInput {
+    /// The tenant id does not match `^[a-z0-9][a-z0-9_-]{0,63}$`.
+    #[error("invalid tenant id {0:?}: expected ^[a-z0-9][a-z0-9_-]{{0,63}}$")]
+    TenantId(String),
+    /// The namespace does not match `^[a-z0-9_.-]{{1,32}}$`.
+    #[error("invalid namespace {0:?}: expected ^[a-z0-9_.-]{{1,32}}$")]
+    Namespace(String),
+    /// A tag is empty, too long or has whitespace or control characters.
+    #[error("invalid tag {0:?}: expected 1 to 128 printable ASCII characters without spaces")]
+    Tag(String),
+    /// A store URL that names no known backend.
+    #[error("invalid store url {0:?}: {1}")]
+    StoreUrl(String, String),
+    /// A configuration value out of range.
+    #[error("invalid configuration {key}: {reason}")]
+    Config {
+        /// The offending key.
+        key: &'static str,
+        /// Why it was refused.
+        reason: String,
+    },
+}
+
+/// Any error of this crate; handy for callers that use `?` across managers.
+#[derive(Debug, Error)]
+pub enum PersistenceError {
+    /// Bad input.
+    #[error(transparent)]
+    Invalid(#[from] InvalidInput),
+    /// A store failure.
+    #[error(transparent)]
+    Store(#[from] crate::store::StoreError),
+    /// A cache failure.
+    #[error(transparent)]
+    Cache(#[from] crate::cache::CacheError),
+}
+
+/// Result with [`PersistenceError`].
+pub type Result<T, E = PersistenceError> = std::result::Result<T, E>;

@@ -1,0 +1,330 @@
+//! The Redis / DragonflyDB backend, standalone or Cluster.
+//!
+//! Plain key operations are single commands (`GET`, `MGET`, `SET ... PX`, `DEL`) or one
+//! pipeline (`set_many`). Each `cache_*` operation is one Lua script run (`scripts.rs`,
+//! `scripts/*.lua`), so a scope's accounting stays exact under concurrent writers, on
+//! one server and on a Cluster alike: every key of a scope carries the scope's hash tag
+//! (see [`crate::keys`]), so a script touches one slot.
+//!
+//! Connections (`connection.rs`) reconnect by themselves; while the server is down every
+//! call fails fast with the retryable [`StoreError::Unavailable`].
+//!
+//! [`Durability`] is not used here: whether Redis keeps data across a crash is the
+//! server's persistence configuration (AOF, RDB), not something a client chooses per write.
+
+mod connection;
+mod error;
+mod scripts;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use redis::{Cmd, ErrorKind, FromRedisValue, Script, ServerErrorKind};
+
+use self::connection::Pool;
+use self::error::from_redis;
+use crate::config::RedisConfig;
+use crate::keys::{ScopeKeys, validate_tag};
+use crate::store::{
+    CachePut, Durability, PutOutcome, RemoveOutcome, ScopeUsage, Store, StoreError, StoreKind,
+    StoreResult,
+};
+
+/// Longest TTL accepted, in milliseconds (about 35,000 years). Redis refuses expiry times
+/// that overflow, and a script cannot take back the writes it did before such a refusal,
+/// so the bound is checked before anything is sent.
+pub const MAX_TTL_MS: u64 = 1 << 50;
+
+/// A store on one Redis server or on a Redis Cluster.
+pub struct RedisStore {
+    pool: Pool,
+    kind: StoreKind,
+    key_prefix: String,
+}
+
+impl std::fmt::Debug for RedisStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedisStore")
+            .field("kind", &self.kind)
+            .field("key_prefix", &self.key_prefix)
+            .finish_non_exhaustive()
+    }
+}
+
+impl RedisStore {
+    /// Connects to one server (`redis://` or `rediss://`) with `cfg.pool_size`
+    /// self-reconnecting multiplexed connections.
+    ///
+    /// Fails with [`StoreError::Unavailable`] when the server cannot be reached now, and
+    /// with [`StoreError::Config`] when the URL is malformed.
+    pub async fn connect_standalone(url: &str, cfg: &RedisConfig) -> StoreResult<RedisStore> {
+        Ok(Self {
+            pool: Pool::standalone(url, cfg).await?,
+            kind: StoreKind::Redis,
+            key_prefix: cfg.key_prefix.clone(),
+        })
+    }
+
+    /// Connects to a Redis Cluster through its seed `nodes` (one `redis://` or
+    /// `rediss://` URL each) with `cfg.pool_size` Cluster connections.
+    ///
+    /// Fails with [`StoreError::Unavailable`] when no seed node can be reached now.
+    pub async fn connect_cluster(nodes: &[String], cfg: &RedisConfig) -> StoreResult<RedisStore> {
+        Ok(Self {
+            pool: Pool::cluster(nodes, cfg).await?,
+            kind: StoreKind::RedisCluster,
+            key_prefix: cfg.key_prefix.clone(),
+        })
+    }
+
+    /// Runs a script command built by `scripts`, loading the script first when the
+    /// server does not know it yet (new server, restart, failover, `SCRIPT FLUSH`).
+    async fn eval<T: FromRedisValue>(&self, script: &Script, cmd: &Cmd) -> StoreResult<T> {
+        let mut conn = self.pool.get();
+        match cmd.query_async(&mut conn).await {
+            Err(e) if e.kind() == ErrorKind::Server(ServerErrorKind::NoScript) => {
+                script
+                    .prepare_invoke()
+                    .load_async(&mut conn)
+                    .await
+                    .map_err(from_redis)?;
+                cmd.query_async(&mut conn).await.map_err(from_redis)
+            }
+            result => result.map_err(from_redis),
+        }
+    }
+
+    /// Runs a bounded removal script (`{removed, more, used, entries}`) until it reports
+    /// nothing more to do.
+    async fn remove_all(&self, script: &Script, cmd: Cmd) -> StoreResult<RemoveOutcome> {
+        let mut removed = 0;
+        loop {
+            let (n, more, used_bytes, entries): (i64, i64, i64, i64) =
+                self.eval(script, &cmd).await?;
+            removed += non_negative(n);
+            if more == 0 {
+                return Ok(RemoveOutcome {
+                    removed,
+                    used_bytes: non_negative(used_bytes),
+                    entries: non_negative(entries),
+                });
+            }
+        }
+    }
+}
+
+/// Script counters are Lua numbers; a negative one would mean corrupted bookkeeping,
+/// reported as zero rather than wrapped into a huge `u64`.
+fn non_negative(n: i64) -> u64 {
+    u64::try_from(n).unwrap_or(0)
+}
+
+/// Input refused before it reaches the server.
+fn refused(reason: String) -> StoreError {
+    StoreError::Backend(format!("refused: {reason}"))
+}
+
+fn check_ttl(ttl_ms: Option<u64>) -> StoreResult<()> {
+    match ttl_ms {
+        Some(0) => Err(refused("a TTL of 0 ms".into())),
+        Some(ttl) if ttl > MAX_TTL_MS => {
+            Err(refused(format!("a TTL of {ttl} ms (at most {MAX_TTL_MS})")))
+        }
+        _ => Ok(()),
+    }
+}
+
+/// Every put must be a cache entry key of `scope` in its stated namespace (the scripts
+/// find an entry's namespace set from its key), with valid tags.
+fn check_puts(scope: &ScopeKeys, puts: &[CachePut]) -> StoreResult<()> {
+    let entries = format!("{}:c:", scope.base());
+    for p in puts {
+        check_ttl(p.ttl_ms)?;
+        let in_namespace = p
+            .key
+            .strip_prefix(&entries)
+            .and_then(|rest| rest.strip_prefix(p.namespace.as_str()))
+            .is_some_and(|rest| rest.starts_with(':'));
+        if p.namespace.is_empty() || p.namespace.contains(':') || !in_namespace {
+            return Err(refused(format!(
+                "cache key {:?} is not an entry of {:?} in namespace {:?}",
+                p.key,
+                scope.base(),
+                p.namespace
+            )));
+        }
+        for tag in &p.tags {
+            validate_tag(tag).map_err(|e| refused(e.to_string()))?;
+        }
+    }
+    Ok(())
+}
+
+#[async_trait]
+impl Store for RedisStore {
+    fn kind(&self) -> StoreKind {
+        self.kind
+    }
+
+    fn key_prefix(&self) -> &str {
+        &self.key_prefix
+    }
+
+    async fn ping(&self) -> StoreResult<()> {
+        redis::cmd("PING")
+            .query_async(&mut self.pool.get())
+            .await
+            .map_err(from_redis)
+    }
+
+    async fn get(&self, key: &str) -> StoreResult<Option<Bytes>> {
+        // The hot path: one command, and the reply's buffer becomes the `Bytes` as is.
+        let value: Option<Vec<u8>> = redis::cmd("GET")
+            .arg(key)
+            .query_async(&mut self.pool.get())
+            .await
+            .map_err(from_redis)?;
+        Ok(value.map(Bytes::from))
+    }
+
+    async fn get_many(&self, keys: &[String]) -> StoreResult<Vec<Option<Bytes>>> {
+        if keys.is_empty() {
+            return Ok(Vec::new());
+        }
+        let values: Vec<Option<Vec<u8>>> = redis::cmd("MGET")
+            .arg(keys)
+            .query_async(&mut self.pool.get())
+            .await
+            .map_err(from_redis)?;
+        Ok(values.into_iter().map(|v| v.map(Bytes::from)).collect())
+    }
+
+    async fn set(
+        &self,
+        key: &str,
+        value: &[u8],
+        ttl_ms: Option<u64>,
+        _durability: Durability,
+    ) -> StoreResult<()> {
+        check_ttl(ttl_ms)?;
+        let mut cmd = redis::cmd("SET");
+        cmd.arg(key).arg(value);
+        if let Some(ttl) = ttl_ms {
+            cmd.arg("PX").arg(ttl);
+        }
+        cmd.query_async(&mut self.pool.get())
+            .await
+            .map_err(from_redis)
+    }
+
+    async fn set_many(
+        &self,
+        entries: &[(String, Bytes, Option<u64>)],
+        _durability: Durability,
+    ) -> StoreResult<()> {
+        if entries.is_empty() {
+            return Ok(());
+        }
+        for (_, _, ttl) in entries {
+            check_ttl(*ttl)?;
+        }
+        // One round trip; not a transaction: every SET stands alone.
+        let mut pipe = redis::pipe();
+        for (key, value, ttl) in entries {
+            pipe.cmd("SET").arg(key).arg(&value[..]);
+            if let Some(ttl) = ttl {
+                pipe.arg("PX").arg(*ttl);
+            }
+            pipe.ignore();
+        }
+        pipe.query_async(&mut self.pool.get())
+            .await
+            .map_err(from_redis)
+    }
+
+    async fn delete(&self, keys: &[String]) -> StoreResult<u64> {
+        if keys.is_empty() {
+            return Ok(0);
+        }
+        // On a Cluster, the connection splits a DEL whose keys span slots into one DEL
+        // per node and sums the replies.
+        redis::cmd("DEL")
+            .arg(keys)
+            .query_async(&mut self.pool.get())
+            .await
+            .map_err(from_redis)
+    }
+
+    async fn cache_put(
+        &self,
+        scope: &ScopeKeys,
+        puts: &[CachePut],
+        budget_bytes: Option<u64>,
+    ) -> StoreResult<PutOutcome> {
+        check_puts(scope, puts)?;
+        let cmd = scripts::put(scope, puts, budget_bytes);
+        let (evicted, used_bytes, entries): (Vec<String>, i64, i64) =
+            self.eval(&scripts::PUT, &cmd).await?;
+        Ok(PutOutcome {
+            evicted,
+            used_bytes: non_negative(used_bytes),
+            entries: non_negative(entries),
+        })
+    }
+
+    async fn cache_remove(&self, scope: &ScopeKeys, keys: &[String]) -> StoreResult<RemoveOutcome> {
+        // A key outside the scope cannot be one of its entries; leaving it out also keeps
+        // the script on the scope's Cluster slot.
+        let entries = format!("{}:c:", scope.base());
+        let ours: Vec<&str> = keys
+            .iter()
+            .map(String::as_str)
+            .filter(|k| k.starts_with(&entries))
+            .collect();
+        let cmd = scripts::remove(scope, ours.into_iter());
+        let (removed, used_bytes, entries): (i64, i64, i64) =
+            self.eval(&scripts::REMOVE, &cmd).await?;
+        Ok(RemoveOutcome {
+            removed: non_negative(removed),
+            used_bytes: non_negative(used_bytes),
+            entries: non_negative(entries),
+        })
+    }
+
+    async fn cache_remove_tag(&self, scope: &ScopeKeys, tag: &str) -> StoreResult<RemoveOutcome> {
+        let set = scope.tag_members(tag);
+        self.remove_all(&scripts::REMOVE_SET, scripts::remove_set(scope, &set))
+            .await
+    }
+
+    async fn cache_remove_namespace(
+        &self,
+        scope: &ScopeKeys,
+        namespace: &str,
+    ) -> StoreResult<RemoveOutcome> {
+        let set = scope.namespace_members(namespace);
+        self.remove_all(&scripts::REMOVE_SET, scripts::remove_set(scope, &set))
+            .await
+    }
+
+    async fn cache_clear(&self, scope: &ScopeKeys) -> StoreResult<RemoveOutcome> {
+        self.remove_all(&scripts::CLEAR, scripts::clear(scope))
+            .await
+    }
+
+    async fn cache_usage(&self, scope: &ScopeKeys) -> StoreResult<ScopeUsage> {
+        let cmd = scripts::usage(scope);
+        loop {
+            let (used_bytes, entries, more): (i64, i64, i64) =
+                self.eval(&scripts::USAGE, &cmd).await?;
+            if more == 0 {
+                return Ok(ScopeUsage {
+                    used_bytes: non_negative(used_bytes),
+                    entries: non_negative(entries),
+                });
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;
