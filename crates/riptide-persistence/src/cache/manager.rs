@@ -1,0 +1,568 @@
+//! [`PersistentCacheManager`]: tenant-scoped get/set/delete and batches, L1 over the store.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use arc_swap::{ArcSwap, ArcSwapOption};
+use bytes::Bytes;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use super::budget::{CacheBudget, FixedBudget};
+use super::envelope::{self, CacheMetadata, Codec, Entry};
+use super::l1::{L1, L1Key};
+use super::single_flight::SingleFlight;
+use super::stats::{CacheStats, Op, OpResult, ScopeStats, StatsRegistry};
+use super::warmer::CacheWarmer;
+use super::{CacheError, CacheResult};
+use crate::clock::{SharedClock, system_clock};
+use crate::config::{CacheConfig, PersistenceConfig};
+use crate::keys::{KeyHash, Namespace, Scope, ScopeKeys, validate_tag};
+use crate::store::{CachePut, SharedStore, open_store};
+use crate::tenant_id::TenantId;
+
+/// The tenant-scoped, compressed, two-level cache.
+///
+/// Every method takes the tenant as `Option<&str>`: `Some(id)` scopes the key to that
+/// tenant (the id is validated first; an invalid one is refused before it reaches a key),
+/// `None` uses the global scope. A key's namespace is its prefix up to the first `:` when
+/// that is a valid namespace name (`search:rust` is in `search`), else `default`.
+pub struct PersistentCacheManager {
+    pub(super) store: SharedStore,
+    pub(super) config: CacheConfig,
+    pub(super) clock: SharedClock,
+    pub(super) l1: L1,
+    pub(super) flights: SingleFlight,
+    pub(super) stats: StatsRegistry,
+    budget: ArcSwap<Box<dyn CacheBudget>>,
+    pub(super) warmer: ArcSwapOption<CacheWarmer>,
+}
+
+/// A caller's key placed in the store.
+pub(super) struct Placed {
+    pub(super) scope: Scope,
+    pub(super) namespace: Namespace,
+    pub(super) store_key: String,
+    pub(super) l1: L1Key,
+}
+
+/// One value to write, before encoding.
+pub(super) struct PutItem {
+    pub(super) key: String,
+    pub(super) payload: Bytes,
+    pub(super) codec: Codec,
+    pub(super) ttl: Option<Duration>,
+    pub(super) metadata: Option<CacheMetadata>,
+}
+
+/// Parses the tenant argument every method takes.
+pub(super) fn scope_of(tenant: Option<&str>) -> CacheResult<Scope> {
+    Ok(match tenant {
+        Some(t) => Scope::Tenant(TenantId::parse(t)?),
+        None => Scope::Global,
+    })
+}
+
+/// The L1 key of a store key: both sides of every invalidation can compute it.
+pub(super) fn l1_key_of(store_key: &str) -> L1Key {
+    let mut out = [0u8; 16];
+    out.copy_from_slice(&blake3::hash(store_key.as_bytes()).as_bytes()[..16]);
+    out
+}
+
+impl PersistentCacheManager {
+    /// Opens (or shares) the store `url` names and builds a cache over it.
+    ///
+    /// `url` is `embedded`, a directory path, or a Redis URL (see
+    /// [`crate::store::open`]); the other settings are [`PersistenceConfig`]'s defaults.
+    pub async fn new(url: &str, config: CacheConfig) -> CacheResult<Self> {
+        let persistence = PersistenceConfig {
+            cache: config,
+            ..Default::default()
+        };
+        Self::open(url, &persistence).await
+    }
+
+    /// Opens (or shares) the store `url` names with full settings.
+    pub async fn open(url: &str, config: &PersistenceConfig) -> CacheResult<Self> {
+        config.validate()?;
+        let store = open_store(url, config).await?;
+        Self::with_store(store, config.cache.clone())
+    }
+
+    /// A cache over an existing store.
+    pub fn with_store(store: SharedStore, config: CacheConfig) -> CacheResult<Self> {
+        Self::with_store_and_clock(store, config, system_clock())
+    }
+
+    /// A cache over an existing store with an injected clock (tests).
+    pub fn with_store_and_clock(
+        store: SharedStore,
+        config: CacheConfig,
+        clock: SharedClock,
+    ) -> CacheResult<Self> {
+        config.validate()?;
+        Ok(Self {
+            l1: L1::new(config.l1_capacity_bytes, config.l1_max_staleness_ms),
+            stats: StatsRegistry::new(config.max_tracked_tenants),
+            budget: ArcSwap::from_pointee(Box::new(FixedBudget(
+                config.default_tenant_budget_bytes,
+            ))),
+            flights: SingleFlight::default(),
+            warmer: ArcSwapOption::empty(),
+            store,
+            config,
+            clock,
+        })
+    }
+
+    /// The store under this cache.
+    pub fn store(&self) -> &SharedStore {
+        &self.store
+    }
+
+    /// The configuration in force.
+    pub fn config(&self) -> &CacheConfig {
+        &self.config
+    }
+
+    /// Replaces where per-scope budgets come from (the tenant layer plugs its
+    /// `memory_bytes` quota in here).
+    pub fn set_budget(&self, budget: Box<dyn CacheBudget>) {
+        self.budget.store(Arc::new(budget));
+    }
+
+    /// Installs the warmer `warm_cache` uses.
+    pub fn enable_warming(&self, warmer: Arc<CacheWarmer>) {
+        self.warmer.store(Some(warmer));
+    }
+
+    /// Counters and latency percentiles, overall and per tenant.
+    pub fn stats(&self) -> CacheStats {
+        self.stats.snapshot()
+    }
+
+    /// L1 entries and weighted bytes (approximate).
+    pub fn l1_usage(&self) -> (u64, u64) {
+        self.l1.usage()
+    }
+
+    pub(super) fn place(&self, keys: &ScopeKeys, scope: &Scope, key: &str) -> Placed {
+        let namespace = Namespace::of_key(key);
+        let store_key = keys.entry(&namespace, &KeyHash::of(key));
+        Placed {
+            scope: scope.clone(),
+            l1: l1_key_of(&store_key),
+            namespace,
+            store_key,
+        }
+    }
+
+    pub(super) fn scope_stats(&self, scope: &Scope) -> Arc<ScopeStats> {
+        self.stats.scope(scope.label())
+    }
+
+    // ---- reads ----
+
+    /// The value of `key` deserialized from JSON, or `None` on a miss.
+    pub async fn get<T: DeserializeOwned>(
+        &self,
+        key: &str,
+        tenant: Option<&str>,
+    ) -> CacheResult<Option<T>> {
+        match self.get_entry(key, tenant).await? {
+            Some(e) => decode_json(&e.payload).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    /// The stored bytes of `key` (as given to `set_bytes`, or the JSON of `set`).
+    pub async fn get_bytes(&self, key: &str, tenant: Option<&str>) -> CacheResult<Option<Bytes>> {
+        Ok(self.get_entry(key, tenant).await?.map(|e| e.payload))
+    }
+
+    /// The whole entry of `key`: payload, codec, times and metadata.
+    pub async fn get_entry(&self, key: &str, tenant: Option<&str>) -> CacheResult<Option<Entry>> {
+        let start = Instant::now();
+        let scope = scope_of(tenant)?;
+        let keys = ScopeKeys::new(self.store.key_prefix(), &scope);
+        let placed = self.place(&keys, &scope, key);
+        let stats = self.scope_stats(&scope);
+        let now = self.clock.now_ms();
+        if let Some(v) = self.l1.get(&placed.l1, now) {
+            self.stats
+                .record(&stats, Op::Get, OpResult::Hit, start.elapsed(), 1);
+            return Ok(Some(v.entry.clone()));
+        }
+        let found = match self.store.get(&placed.store_key).await {
+            Ok(found) => found,
+            Err(e) => {
+                self.stats
+                    .record(&stats, Op::Get, OpResult::Error, start.elapsed(), 1);
+                return Err(e.into());
+            }
+        };
+        let entry = found.and_then(|bytes| self.decode_stored(&placed.store_key, &bytes, now));
+        let result = if entry.is_some() {
+            OpResult::Hit
+        } else {
+            OpResult::Miss
+        };
+        if let Some(e) = &entry {
+            self.remember(&placed, e.clone(), now);
+        }
+        self.stats
+            .record(&stats, Op::Get, result, start.elapsed(), 1);
+        Ok(entry)
+    }
+
+    /// Decodes stored bytes; a corrupt or (by our clock) expired envelope is a miss.
+    pub(super) fn decode_stored(
+        &self,
+        store_key: &str,
+        bytes: &Bytes,
+        now_ms: u64,
+    ) -> Option<Entry> {
+        match envelope::decode(bytes, self.config.max_entry_size_bytes) {
+            Ok(e) if e.is_expired(now_ms) => None,
+            Ok(e) => Some(e),
+            Err(reason) => {
+                tracing::warn!(cache.key = store_key, %reason, "unreadable cache entry treated as a miss");
+                None
+            }
+        }
+    }
+
+    pub(super) fn remember(&self, placed: &Placed, entry: Entry, now_ms: u64) {
+        self.l1.insert(
+            placed.l1,
+            entry,
+            placed.scope.clone(),
+            Arc::from(placed.namespace.as_str()),
+            now_ms,
+        );
+    }
+
+    /// Values of several keys of one scope: L1 first, then one store round trip.
+    pub async fn get_batch<T: DeserializeOwned, K: AsRef<str>>(
+        &self,
+        keys: &[K],
+        tenant: Option<&str>,
+    ) -> CacheResult<Vec<Option<T>>> {
+        let entries = self.get_batch_entries(keys, tenant).await?;
+        entries
+            .into_iter()
+            .map(|e| e.map(|e| decode_json(&e.payload)).transpose())
+            .collect()
+    }
+
+    /// Stored bytes of several keys of one scope, in one store round trip.
+    pub async fn get_batch_bytes<K: AsRef<str>>(
+        &self,
+        keys: &[K],
+        tenant: Option<&str>,
+    ) -> CacheResult<Vec<Option<Bytes>>> {
+        let entries = self.get_batch_entries(keys, tenant).await?;
+        Ok(entries.into_iter().map(|e| e.map(|e| e.payload)).collect())
+    }
+
+    /// Entries of several keys of one scope, in one store round trip.
+    pub async fn get_batch_entries<K: AsRef<str>>(
+        &self,
+        keys: &[K],
+        tenant: Option<&str>,
+    ) -> CacheResult<Vec<Option<Entry>>> {
+        let start = Instant::now();
+        let scope = scope_of(tenant)?;
+        let scope_keys = ScopeKeys::new(self.store.key_prefix(), &scope);
+        let stats = self.scope_stats(&scope);
+        let now = self.clock.now_ms();
+        let placed: Vec<Placed> = keys
+            .iter()
+            .map(|k| self.place(&scope_keys, &scope, k.as_ref()))
+            .collect();
+        let mut out: Vec<Option<Entry>> = placed
+            .iter()
+            .map(|p| self.l1.get(&p.l1, now).map(|v| v.entry.clone()))
+            .collect();
+        let missing: Vec<usize> = (0..out.len()).filter(|&i| out[i].is_none()).collect();
+        if !missing.is_empty() {
+            let store_keys: Vec<String> = missing
+                .iter()
+                .map(|&i| placed[i].store_key.clone())
+                .collect();
+            let found = match self.store.get_many(&store_keys).await {
+                Ok(found) => found,
+                Err(e) => {
+                    self.stats
+                        .record(&stats, Op::GetBatch, OpResult::Error, start.elapsed(), 1);
+                    return Err(e.into());
+                }
+            };
+            for (&i, bytes) in missing.iter().zip(found) {
+                let entry = bytes.and_then(|b| self.decode_stored(&placed[i].store_key, &b, now));
+                if let Some(e) = &entry {
+                    self.remember(&placed[i], e.clone(), now);
+                }
+                out[i] = entry;
+            }
+        }
+        let hits = out.iter().filter(|e| e.is_some()).count() as u64;
+        let elapsed = start.elapsed();
+        if hits > 0 {
+            self.stats
+                .record(&stats, Op::GetBatch, OpResult::Hit, elapsed, hits);
+        }
+        if hits < out.len() as u64 {
+            self.stats.record(
+                &stats,
+                Op::GetBatch,
+                OpResult::Miss,
+                elapsed,
+                out.len() as u64 - hits,
+            );
+        }
+        Ok(out)
+    }
+
+    // ---- writes ----
+
+    /// Stores `value` as JSON under `key`. `ttl: None` uses `default_ttl_seconds`.
+    pub async fn set<V: Serialize + ?Sized>(
+        &self,
+        key: &str,
+        value: &V,
+        tenant: Option<&str>,
+        ttl: Option<Duration>,
+        metadata: Option<CacheMetadata>,
+    ) -> CacheResult<()> {
+        let payload = encode_json(value)?;
+        let item = PutItem {
+            key: key.to_owned(),
+            payload,
+            codec: Codec::Json,
+            ttl,
+            metadata,
+        };
+        self.put(scope_of(tenant)?, vec![item], Op::Set).await
+    }
+
+    /// Stores raw bytes (e.g. a ready HTTP body) under `key`.
+    pub async fn set_bytes(
+        &self,
+        key: &str,
+        value: Bytes,
+        tenant: Option<&str>,
+        ttl: Option<Duration>,
+        metadata: Option<CacheMetadata>,
+    ) -> CacheResult<()> {
+        let item = PutItem {
+            key: key.to_owned(),
+            payload: value,
+            codec: Codec::Raw,
+            ttl,
+            metadata,
+        };
+        self.put(scope_of(tenant)?, vec![item], Op::Set).await
+    }
+
+    /// Stores several JSON values of one scope in one store round trip.
+    pub async fn set_batch<K: AsRef<str>, V: Serialize>(
+        &self,
+        entries: &[(K, V)],
+        tenant: Option<&str>,
+        ttl: Option<Duration>,
+        metadata: Option<CacheMetadata>,
+    ) -> CacheResult<()> {
+        let items = entries
+            .iter()
+            .map(|(k, v)| {
+                Ok(PutItem {
+                    key: k.as_ref().to_owned(),
+                    payload: encode_json(v)?,
+                    codec: Codec::Json,
+                    ttl,
+                    metadata: metadata.clone(),
+                })
+            })
+            .collect::<CacheResult<Vec<_>>>()?;
+        self.put(scope_of(tenant)?, items, Op::SetBatch).await
+    }
+
+    /// Stores several raw values of one scope in one store round trip.
+    pub async fn set_batch_bytes<K: AsRef<str>>(
+        &self,
+        entries: &[(K, Bytes)],
+        tenant: Option<&str>,
+        ttl: Option<Duration>,
+        metadata: Option<CacheMetadata>,
+    ) -> CacheResult<()> {
+        let items = entries
+            .iter()
+            .map(|(k, v)| PutItem {
+                key: k.as_ref().to_owned(),
+                payload: v.clone(),
+                codec: Codec::Raw,
+                ttl,
+                metadata: metadata.clone(),
+            })
+            .collect();
+        self.put(scope_of(tenant)?, items, Op::SetBatch).await
+    }
+
+    /// Encodes and writes items of one scope with one `cache_put`; keeps L1 coherent.
+    pub(super) async fn put(&self, scope: Scope, items: Vec<PutItem>, op: Op) -> CacheResult<()> {
+        if items.is_empty() {
+            return Ok(());
+        }
+        let start = Instant::now();
+        let stats = self.scope_stats(&scope);
+        let result = self.put_inner(&scope, items, &stats).await;
+        let outcome = if result.is_ok() {
+            OpResult::Ok
+        } else {
+            OpResult::Error
+        };
+        let count = result.as_ref().map(|n| *n as u64).unwrap_or(1);
+        self.stats
+            .record(&stats, op, outcome, start.elapsed(), count);
+        result.map(|_| ())
+    }
+
+    async fn put_inner(
+        &self,
+        scope: &Scope,
+        items: Vec<PutItem>,
+        stats: &ScopeStats,
+    ) -> CacheResult<usize> {
+        let keys = ScopeKeys::new(self.store.key_prefix(), scope);
+        let budget = self.budget.load().budget_bytes(scope);
+        let now = self.clock.now_ms();
+        let mut puts = Vec::with_capacity(items.len());
+        let mut placed = Vec::with_capacity(items.len());
+        for item in items {
+            if item.payload.len() > self.config.max_entry_size_bytes {
+                return Err(CacheError::EntryTooLarge {
+                    size: item.payload.len(),
+                    max: self.config.max_entry_size_bytes,
+                });
+            }
+            if let Some(m) = &item.metadata {
+                m.tags.iter().try_for_each(|t| validate_tag(t))?;
+            }
+            let ttl_ms = self.ttl_ms(item.ttl)?;
+            let expires = ttl_ms.map(|t| now.saturating_add(t));
+            let enc = envelope::encode(
+                &item.payload,
+                item.codec,
+                now,
+                expires,
+                item.metadata.as_ref(),
+                &self.config,
+            );
+            if let Some(b) = budget.filter(|&b| enc.len() as u64 > b) {
+                return Err(CacheError::OverBudget {
+                    size: enc.len() as u64,
+                    budget: b,
+                });
+            }
+            let p = self.place(&keys, scope, &item.key);
+            let entry = Entry {
+                payload: item.payload,
+                codec: item.codec,
+                created_ms: now,
+                expires_ms: expires,
+                metadata: item.metadata.map(Arc::new),
+            };
+            puts.push(CachePut {
+                key: p.store_key.clone(),
+                namespace: p.namespace.as_str().to_owned(),
+                value: enc,
+                ttl_ms,
+                tags: entry.tags().to_vec(),
+            });
+            placed.push((p, entry));
+        }
+        let bytes: u64 = puts.iter().map(|p| p.value.len() as u64).sum();
+        let outcome = match self.store.cache_put(&keys, &puts, budget).await {
+            Ok(o) => o,
+            Err(e) => {
+                // The store may hold older values or none: don't let L1 serve ours.
+                placed.iter().for_each(|(p, _)| self.l1.invalidate(&p.l1));
+                return Err(e.into());
+            }
+        };
+        for key in &outcome.evicted {
+            self.l1.invalidate(&l1_key_of(key));
+        }
+        let n = placed.len();
+        for (p, entry) in placed {
+            self.remember(&p, entry, now);
+        }
+        self.stats
+            .record_put(stats, bytes, outcome.evicted.len() as u64);
+        stats.observe_usage(outcome.used_bytes, outcome.entries);
+        Ok(n)
+    }
+
+    /// Resolves a TTL argument to milliseconds (sub-millisecond rounds up to 1 ms).
+    pub(super) fn ttl_ms(&self, ttl: Option<Duration>) -> CacheResult<Option<u64>> {
+        match ttl {
+            Some(d) if d.is_zero() => Err(CacheError::InvalidTtl("a ttl of zero".into())),
+            Some(d) => Ok(Some(
+                u64::try_from(d.as_millis()).unwrap_or(u64::MAX).max(1),
+            )),
+            None if self.config.default_ttl_seconds == 0 => Ok(None),
+            None => Ok(Some(self.config.default_ttl_seconds.saturating_mul(1_000))),
+        }
+    }
+
+    /// Deletes `key`; returns whether a live entry was removed.
+    pub async fn delete(&self, key: &str, tenant: Option<&str>) -> CacheResult<bool> {
+        let start = Instant::now();
+        let scope = scope_of(tenant)?;
+        let keys = ScopeKeys::new(self.store.key_prefix(), &scope);
+        let placed = self.place(&keys, &scope, key);
+        let stats = self.scope_stats(&scope);
+        self.l1.invalidate(&placed.l1);
+        let result = self
+            .store
+            .cache_remove(&keys, std::slice::from_ref(&placed.store_key))
+            .await;
+        // Invalidate again: a concurrent reader may have refilled L1 from the old value.
+        self.l1.invalidate(&placed.l1);
+        match result {
+            Ok(o) => {
+                self.stats
+                    .record(&stats, Op::Delete, OpResult::Ok, start.elapsed(), 1);
+                stats.observe_usage(o.used_bytes, o.entries);
+                Ok(o.removed > 0)
+            }
+            Err(e) => {
+                self.stats
+                    .record(&stats, Op::Delete, OpResult::Error, start.elapsed(), 1);
+                Err(e.into())
+            }
+        }
+    }
+
+    /// Exact live usage of a scope, from the store.
+    pub async fn usage(&self, tenant: Option<&str>) -> CacheResult<crate::store::ScopeUsage> {
+        let scope = scope_of(tenant)?;
+        let keys = ScopeKeys::new(self.store.key_prefix(), &scope);
+        let usage = self.store.cache_usage(&keys).await?;
+        self.scope_stats(&scope)
+            .observe_usage(usage.used_bytes, usage.entries);
+        Ok(usage)
+    }
+}
+
+pub(super) fn encode_json<V: Serialize + ?Sized>(value: &V) -> CacheResult<Bytes> {
+    serde_json::to_vec(value)
+        .map(Bytes::from)
+        .map_err(|e| CacheError::Serialize(e.to_string()))
+}
+
+pub(super) fn decode_json<T: DeserializeOwned>(payload: &[u8]) -> CacheResult<T> {
+    serde_json::from_slice(payload).map_err(|e| CacheError::Deserialize(e.to_string()))
+}

@@ -1,0 +1,113 @@
+//! The cache layer: [`PersistentCacheManager`] over a [`crate::store::Store`].
+//!
+//! One file per concept: the envelope and compression, the L1 in front of the store,
+//! request coalescing, stats, the per-tenant budget, invalidation, warming and the
+//! legacy adapter of the seed's rollback plan.
+
+mod budget;
+mod compression;
+mod envelope;
+mod get_or_load;
+mod histogram;
+mod invalidation;
+mod l1;
+mod legacy;
+mod manager;
+mod single_flight;
+mod stats;
+mod warmer;
+
+use std::sync::Arc;
+
+use thiserror::Error;
+
+use crate::error::InvalidInput;
+use crate::store::StoreError;
+
+pub use budget::{CacheBudget, FixedBudget};
+pub use compression::Compression;
+pub use envelope::{CacheMetadata, Codec, Entry, FORMAT_VERSION};
+pub use get_or_load::{Lookup, LookupSource};
+pub use invalidation::Invalidation;
+pub use legacy::LegacyCacheAdapter;
+pub use manager::PersistentCacheManager;
+pub use stats::{CacheStats, LatencySummary, StatsSnapshot};
+pub use warmer::{CacheWarmer, WarmFailure, WarmLoader, WarmReport, WarmValue};
+
+/// A cache failure.
+#[derive(Debug, Error)]
+pub enum CacheError {
+    /// Bad input (tenant id, namespace, tag, configuration).
+    #[error(transparent)]
+    Invalid(#[from] InvalidInput),
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The value is larger than `max_entry_size_bytes`.
+    #[error("entry of {size} bytes exceeds max_entry_size_bytes ({max})")]
+    EntryTooLarge {
+        /// Serialized size.
+        size: usize,
+        /// The limit.
+        max: usize,
+    },
+    /// The entry alone is larger than the tenant's whole cache budget.
+    #[error("entry of {size} bytes exceeds the cache budget of {budget} bytes")]
+    OverBudget {
+        /// Stored size.
+        size: u64,
+        /// The budget.
+        budget: u64,
+    },
+    /// A TTL of zero.
+    #[error("invalid ttl: {0}")]
+    InvalidTtl(String),
+    /// The value could not be serialized.
+    #[error("cannot serialize the value: {0}")]
+    Serialize(String),
+    /// The cached value does not deserialize as the requested type.
+    #[error("cached value does not deserialize as the requested type: {0}")]
+    Deserialize(String),
+    /// The loader failed (for this caller, or for the caller it waited on).
+    #[error("loading {key:?} failed: {message}")]
+    LoadFailed {
+        /// The caller's key.
+        key: String,
+        /// The loader's error.
+        message: Arc<str>,
+    },
+    /// Waiting for another caller's load of the same key took too long.
+    #[error("gave up after {waited_ms} ms waiting for another caller's load of {key:?}")]
+    LoadTimeout {
+        /// The caller's key.
+        key: String,
+        /// How long it waited.
+        waited_ms: u64,
+    },
+    /// `warm_cache` with `enable_warming = false`.
+    #[error("cache warming is disabled (cache.enable_warming = false)")]
+    WarmingDisabled,
+    /// `warm_cache` before `enable_warming`.
+    #[error("no cache warmer: call enable_warming first")]
+    NoWarmer,
+    /// `warm_cache` with a warmer that has no loader.
+    #[error("the cache warmer has no loader, so it cannot produce values to warm")]
+    NoWarmLoader,
+}
+
+impl CacheError {
+    /// True for errors caused by the caller's input rather than by the system.
+    pub fn is_client_error(&self) -> bool {
+        matches!(
+            self,
+            CacheError::Invalid(_)
+                | CacheError::EntryTooLarge { .. }
+                | CacheError::OverBudget { .. }
+                | CacheError::InvalidTtl(_)
+                | CacheError::Serialize(_)
+        )
+    }
+}
+
+/// Result with [`CacheError`].
+pub type CacheResult<T> = Result<T, CacheError>;

@@ -1,0 +1,11 @@
+//! Integration tests of riptide-persistence, one binary (STYLE.md 13).
+//!
+//! Every backend-generic test runs on the embedded store, on a standalone
+//! `redis-server` and on a 3-master Redis Cluster, all started by the harness.
+
+mod support;
+
+mod cache_behaviour;
+mod isolation;
+mod seed_api;
+mod store_conformance;
