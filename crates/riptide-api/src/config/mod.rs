@@ -1,0 +1,232 @@
+//! The service's configuration: typed sections with their defaults, and validation.
+//!
+//! Loading and layering (defaults < YAML file < environment < command-line flags) live in
+//! [`load`]. `config/riptide.yml` documents every key. Nothing reloads live yet: every
+//! key takes effect at the next start.
+
+pub mod load;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use riptide_persistence::store::StoreUrl;
+use riptide_persistence::{InvalidInput, PersistenceConfig};
+use serde::{Deserialize, Serialize};
+use tracing_subscriber::EnvFilter;
+
+pub use load::{ConfigError, DEFAULT_CONFIG_PATH, Env, Overrides, default_file, load};
+
+/// Everything `riptide serve` is configured with.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct AppConfig {
+    /// The HTTP server.
+    pub server: ServerConfig,
+    /// Logging.
+    pub log: LogConfig,
+    /// The persistence layer's own settings (Redis, embedded store, cache).
+    pub persistence: PersistenceConfig,
+}
+
+/// HTTP server settings.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct ServerConfig {
+    /// Address to listen on (`ip:port`).
+    pub listen: SocketAddr,
+    /// A request that has not produced a response within this many milliseconds is
+    /// answered with 503 `timeout`. Must be greater than 0.
+    pub request_timeout_ms: u64,
+    /// After the shutdown signal, in-flight requests get this many milliseconds to finish;
+    /// past it the process stops anyway and reports the failure. Must be greater than 0.
+    pub shutdown_timeout_ms: u64,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            request_timeout_ms: 30_000,
+            shutdown_timeout_ms: 10_000,
+        }
+    }
+}
+
+impl ServerConfig {
+    /// [`Self::request_timeout_ms`] as a duration.
+    pub fn request_timeout(&self) -> Duration {
+        Duration::from_millis(self.request_timeout_ms)
+    }
+
+    /// [`Self::shutdown_timeout_ms`] as a duration.
+    pub fn shutdown_timeout(&self) -> Duration {
+        Duration::from_millis(self.shutdown_timeout_ms)
+    }
+}
+
+/// Logging settings.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct LogConfig {
+    /// A level (`trace`, `debug`, `info`, `warn`, `error`, `off`) or a `tracing` filter
+    /// such as `info,riptide_api=debug`. `RUST_LOG`, when set, replaces it.
+    pub level: String,
+    /// Line format.
+    pub format: LogFormat,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        Self {
+            level: "info".to_owned(),
+            format: LogFormat::Text,
+        }
+    }
+}
+
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable lines.
+    #[default]
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// A key whose value was refused, and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Invalid {
+    /// Dotted key as written in the YAML file, e.g. `server.request_timeout_ms`.
+    pub key: String,
+    /// Why the value was refused.
+    pub reason: String,
+}
+
+impl Invalid {
+    fn new(key: impl Into<String>, reason: impl Into<String>) -> Self {
+        Self {
+            key: key.into(),
+            reason: reason.into(),
+        }
+    }
+}
+
+impl AppConfig {
+    /// Checks every value whose type alone does not make it valid.
+    pub fn validate(&self) -> Result<(), Invalid> {
+        if self.server.request_timeout_ms == 0 {
+            return Err(Invalid::new(
+                "server.request_timeout_ms",
+                "must be greater than 0",
+            ));
+        }
+        if self.server.shutdown_timeout_ms == 0 {
+            return Err(Invalid::new(
+                "server.shutdown_timeout_ms",
+                "must be greater than 0",
+            ));
+        }
+        validate_log_level(&self.log.level).map_err(|reason| Invalid::new("log.level", reason))?;
+        self.persistence.validate().map_err(|e| match e {
+            InvalidInput::Config { key, reason } => {
+                Invalid::new(format!("persistence.{key}"), reason)
+            }
+            other => Invalid::new("persistence", other.to_string()),
+        })
+    }
+
+    /// The embedded store's directory, or `None` when the store is Redis.
+    pub fn data_dir(&self) -> Option<PathBuf> {
+        match StoreUrl::parse(&self.persistence.redis.url) {
+            Ok(StoreUrl::Embedded(Some(dir))) => Some(dir),
+            Ok(StoreUrl::Embedded(None)) => Some(self.persistence.embedded.data_dir.clone()),
+            _ => None,
+        }
+    }
+}
+
+const LEVELS: [&str; 6] = ["trace", "debug", "info", "warn", "error", "off"];
+
+/// Accepts what `EnvFilter` accepts, except a lone word that is not a level: `EnvFilter`
+/// would read `verbose` as "everything of the target `verbose`", which is never meant.
+fn validate_log_level(level: &str) -> Result<(), String> {
+    let level = level.trim();
+    let lone_word = !level.contains(['=', ',', '[', ':']);
+    if level.is_empty() || (lone_word && !LEVELS.contains(&level.to_ascii_lowercase().as_str())) {
+        return Err(format!(
+            "{level:?} is not a level ({}) or a filter such as \"info,riptide_api=debug\"",
+            LEVELS.join(", ")
+        ));
+    }
+    EnvFilter::builder()
+        .parse(level)
+        .map(drop)
+        .map_err(|e| format!("{level:?}: {e}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_valid() {
+        let cfg = AppConfig::default();
+        assert_eq!(cfg.validate(), Ok(()));
+        assert_eq!(cfg.server.listen.to_string(), "127.0.0.1:8080");
+        assert_eq!(cfg.data_dir(), Some(PathBuf::from("./data")));
+    }
+
+    #[test]
+    fn data_dir_follows_the_store_url() {
+        let mut cfg = AppConfig::default();
+        cfg.persistence.redis.url = "/var/lib/riptide".into();
+        assert_eq!(cfg.data_dir(), Some(PathBuf::from("/var/lib/riptide")));
+        cfg.persistence.redis.url = "redis://127.0.0.1:6379".into();
+        assert_eq!(cfg.data_dir(), None);
+    }
+
+    #[test]
+    fn out_of_range_values_name_their_key() {
+        type Case = (&'static str, fn(&mut AppConfig));
+        let cases: [Case; 5] = [
+            ("server.request_timeout_ms", |c| {
+                c.server.request_timeout_ms = 0
+            }),
+            ("server.shutdown_timeout_ms", |c| {
+                c.server.shutdown_timeout_ms = 0
+            }),
+            ("log.level", |c| c.log.level = "verbose".into()),
+            ("persistence.redis.url", |c| {
+                c.persistence.redis.url = "memcached://x".into()
+            }),
+            ("persistence.cache.zstd_level", |c| {
+                c.persistence.cache.zstd_level = 99
+            }),
+        ];
+        for (key, set) in cases {
+            let mut cfg = AppConfig::default();
+            set(&mut cfg);
+            let err = cfg.validate().expect_err(key);
+            assert_eq!(err.key, key, "{err:?}");
+        }
+    }
+
+    #[test]
+    fn log_level_takes_levels_and_filters() {
+        for ok in [
+            "info",
+            "DEBUG",
+            "off",
+            "info,riptide_api=debug",
+            "tower_http=trace",
+        ] {
+            assert_eq!(validate_log_level(ok), Ok(()), "{ok}");
+        }
+        for bad in ["", "verbose", "info,riptide=loud"] {
+            assert!(validate_log_level(bad).is_err(), "{bad}");
+        }
+    }
+}

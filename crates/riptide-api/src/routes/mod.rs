@@ -1,0 +1,30 @@
+//! The router: every route of the service, and the answers for paths and methods that
+//! have none.
+
+pub mod health;
+pub mod metrics;
+
+use axum::Router;
+use axum::routing::get;
+
+use crate::error::ApiError;
+use crate::state::AppState;
+
+/// All routes over `state`, without middleware (see [`crate::middleware::apply`]).
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .route("/healthz", get(health::get_healthz))
+        .route("/readyz", get(health::get_readyz))
+        .route("/metrics", get(metrics::get_metrics))
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .with_state(state)
+}
+
+async fn not_found() -> ApiError {
+    ApiError::NotFound
+}
+
+async fn method_not_allowed() -> ApiError {
+    ApiError::MethodNotAllowed
+}

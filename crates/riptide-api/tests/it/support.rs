@@ -1,0 +1,109 @@
+//! Starting the service in-process for a test, on `127.0.0.1:0` with its own data dir.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use riptide_api::config::AppConfig;
+use tempfile::TempDir;
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+/// A running service; dropping it without [`TestServer::stop`] signals shutdown too.
+pub struct TestServer {
+    /// Where it listens.
+    pub addr: SocketAddr,
+    client: reqwest::Client,
+    shutdown: Option<oneshot::Sender<()>>,
+    task: Option<JoinHandle<anyhow::Result<()>>>,
+    _data_dir: TempDir,
+}
+
+impl TestServer {
+    /// The service on the embedded store in a fresh temp dir, with default settings.
+    pub async fn start() -> Self {
+        Self::start_with(|_| {}).await
+    }
+
+    /// As [`Self::start`], after `adjust` has changed the configuration.
+    pub async fn start_with(adjust: impl FnOnce(&mut AppConfig)) -> Self {
+        let data_dir = tempfile::tempdir().expect("temp data dir");
+        let mut config = AppConfig::default();
+        config.persistence.embedded.data_dir = data_dir.path().to_owned();
+        adjust(&mut config);
+        config.validate().expect("test config is valid");
+
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind port 0");
+        let addr = listener.local_addr().expect("local addr");
+        let (tx, rx) = oneshot::channel::<()>();
+        let task = tokio::spawn(riptide_api::run(config, listener, async move {
+            // A dropped sender is a shutdown too.
+            let _ = rx.await;
+        }));
+        let client = reqwest::Client::builder()
+            .timeout(Duration::from_secs(10))
+            .build()
+            .expect("HTTP client");
+        Self {
+            addr,
+            client,
+            shutdown: Some(tx),
+            task: Some(task),
+            _data_dir: data_dir,
+        }
+    }
+
+    /// `http://addr/path`.
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    /// The HTTP client (keep-alive connections to this server).
+    pub fn client(&self) -> &reqwest::Client {
+        &self.client
+    }
+
+    /// `GET path`.
+    pub async fn get(&self, path: &str) -> reqwest::Response {
+        self.client
+            .get(self.url(path))
+            .send()
+            .await
+            .expect("GET reaches the server")
+    }
+
+    /// Signals shutdown and returns what `run` returned.
+    pub async fn stop(mut self) -> anyhow::Result<()> {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        let task = self.task.take().expect("stopped once");
+        tokio::time::timeout(Duration::from_secs(15), task)
+            .await
+            .expect("run returns after shutdown")
+            .expect("run did not panic")
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+    }
+}
+
+/// The body as JSON, after checking the status and the content type.
+pub async fn json_of(response: reqwest::Response, status: u16) -> serde_json::Value {
+    assert_eq!(response.status().as_u16(), status, "{response:?}");
+    let content_type = response.headers()["content-type"]
+        .to_str()
+        .expect("ASCII")
+        .to_owned();
+    assert!(
+        content_type.starts_with("application/json"),
+        "{content_type}"
+    );
+    let bytes = response.bytes().await.expect("body");
+    serde_json::from_slice(&bytes).expect("JSON body")
+}

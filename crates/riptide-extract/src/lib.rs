@@ -1,0 +1,114 @@
+//! Fetching a URL safely and extracting its readable content.
+//!
+//! So far this crate holds only [`normalize_url`]: the check and canonical form of a URL a
+//! client asks for. Fetching and extraction come with the `/extract` endpoint.
+
+use thiserror::Error;
+pub use url::Url;
+
+/// Why a URL was refused.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum UrlError {
+    /// Not a URL at all.
+    #[error("not a valid URL: {0}")]
+    Parse(#[from] url::ParseError),
+    /// A scheme other than `http` or `https`.
+    #[error("unsupported scheme {0:?}: only http and https")]
+    Scheme(String),
+    /// `user:password@` in the URL: credentials would end up in cache keys and logs.
+    #[error("URLs with credentials are not accepted")]
+    Credentials,
+}
+
+/// Checks `raw` and returns it in canonical form, so that spellings of one URL compare
+/// equal.
+///
+/// Accepts absolute `http` and `https` URLs without credentials. The canonical form is
+/// what the WHATWG URL parser produces (lower-case scheme and host, IDNs in punycode, the
+/// default port removed, `.` and `..` path segments resolved, an empty path as `/`), plus:
+/// surrounding whitespace trimmed, the fragment dropped (it never reaches the server),
+/// and an empty query (`?` alone) removed. The query is otherwise kept as written: the
+/// order of its parameters can matter to the server.
+pub fn normalize_url(raw: &str) -> Result<Url, UrlError> {
+    let mut url = Url::parse(raw.trim())?;
+    if !matches!(url.scheme(), "http" | "https") {
+        return Err(UrlError::Scheme(url.scheme().to_owned()));
+    }
+    if !url.username().is_empty() || url.password().is_some() {
+        return Err(UrlError::Credentials);
+    }
+    url.set_fragment(None);
+    if url.query() == Some("") {
+        url.set_query(None);
+    }
+    Ok(url)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn norm(raw: &str) -> String {
+        normalize_url(raw)
+            .unwrap_or_else(|e| panic!("{raw}: {e}"))
+            .into()
+    }
+
+    #[test]
+    fn spellings_of_one_url_normalize_alike() {
+        let canonical = "https://example.com/a/b?x=1&y=2";
+        for raw in [
+            canonical,
+            "  HTTPS://Example.COM:443/a/./c/../b?x=1&y=2#section  ",
+            "https://example.com/a/b?x=1&y=2#",
+        ] {
+            assert_eq!(norm(raw), canonical, "{raw}");
+        }
+        assert_eq!(norm("http://example.com"), "http://example.com/");
+        assert_eq!(norm("http://example.com:80/?"), "http://example.com/");
+        assert_eq!(
+            norm("http://bücher.example/"),
+            "http://xn--bcher-kva.example/"
+        );
+    }
+
+    #[test]
+    fn what_differs_stays_different() {
+        assert_ne!(norm("http://example.com/"), norm("https://example.com/"));
+        assert_ne!(
+            norm("https://example.com:8443/"),
+            norm("https://example.com/")
+        );
+        assert_ne!(
+            norm("https://example.com/?a=1&b=2"),
+            norm("https://example.com/?b=2&a=1")
+        );
+        assert_ne!(norm("https://example.com/A"), norm("https://example.com/a"));
+    }
+
+    #[test]
+    fn refuses_what_cannot_be_fetched_safely() {
+        assert!(matches!(
+            normalize_url("example.com/page"),
+            Err(UrlError::Parse(_))
+        ));
+        assert!(matches!(normalize_url("http://"), Err(UrlError::Parse(_))));
+        assert!(matches!(normalize_url(""), Err(UrlError::Parse(_))));
+        assert_eq!(
+            normalize_url("file:///etc/passwd"),
+            Err(UrlError::Scheme("file".into()))
+        );
+        assert_eq!(
+            normalize_url("ftp://example.com/"),
+            Err(UrlError::Scheme("ftp".into()))
+        );
+        assert_eq!(
+            normalize_url("https://user:pw@example.com/"),
+            Err(UrlError::Credentials)
+        );
+        assert_eq!(
+            normalize_url("https://user@example.com/"),
+            Err(UrlError::Credentials)
+        );
+    }
+}
