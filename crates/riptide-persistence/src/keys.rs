@@ -87,7 +87,15 @@ impl ScopeKeys {
 
     /// A cache entry's key.
     pub fn entry(&self, namespace: &Namespace, key_hash: &KeyHash) -> String {
-        format!("{}:c:{}:{}", self.base, namespace.as_str(), key_hash.hex())
+        // On every cache call: one allocation, no formatting machinery.
+        let ns = namespace.as_str();
+        let mut key = String::with_capacity(self.base.len() + ns.len() + 36);
+        key.push_str(&self.base);
+        key.push_str(":c:");
+        key.push_str(ns);
+        key.push(':');
+        key_hash.write_hex(&mut key);
+        key
     }
 
     /// The start of every cache entry key of `namespace`.
@@ -197,13 +205,18 @@ impl KeyHash {
 
     /// Lower-case hex, 32 characters.
     pub fn hex(&self) -> String {
-        const HEX: &[u8; 16] = b"0123456789abcdef";
         let mut s = String::with_capacity(32);
-        for b in self.0 {
-            s.push(HEX[(b >> 4) as usize] as char);
-            s.push(HEX[(b & 0xf) as usize] as char);
-        }
+        self.write_hex(&mut s);
         s
+    }
+
+    /// Appends the lower-case hex to `out`.
+    pub fn write_hex(&self, out: &mut String) {
+        const HEX: &[u8; 16] = b"0123456789abcdef";
+        for b in self.0 {
+            out.push(HEX[(b >> 4) as usize] as char);
+            out.push(HEX[(b & 0xf) as usize] as char);
+        }
     }
 }
 

@@ -160,9 +160,10 @@ impl ScopeStats {
                 })
                 .increment(count);
             if matches!(result, OpResult::Hit | OpResult::Miss) {
-                let label = self.label.to_string();
                 self.hit_rate_gauge
-                    .get_or_init(|| metrics::gauge!("cache_hit_rate", "tenant_id" => label))
+                    .get_or_init(
+                        || metrics::gauge!("cache_hit_rate", "tenant_id" => self.label.to_string()),
+                    )
                     .set(self.hit_rate());
             }
         }
@@ -179,9 +180,10 @@ impl ScopeStats {
         self.used_bytes.store(used_bytes, Ordering::Relaxed);
         self.entries.store(entries, Ordering::Relaxed);
         if self.emit_metrics {
-            let label = self.label.to_string();
             self.memory_gauge
-                .get_or_init(|| metrics::gauge!("cache_memory_usage_bytes", "tenant_id" => label))
+                .get_or_init(|| {
+                    metrics::gauge!("cache_memory_usage_bytes", "tenant_id" => self.label.to_string())
+                })
                 .set(used_bytes as f64);
         }
     }
