@@ -12,6 +12,7 @@
 //!   lose or double-count bytes.
 
 pub mod embedded;
+pub mod gcra;
 pub mod open;
 pub mod redis;
 
@@ -133,6 +134,38 @@ pub struct ScopeUsage {
     pub entries: u64,
 }
 
+/// Parameters of a GCRA rate limit.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GcraLimit {
+    /// Requests admitted per period at the steady rate (at least 1).
+    pub rate: u64,
+    /// The period in milliseconds (60 000 for "per minute").
+    pub period_ms: u64,
+    /// Requests admitted at once from a full bucket (at least 1).
+    pub burst: u64,
+    /// A counters record (see [`Store::counters_get`]) whose fields, when present,
+    /// override `rate` and `burst`: `(key, rate field, burst field)`. Read in the same
+    /// round trip as the decision, so a changed quota applies at once on every instance.
+    pub overrides: Option<(String, String, String)>,
+}
+
+/// The outcome of a GCRA check.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct GcraDecision {
+    /// The request (of its cost) is admitted.
+    pub allowed: bool,
+    /// The rate in force (after overrides).
+    pub limit: u64,
+    /// The burst in force (after overrides).
+    pub burst: u64,
+    /// Requests of cost 1 that would still be admitted right now.
+    pub remaining: u64,
+    /// When refused: milliseconds until this request would be admitted (0 when allowed).
+    pub retry_after_ms: u64,
+    /// Milliseconds until the bucket is full again.
+    pub reset_after_ms: u64,
+}
+
 /// The store trait. Every method is one round trip to the backend.
 #[async_trait]
 pub trait Store: Send + Sync + 'static {
@@ -207,6 +240,94 @@ pub trait Store: Send + Sync + 'static {
 
     /// The scope's live cache usage (expired entries are dropped from the count first).
     async fn cache_usage(&self, scope: &ScopeKeys) -> StoreResult<ScopeUsage>;
+
+    // ---- records ----
+
+    /// Writes `key` only when it does not exist (or has expired). Returns whether it wrote.
+    async fn set_if_absent(
+        &self,
+        key: &str,
+        value: &[u8],
+        ttl_ms: Option<u64>,
+        durability: Durability,
+    ) -> StoreResult<bool>;
+
+    /// Replaces the value of `key` only when it currently equals `expected` (`None`:
+    /// absent); `new: None` deletes it. The new value has no TTL. Returns whether it wrote.
+    async fn compare_and_swap(
+        &self,
+        key: &str,
+        expected: Option<&[u8]>,
+        new: Option<&[u8]>,
+        durability: Durability,
+    ) -> StoreResult<bool>;
+
+    // ---- sorted sets: registries, logs, heartbeats (durable; no TTL) ----
+
+    /// Adds members with scores, or updates their scores.
+    async fn zset_add(&self, key: &str, members: &[(String, i64)]) -> StoreResult<()>;
+
+    /// Removes members; returns how many were present.
+    async fn zset_remove(&self, key: &str, members: &[String]) -> StoreResult<u64>;
+
+    /// Members in (score, member) order, skipping `offset`, at most `limit`.
+    async fn zset_range(
+        &self,
+        key: &str,
+        offset: u64,
+        limit: u64,
+    ) -> StoreResult<Vec<(String, i64)>>;
+
+    /// Members with `min <= score <= max` in (score, member) order, at most `limit`.
+    async fn zset_range_by_score(
+        &self,
+        key: &str,
+        min: i64,
+        max: i64,
+        limit: u64,
+    ) -> StoreResult<Vec<(String, i64)>>;
+
+    /// Removes members with `min <= score <= max`; returns how many.
+    async fn zset_remove_by_score(&self, key: &str, min: i64, max: i64) -> StoreResult<u64>;
+
+    /// The score of `member`, if present.
+    async fn zset_score(&self, key: &str, member: &str) -> StoreResult<Option<i64>>;
+
+    /// Number of members.
+    async fn zset_len(&self, key: &str) -> StoreResult<u64>;
+
+    // ---- counters (a record of named integers; durable) ----
+
+    /// Every counter of `key` (empty when absent).
+    async fn counters_get(&self, key: &str) -> StoreResult<Vec<(String, i64)>>;
+
+    /// Sets counters to the given values (absolute, not added); `None` removes the field.
+    async fn counters_set(&self, key: &str, fields: &[(String, Option<i64>)]) -> StoreResult<()>;
+
+    /// Adds `increments` to the counters of `key` exactly once per `batch_id`: the id is
+    /// remembered in `dedupe_key` (same hash tag as `key`) for `dedupe_ttl_ms`, and a
+    /// batch already applied is skipped. Returns whether it applied the batch. This is
+    /// what makes a retried usage flush count once.
+    async fn counters_add_once(
+        &self,
+        key: &str,
+        dedupe_key: &str,
+        batch_id: &str,
+        increments: &[(String, i64)],
+        dedupe_ttl_ms: u64,
+    ) -> StoreResult<bool>;
+
+    // ---- rate limiting ----
+
+    /// One atomic GCRA step on the state at `key` (with its overrides' key in the same
+    /// hash tag) at time `now_ms` (from the caller's injectable clock) for `cost` units.
+    async fn gcra(
+        &self,
+        key: &str,
+        limit: &GcraLimit,
+        now_ms: u64,
+        cost: u64,
+    ) -> StoreResult<GcraDecision>;
 }
 
 /// Shared store handle.

@@ -22,13 +22,28 @@
 //! - A `cache_put` key must have the form `<scope base>:c:<namespace>:<hash>` (what
 //!   [`ScopeKeys::entry`] builds) with the put's namespace; any other key is refused with
 //!   [`StoreError::Backend`], so a batch can never touch another scope.
+//! - `set_if_absent` and `compare_and_swap` read and write in one write transaction
+//!   (`records.rs`); sorted sets (`zset.rs`) and counters records (`counters.rs`) have
+//!   tables of their own and always commit durably. `delete` removes a key's value,
+//!   sorted set and counters record alike (and, for a dedupe key, the batch ids applied
+//!   under it).
+//! - The GCRA rate limiter (`rate.rs`) keeps its state **in memory**, not in redb, so a
+//!   quota check costs well under a microsecond: the store belongs to one process, so the
+//!   in-memory state is authoritative. A restart refills every bucket, which only ever
+//!   admits more than the limit allows over the restart, never less. Override records
+//!   are counters records in redb, cached in memory and dropped from the cache by every
+//!   write of this store to them.
 //!
 //! Table layout: see `tables.rs`. Cache accounting: see `cache.rs`. Background tasks:
 //! see `sweeper.rs`.
 
 mod cache;
+mod counters;
+mod rate;
+mod records;
 mod sweeper;
 mod tables;
+mod zset;
 
 use std::path::Path;
 use std::sync::Arc;
@@ -37,16 +52,21 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use bytes::Bytes;
-use redb::{Database, ReadOnlyTable, ReadableDatabase, WriteTransaction};
+use redb::{
+    Database, Key, ReadOnlyTable, ReadableDatabase, TableDefinition, Value, WriteTransaction,
+};
 use tokio_util::sync::CancellationToken;
 
+use self::counters::CounterTables;
+use self::rate::RateState;
 use self::tables::{CacheTables, KV, KvTables};
+use self::zset::ZsetTables;
 use crate::clock::SharedClock;
 use crate::config::EmbeddedConfig;
 use crate::keys::ScopeKeys;
 use crate::store::{
-    CachePut, Durability, PutOutcome, RemoveOutcome, ScopeUsage, Store, StoreError, StoreKind,
-    StoreResult,
+    CachePut, Durability, GcraDecision, GcraLimit, PutOutcome, RemoveOutcome, ScopeUsage, Store,
+    StoreError, StoreKind, StoreResult,
 };
 
 /// File name of the database inside the data directory.
@@ -74,6 +94,8 @@ struct Inner {
     lazy_commits: AtomicU64,
     /// How many of `lazy_commits` a durable commit has persisted.
     durable_through: AtomicU64,
+    /// The rate limiter's in-memory state and override cache (see `rate.rs`).
+    rate: RateState,
 }
 
 impl EmbeddedStore {
@@ -101,6 +123,7 @@ impl EmbeddedStore {
             sweep_batch: cfg.sweep_batch.max(1),
             lazy_commits: AtomicU64::new(0),
             durable_through: AtomicU64::new(0),
+            rate: RateState::default(),
         });
         inner.transact(Durability::Durable, |tx, _| tables::create_all(tx))?;
         let shutdown = CancellationToken::new();
@@ -112,6 +135,7 @@ impl EmbeddedStore {
     /// expired values it deleted. For tests and benchmarks; the sweeper does the same in
     /// the background.
     pub fn sweep_now(&self) -> StoreResult<u64> {
+        self.inner.prune_memory();
         self.inner.sweep_all()
     }
 
@@ -126,6 +150,31 @@ impl EmbeddedStore {
         tokio::task::spawn_blocking(move || inner.transact(durability, f))
             .await
             .map_err(|e| backend(&format!("write task failed: {e}")))?
+    }
+
+    /// As [`EmbeddedStore::write`] for a write that may change the counters records
+    /// `keys` (passed on to `f`): after the transaction ends, still on the blocking pool,
+    /// drops them from the rate limiter's override cache.
+    async fn write_invalidating<T, F>(
+        &self,
+        durability: Durability,
+        keys: Vec<String>,
+        f: F,
+    ) -> StoreResult<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&WriteTransaction, u64, &[String]) -> StoreResult<T> + Send + 'static,
+    {
+        let inner = Arc::clone(&self.inner);
+        tokio::task::spawn_blocking(move || {
+            let result = inner.transact(durability, |tx, now| f(tx, now, &keys));
+            for key in &keys {
+                inner.rate.forget_record(key);
+            }
+            result
+        })
+        .await
+        .map_err(|e| backend(&format!("write task failed: {e}")))?
     }
 }
 
@@ -193,8 +242,22 @@ impl Inner {
 
     /// The `kv` table in a fresh read transaction (the table keeps the transaction alive).
     fn read_kv(&self) -> StoreResult<ReadOnlyTable<&'static str, &'static [u8]>> {
+        self.read_table(KV, "kv")
+    }
+
+    /// Table `def` (named `name`) in a fresh read transaction.
+    fn read_table<K: Key + 'static, V: Value + 'static>(
+        &self,
+        def: TableDefinition<K, V>,
+        name: &str,
+    ) -> StoreResult<ReadOnlyTable<K, V>> {
         let tx = self.db.begin_read().ctx("begin read transaction")?;
-        tx.open_table(KV).ctx("open table kv")
+        tx.open_table(def).ctx(&format!("open table {name}"))
+    }
+
+    /// Drops the rate limiter's in-memory entries that no longer matter (see `rate.rs`).
+    fn prune_memory(&self) {
+        self.rate.prune(self.clock.now_ms());
     }
 }
 
@@ -338,10 +401,26 @@ impl Store for EmbeddedStore {
     }
 
     async fn delete(&self, keys: &[String]) -> StoreResult<u64> {
-        let keys = keys.to_vec();
-        self.write(Durability::Durable, move |tx, now| {
+        if keys.is_empty() {
+            return Ok(0);
+        }
+        self.write_invalidating(Durability::Durable, keys.to_vec(), |tx, now, keys| {
             let mut tables = CacheTables::open(tx)?;
-            cache::delete(&mut tables, &keys, now)
+            let mut zsets = ZsetTables::open(tx)?;
+            let mut counters = CounterTables::open(tx)?;
+            let mut existed = 0;
+            for key in keys {
+                let value = cache::delete(&mut tables, std::slice::from_ref(key), now)? > 0;
+                let zset = zsets.remove_all(key)?;
+                let record = counters.remove_all(key)?;
+                let applied = tables
+                    .data
+                    .remove_prefixed(&counters::applied_prefix(key), now)?;
+                if value || zset || record || applied > 0 {
+                    existed += 1;
+                }
+            }
+            Ok(existed)
         })
         .await
     }
@@ -420,6 +499,102 @@ impl Store for EmbeddedStore {
         })
         .await
     }
+
+    // ---- records ----
+
+    async fn set_if_absent(
+        &self,
+        key: &str,
+        value: &[u8],
+        ttl_ms: Option<u64>,
+        durability: Durability,
+    ) -> StoreResult<bool> {
+        records::set_if_absent(self, key, value, ttl_ms, durability).await
+    }
+
+    async fn compare_and_swap(
+        &self,
+        key: &str,
+        expected: Option<&[u8]>,
+        new: Option<&[u8]>,
+        durability: Durability,
+    ) -> StoreResult<bool> {
+        records::compare_and_swap(self, key, expected, new, durability).await
+    }
+
+    // ---- sorted sets ----
+
+    async fn zset_add(&self, key: &str, members: &[(String, i64)]) -> StoreResult<()> {
+        zset::add(self, key, members).await
+    }
+
+    async fn zset_remove(&self, key: &str, members: &[String]) -> StoreResult<u64> {
+        zset::remove(self, key, members).await
+    }
+
+    async fn zset_range(
+        &self,
+        key: &str,
+        offset: u64,
+        limit: u64,
+    ) -> StoreResult<Vec<(String, i64)>> {
+        zset::range(self, key, offset, limit)
+    }
+
+    async fn zset_range_by_score(
+        &self,
+        key: &str,
+        min: i64,
+        max: i64,
+        limit: u64,
+    ) -> StoreResult<Vec<(String, i64)>> {
+        zset::range_by_score(self, key, min, max, limit)
+    }
+
+    async fn zset_remove_by_score(&self, key: &str, min: i64, max: i64) -> StoreResult<u64> {
+        zset::remove_by_score(self, key, min, max).await
+    }
+
+    async fn zset_score(&self, key: &str, member: &str) -> StoreResult<Option<i64>> {
+        zset::score(self, key, member)
+    }
+
+    async fn zset_len(&self, key: &str) -> StoreResult<u64> {
+        zset::len(self, key)
+    }
+
+    // ---- counters ----
+
+    async fn counters_get(&self, key: &str) -> StoreResult<Vec<(String, i64)>> {
+        counters::get(self, key)
+    }
+
+    async fn counters_set(&self, key: &str, fields: &[(String, Option<i64>)]) -> StoreResult<()> {
+        counters::set(self, key, fields).await
+    }
+
+    async fn counters_add_once(
+        &self,
+        key: &str,
+        dedupe_key: &str,
+        batch_id: &str,
+        increments: &[(String, i64)],
+        dedupe_ttl_ms: u64,
+    ) -> StoreResult<bool> {
+        counters::add_once(self, key, dedupe_key, batch_id, increments, dedupe_ttl_ms).await
+    }
+
+    // ---- rate limiting ----
+
+    async fn gcra(
+        &self,
+        key: &str,
+        limit: &GcraLimit,
+        now_ms: u64,
+        cost: u64,
+    ) -> StoreResult<GcraDecision> {
+        rate::gcra(self, key, limit, now_ms, cost)
+    }
 }
 
 impl EmbeddedStore {
@@ -452,290 +627,4 @@ impl EmbeddedStore {
 }
 
 #[cfg(test)]
-pub(super) mod tests {
-    //! The store's own tests; shared fixtures for the cache and sweeper tests too.
-
-    use super::*;
-    use crate::clock::ManualClock;
-    use crate::keys::{KeyHash, Namespace, Scope};
-    use crate::tenant_id::TenantId;
-
-    /// A fixed start time, far from 0.
-    pub(crate) const T0: u64 = 1_700_000_000_000;
-
-    /// Background tasks that never run during a test unless it asks for them.
-    pub(crate) fn quiet_config() -> EmbeddedConfig {
-        EmbeddedConfig {
-            sweep_interval_ms: 3_600_000,
-            flush_interval_ms: 3_600_000,
-            page_cache_bytes: 4 * 1024 * 1024,
-            ..EmbeddedConfig::default()
-        }
-    }
-
-    pub(crate) struct Fixture {
-        pub dir: tempfile::TempDir,
-        pub clock: Arc<ManualClock>,
-        pub store: Arc<EmbeddedStore>,
-    }
-
-    pub(crate) fn fixture_with(cfg: &EmbeddedConfig) -> Fixture {
-        let dir = tempfile::tempdir().unwrap();
-        let clock = ManualClock::new(T0);
-        let store = EmbeddedStore::open(dir.path(), cfg, clock.clone()).unwrap();
-        Fixture { dir, clock, store }
-    }
-
-    pub(crate) fn fixture() -> Fixture {
-        fixture_with(&quiet_config())
-    }
-
-    pub(crate) fn tenant(id: &str) -> ScopeKeys {
-        ScopeKeys::new("riptide", &Scope::Tenant(TenantId::parse(id).unwrap()))
-    }
-
-    pub(crate) fn entry_key(scope: &ScopeKeys, ns: &str, name: &str) -> String {
-        scope.entry(&Namespace::parse(ns).unwrap(), &KeyHash::of(name))
-    }
-
-    /// A cache put of `len` bytes of `name`'s first byte.
-    pub(crate) fn cput(
-        scope: &ScopeKeys,
-        ns: &str,
-        name: &str,
-        len: usize,
-        ttl_ms: Option<u64>,
-        tags: &[&str],
-    ) -> CachePut {
-        CachePut {
-            key: entry_key(scope, ns, name),
-            namespace: ns.to_owned(),
-            value: Bytes::from(vec![name.as_bytes()[0]; len]),
-            ttl_ms,
-            tags: tags.iter().map(|t| (*t).to_owned()).collect(),
-        }
-    }
-
-    #[tokio::test]
-    async fn set_get_and_missing() {
-        let f = fixture();
-        assert_eq!(f.store.kind(), StoreKind::Embedded);
-        assert_eq!(f.store.key_prefix(), "riptide");
-        f.store.ping().await.unwrap();
-        f.store
-            .set("k", b"hello", None, Durability::Durable)
-            .await
-            .unwrap();
-        assert_eq!(
-            f.store.get("k").await.unwrap().as_deref(),
-            Some(&b"hello"[..])
-        );
-        assert_eq!(f.store.get("nope").await.unwrap(), None);
-        f.store
-            .set("k", b"", None, Durability::Cache)
-            .await
-            .unwrap();
-        assert_eq!(f.store.get("k").await.unwrap().as_deref(), Some(&b""[..]));
-    }
-
-    #[tokio::test]
-    async fn ttl_expires_to_the_millisecond() {
-        let f = fixture();
-        f.store
-            .set("short", b"v", Some(250), Durability::Cache)
-            .await
-            .unwrap();
-        f.store
-            .set("long", b"v", Some(60_000), Durability::Cache)
-            .await
-            .unwrap();
-        f.clock.advance_ms(249);
-        assert!(f.store.get("short").await.unwrap().is_some());
-        f.clock.advance_ms(1);
-        assert_eq!(f.store.get("short").await.unwrap(), None);
-        let many = f
-            .store
-            .get_many(&["short".into(), "long".into()])
-            .await
-            .unwrap();
-        assert_eq!(many, vec![None, Some(Bytes::from_static(b"v"))]);
-    }
-
-    #[tokio::test]
-    async fn rewriting_a_value_replaces_its_ttl() {
-        let f = fixture();
-        f.store
-            .set("k", b"1", Some(100), Durability::Cache)
-            .await
-            .unwrap();
-        f.store
-            .set("k", b"2", None, Durability::Cache)
-            .await
-            .unwrap();
-        f.clock.advance_ms(1_000);
-        assert_eq!(f.store.sweep_now().unwrap(), 0);
-        assert_eq!(f.store.get("k").await.unwrap().as_deref(), Some(&b"2"[..]));
-    }
-
-    #[tokio::test]
-    async fn ttl_of_zero_is_refused() {
-        let f = fixture();
-        let err = f
-            .store
-            .set("k", b"v", Some(0), Durability::Cache)
-            .await
-            .unwrap_err();
-        assert!(matches!(err, StoreError::Backend(_)), "{err}");
-        let batch = vec![
-            ("a".to_owned(), Bytes::from_static(b"1"), None),
-            ("b".to_owned(), Bytes::new(), Some(0)),
-        ];
-        assert!(matches!(
-            f.store.set_many(&batch, Durability::Cache).await,
-            Err(StoreError::Backend(_))
-        ));
-        assert_eq!(
-            f.store.get("a").await.unwrap(),
-            None,
-            "nothing of a refused batch is written"
-        );
-        let scope = tenant("acme");
-        let put = cput(&scope, "ns", "x", 1, Some(0), &[]);
-        assert!(matches!(
-            f.store.cache_put(&scope, &[put], None).await,
-            Err(StoreError::Backend(_))
-        ));
-    }
-
-    #[tokio::test]
-    async fn get_many_and_set_many_keep_order() {
-        let f = fixture();
-        let batch: Vec<_> = ["a", "b", "c"]
-            .iter()
-            .map(|k| ((*k).to_owned(), Bytes::from(k.repeat(3)), None))
-            .collect();
-        f.store.set_many(&batch, Durability::Durable).await.unwrap();
-        let keys: Vec<String> = ["c", "missing", "a", "b", "a"]
-            .iter()
-            .map(|k| (*k).to_owned())
-            .collect();
-        let got = f.store.get_many(&keys).await.unwrap();
-        let got: Vec<Option<&[u8]>> = got.iter().map(|v| v.as_deref()).collect();
-        assert_eq!(
-            got,
-            vec![
-                Some(&b"ccc"[..]),
-                None,
-                Some(b"aaa"),
-                Some(b"bbb"),
-                Some(b"aaa")
-            ]
-        );
-        assert!(f.store.get_many(&[]).await.unwrap().is_empty());
-    }
-
-    #[tokio::test]
-    async fn delete_counts_live_values_once() {
-        let f = fixture();
-        f.store
-            .set("a", b"1", None, Durability::Durable)
-            .await
-            .unwrap();
-        f.store
-            .set("b", b"2", Some(10), Durability::Durable)
-            .await
-            .unwrap();
-        f.clock.advance_ms(10);
-        let keys: Vec<String> = ["a", "b", "c", "a"]
-            .iter()
-            .map(|k| (*k).to_owned())
-            .collect();
-        assert_eq!(f.store.delete(&keys).await.unwrap(), 1);
-        assert_eq!(f.store.get("a").await.unwrap(), None);
-        assert_eq!(
-            f.store.sweep_now().unwrap(),
-            0,
-            "the expired value went with its index row"
-        );
-    }
-
-    #[tokio::test]
-    async fn reopen_after_drop_keeps_data() {
-        let f = fixture();
-        let scope = tenant("acme");
-        f.store
-            .set("durable", b"d", None, Durability::Durable)
-            .await
-            .unwrap();
-        let put = cput(&scope, "ns", "x", 10, Some(60_000), &["t"]);
-        f.store
-            .cache_put(&scope, std::slice::from_ref(&put), None)
-            .await
-            .unwrap();
-        let weak = Arc::downgrade(&f.store.inner);
-        drop(f.store);
-        assert!(
-            weak.upgrade().is_none(),
-            "no background task keeps the store alive"
-        );
-
-        let store = EmbeddedStore::open(f.dir.path(), &quiet_config(), f.clock.clone()).unwrap();
-        assert_eq!(
-            store.get("durable").await.unwrap().as_deref(),
-            Some(&b"d"[..])
-        );
-        assert_eq!(store.get(&put.key).await.unwrap(), Some(put.value));
-        let usage = store.cache_usage(&scope).await.unwrap();
-        assert_eq!(
-            usage,
-            ScopeUsage {
-                used_bytes: 10,
-                entries: 1
-            }
-        );
-        assert_eq!(
-            store.cache_remove_tag(&scope, "t").await.unwrap().removed,
-            1
-        );
-    }
-
-    #[tokio::test]
-    async fn a_second_open_of_a_live_store_is_refused() {
-        let f = fixture();
-        let err = EmbeddedStore::open(f.dir.path(), &quiet_config(), f.clock.clone()).unwrap_err();
-        assert!(matches!(err, StoreError::Config(_)), "{err}");
-    }
-
-    #[test]
-    fn open_outside_a_runtime_is_refused() {
-        let dir = tempfile::tempdir().unwrap();
-        let err =
-            EmbeddedStore::open(dir.path(), &quiet_config(), ManualClock::new(T0)).unwrap_err();
-        assert!(matches!(err, StoreError::Config(_)), "{err}");
-    }
-
-    #[tokio::test]
-    async fn flush_tracks_non_durable_commits() {
-        let f = fixture();
-        let inner = &f.store.inner;
-        assert!(!inner.flush().unwrap(), "nothing to flush after open");
-        f.store
-            .set("c", b"1", None, Durability::Cache)
-            .await
-            .unwrap();
-        assert!(inner.flush().unwrap());
-        assert!(!inner.flush().unwrap());
-        f.store
-            .set("c", b"2", None, Durability::Cache)
-            .await
-            .unwrap();
-        f.store
-            .set("d", b"3", None, Durability::Durable)
-            .await
-            .unwrap();
-        assert!(
-            !inner.flush().unwrap(),
-            "a durable write covers earlier cache writes"
-        );
-    }
-}
+pub(super) mod tests;

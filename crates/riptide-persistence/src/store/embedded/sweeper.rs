@@ -2,7 +2,8 @@
 //!
 //! - the **sweeper** deletes expired values every `sweep_interval_ms`, at most
 //!   `sweep_batch` per transaction (so a writer never waits long behind it), and fixes
-//!   the cache accounting of the entries it deletes;
+//!   the cache accounting of the entries it deletes; each round first prunes the rate
+//!   limiter's in-memory state (full buckets, idle override records; see `rate.rs`);
 //! - the **flusher** makes an empty durable commit every `flush_interval_ms` when a
 //!   non-durable commit happened since the last durable one.
 //!
@@ -140,6 +141,11 @@ fn ticks(period: Duration) -> tokio::time::Interval {
 async fn run_sweeper(inner: Weak<Inner>, period: Duration, shutdown: CancellationToken) {
     let mut ticks = ticks(period);
     while tick(&mut ticks, &shutdown).await {
+        // The rate limiter's full buckets and idle override records, in memory (cheap).
+        match inner.upgrade() {
+            Some(strong) => strong.prune_memory(),
+            None => return,
+        }
         // Batch after batch while full ones come back, yielding in between.
         loop {
             // Strong only for one batch, so dropping the store is never held up by a wait.

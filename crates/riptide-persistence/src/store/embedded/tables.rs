@@ -8,10 +8,21 @@
 //! | `cache_order` | `(scope base, expires_at_ms or u64::MAX, entry key)` | entry size |
 //! | `cache_tags` | `(scope base, tag, entry key)` | `()` |
 //! | `cache_usage` | scope base | `(used_bytes, entries)` |
+//! | `zset_scores` | `(set key, member)` | score `i64` |
+//! | `zset_order` | `(set key, score, member)` | `()` — (score, member) order |
+//! | `zset_len` | set key | member count (no row: empty set) |
+//! | `counters` | `(record key, field)` | value `i64` (no row: no field) |
 //!
 //! A cache entry's payload lives in `kv` like any other value; the `cache_*` tables are
 //! its accounting. Entry keys start with their scope base, so `cache_meta` stores the
 //! base as a length rather than a copy.
+//!
+//! Sorted sets and counters records have tables of their own, so a key may name a value,
+//! a sorted set and a counters record at once (on Redis one key has one type; callers
+//! never mix them). `delete` removes all three. The ids that `counters_add_once` has
+//! applied are plain `kv` values `<dedupe key>\0<batch id>` with a TTL, so the sweeper
+//! forgets them, and `delete` of the dedupe key drops them all (one range scan), as
+//! deleting the dedupe key forgets them on Redis.
 
 use redb::{ReadableTable, Table, TableDefinition, WriteTransaction};
 
@@ -34,6 +45,17 @@ pub(super) const CACHE_TAGS: TableDefinition<(&str, &str, &str), ()> =
 pub(super) const CACHE_USAGE: TableDefinition<&str, (u64, u64)> =
     TableDefinition::new("cache_usage");
 
+/// Sorted set membership: `(set key, member)` → score.
+pub(super) const ZSET_SCORES: TableDefinition<(&str, &str), i64> =
+    TableDefinition::new("zset_scores");
+/// Sorted set order: `(set key, score, member)`.
+pub(super) const ZSET_ORDER: TableDefinition<(&str, i64, &str), ()> =
+    TableDefinition::new("zset_order");
+/// Sorted set key → member count.
+pub(super) const ZSET_LEN: TableDefinition<&str, u64> = TableDefinition::new("zset_len");
+/// Counters: `(record key, field)` → value.
+pub(super) const COUNTERS: TableDefinition<(&str, &str), i64> = TableDefinition::new("counters");
+
 /// Length of the expiry header in front of every `kv` payload.
 const HEADER_LEN: usize = 8;
 
@@ -45,6 +67,10 @@ pub(super) fn create_all(tx: &WriteTransaction) -> StoreResult<()> {
     tx.open_table(CACHE_ORDER).ctx("create table cache_order")?;
     tx.open_table(CACHE_TAGS).ctx("create table cache_tags")?;
     tx.open_table(CACHE_USAGE).ctx("create table cache_usage")?;
+    tx.open_table(ZSET_SCORES).ctx("create table zset_scores")?;
+    tx.open_table(ZSET_ORDER).ctx("create table zset_order")?;
+    tx.open_table(ZSET_LEN).ctx("create table zset_len")?;
+    tx.open_table(COUNTERS).ctx("create table counters")?;
     Ok(())
 }
 
@@ -215,6 +241,42 @@ impl<'t> KvTables<'t> {
                 .ctx("update expiry index")?;
         }
         Ok(())
+    }
+
+    /// Calls `f` with the payload of `key` if it is live at `now`, else with `None`.
+    pub(super) fn with_live<R>(
+        &self,
+        key: &str,
+        now: u64,
+        f: impl FnOnce(Option<&[u8]>) -> R,
+    ) -> StoreResult<R> {
+        match self.kv.get(key).ctx("read value")? {
+            Some(raw) => {
+                let (expires_at, payload) = split_value(raw.value())?;
+                Ok(f(is_live(expires_at, now).then_some(payload)))
+            }
+            None => Ok(f(None)),
+        }
+    }
+
+    /// Deletes every value whose key starts with `prefix`; returns how many were live at
+    /// `now`. (Used for the applied batch ids under one dedupe key.)
+    pub(super) fn remove_prefixed(&mut self, prefix: &str, now: u64) -> StoreResult<u64> {
+        let end = prefix_end(prefix);
+        let mut doomed = Vec::new();
+        for item in self.kv.range(prefix..end.as_str()).ctx("scan values")? {
+            let (key, _) = item.ctx("scan values")?;
+            doomed.push(key.value().to_owned());
+        }
+        let mut live = 0;
+        for key in &doomed {
+            if let Some(expires_at) = self.remove(key)?
+                && is_live(expires_at, now)
+            {
+                live += 1;
+            }
+        }
+        Ok(live)
     }
 
     /// Deletes `key`; returns the removed value's expiry (0: none), or `None` if absent.

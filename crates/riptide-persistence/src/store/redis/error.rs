@@ -1,5 +1,6 @@
 //! Mapping `redis` errors onto [`StoreError`]: what is retryable, what is the server
-//! refusing, and the over-budget refusal the cache scripts raise.
+//! refusing, the over-budget refusal the cache scripts raise, and the input refusals of
+//! the record scripts.
 
 use redis::{ErrorKind, RedisError, ServerErrorKind};
 
@@ -8,6 +9,12 @@ use crate::store::StoreError;
 /// The error code `put.lua` replies with when a batch exceeds the budget:
 /// `OVERBUDGET <needed> <budget>`.
 pub(super) const OVER_BUDGET_CODE: &str = "OVERBUDGET";
+
+/// The error code a script replies with when its input cannot be handled exactly (for
+/// instance GCRA figures beyond what Lua numbers hold): `REFUSED <reason>`. It becomes
+/// the same [`StoreError::Backend`]`("refused: <reason>")` as input refused before
+/// anything is sent.
+pub(super) const REFUSED_CODE: &str = "REFUSED";
 
 /// Maps a `redis` error onto a [`StoreError`].
 ///
@@ -18,6 +25,9 @@ pub(super) const OVER_BUDGET_CODE: &str = "OVERBUDGET";
 pub(super) fn from_redis(e: RedisError) -> StoreError {
     if let Some(over) = over_budget(&e) {
         return over;
+    }
+    if e.code() == Some(REFUSED_CODE) {
+        return StoreError::Backend(format!("refused: {}", e.detail().unwrap_or_default()));
     }
     match e.kind() {
         ErrorKind::Io | ErrorKind::ClusterConnectionNotFound => {
@@ -60,6 +70,15 @@ mod tests {
         assert!(from_redis(timeout).is_retryable());
         let wrongtype = redis::make_extension_error("WRONGTYPE".into(), Some("bad".into()));
         assert!(matches!(from_redis(wrongtype), StoreError::Backend(_)));
+    }
+
+    #[test]
+    fn refusals_from_scripts_read_like_refusals_from_the_client() {
+        let e = redis::make_extension_error(REFUSED_CODE.into(), Some("gcra: the cost".into()));
+        match from_redis(e) {
+            StoreError::Backend(m) => assert_eq!(m, "refused: gcra: the cost"),
+            other => panic!("{other:?}"),
+        }
     }
 
     #[test]

@@ -6,6 +6,14 @@
 //! one server and on a Cluster alike: every key of a scope carries the scope's hash tag
 //! (see [`crate::keys`]), so a script touches one slot.
 //!
+//! Records (`records.rs` holds their checks and conversions): `set_if_absent` is one
+//! `SET NX`, sorted sets and `counters_get` are single commands, and `compare_and_swap`,
+//! `counters_set`, `counters_add_once` and `gcra` are one script run each. Sorted-set
+//! scores are Redis doubles, so scores beyond ±2^53 are refused rather than rounded;
+//! `counters_add_once` saturates each increment at the `i64` bounds (as the embedded
+//! store does) and applies a batch entirely or not at all; the GCRA script mirrors
+//! `store/gcra.rs` in integer µs and takes the caller's clock.
+//!
 //! Connections (`connection.rs`) reconnect by themselves; while the server is down every
 //! call fails fast with the retryable [`StoreError::Unavailable`].
 //!
@@ -14,20 +22,23 @@
 
 mod connection;
 mod error;
+mod records;
 mod scripts;
 
 use async_trait::async_trait;
 use bytes::Bytes;
-use redis::{Cmd, ErrorKind, FromRedisValue, Script, ServerErrorKind};
+use redis::{Cmd, ErrorKind, FromRedisValue, Script, ServerErrorKind, Value};
 
 use self::connection::Pool;
 use self::error::from_redis;
 use crate::config::RedisConfig;
 use crate::keys::{ScopeKeys, validate_tag};
 use crate::store::{
-    CachePut, Durability, PutOutcome, RemoveOutcome, ScopeUsage, Store, StoreError, StoreKind,
-    StoreResult,
+    CachePut, Durability, GcraDecision, GcraLimit, PutOutcome, RemoveOutcome, ScopeUsage, Store,
+    StoreError, StoreKind, StoreResult,
 };
+
+pub use self::records::{GCRA_LIMIT_US, MAX_EXACT_SCORE};
 
 /// Longest TTL accepted, in milliseconds (about 35,000 years). Redis refuses expiry times
 /// that overflow, and a script cannot take back the writes it did before such a refusal,
@@ -74,6 +85,13 @@ impl RedisStore {
             kind: StoreKind::RedisCluster,
             key_prefix: cfg.key_prefix.clone(),
         })
+    }
+
+    /// Sends one plain command.
+    async fn query<T: FromRedisValue>(&self, cmd: &Cmd) -> StoreResult<T> {
+        cmd.query_async(&mut self.pool.get())
+            .await
+            .map_err(from_redis)
     }
 
     /// Runs a script command built by `scripts`, loading the script first when the
@@ -323,6 +341,169 @@ impl Store for RedisStore {
                 });
             }
         }
+    }
+
+    async fn set_if_absent(
+        &self,
+        key: &str,
+        value: &[u8],
+        ttl_ms: Option<u64>,
+        _durability: Durability,
+    ) -> StoreResult<bool> {
+        check_ttl(ttl_ms)?;
+        let mut cmd = redis::cmd("SET");
+        cmd.arg(key).arg(value).arg("NX");
+        if let Some(ttl) = ttl_ms {
+            cmd.arg("PX").arg(ttl);
+        }
+        // `OK` when written, nil when the key exists.
+        let reply: Value = self.query(&cmd).await?;
+        Ok(!matches!(reply, Value::Nil))
+    }
+
+    async fn compare_and_swap(
+        &self,
+        key: &str,
+        expected: Option<&[u8]>,
+        new: Option<&[u8]>,
+        _durability: Durability,
+    ) -> StoreResult<bool> {
+        let cmd = scripts::cas(key, expected, new);
+        let swapped: i64 = self.eval(&scripts::CAS, &cmd).await?;
+        Ok(swapped == 1)
+    }
+
+    async fn zset_add(&self, key: &str, members: &[(String, i64)]) -> StoreResult<()> {
+        if members.is_empty() {
+            return Ok(());
+        }
+        records::check_scores(members)?;
+        let mut cmd = redis::cmd("ZADD");
+        cmd.arg(key);
+        for (member, score) in members {
+            cmd.arg(*score).arg(member);
+        }
+        let _added: i64 = self.query(&cmd).await?;
+        Ok(())
+    }
+
+    async fn zset_remove(&self, key: &str, members: &[String]) -> StoreResult<u64> {
+        if members.is_empty() {
+            return Ok(0);
+        }
+        let removed: i64 = self.query(redis::cmd("ZREM").arg(key).arg(members)).await?;
+        Ok(non_negative(removed))
+    }
+
+    async fn zset_range(
+        &self,
+        key: &str,
+        offset: u64,
+        limit: u64,
+    ) -> StoreResult<Vec<(String, i64)>> {
+        let Some((start, stop)) = records::rank_range(offset, limit) else {
+            return Ok(Vec::new());
+        };
+        let reply: Vec<(String, f64)> = self
+            .query(
+                redis::cmd("ZRANGE")
+                    .arg(key)
+                    .arg(start)
+                    .arg(stop)
+                    .arg("WITHSCORES"),
+            )
+            .await?;
+        records::scored(reply)
+    }
+
+    async fn zset_range_by_score(
+        &self,
+        key: &str,
+        min: i64,
+        max: i64,
+        limit: u64,
+    ) -> StoreResult<Vec<(String, i64)>> {
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
+        let reply: Vec<(String, f64)> = self
+            .query(
+                redis::cmd("ZRANGEBYSCORE")
+                    .arg(key)
+                    .arg(records::score_bound(min))
+                    .arg(records::score_bound(max))
+                    .arg("WITHSCORES")
+                    .arg("LIMIT")
+                    .arg(0)
+                    .arg(records::count(limit)),
+            )
+            .await?;
+        records::scored(reply)
+    }
+
+    async fn zset_remove_by_score(&self, key: &str, min: i64, max: i64) -> StoreResult<u64> {
+        let removed: i64 = self
+            .query(
+                redis::cmd("ZREMRANGEBYSCORE")
+                    .arg(key)
+                    .arg(records::score_bound(min))
+                    .arg(records::score_bound(max)),
+            )
+            .await?;
+        Ok(non_negative(removed))
+    }
+
+    async fn zset_score(&self, key: &str, member: &str) -> StoreResult<Option<i64>> {
+        let score: Option<f64> = self
+            .query(redis::cmd("ZSCORE").arg(key).arg(member))
+            .await?;
+        score.map(|s| records::score_from(member, s)).transpose()
+    }
+
+    async fn zset_len(&self, key: &str) -> StoreResult<u64> {
+        let len: i64 = self.query(redis::cmd("ZCARD").arg(key)).await?;
+        Ok(non_negative(len))
+    }
+
+    async fn counters_get(&self, key: &str) -> StoreResult<Vec<(String, i64)>> {
+        let reply: Vec<(String, String)> = self.query(redis::cmd("HGETALL").arg(key)).await?;
+        records::counters_from(reply)
+    }
+
+    async fn counters_set(&self, key: &str, fields: &[(String, Option<i64>)]) -> StoreResult<()> {
+        if fields.is_empty() {
+            return Ok(());
+        }
+        let cmd = scripts::counters_set(key, fields);
+        let _: i64 = self.eval(&scripts::COUNTERS_SET, &cmd).await?;
+        Ok(())
+    }
+
+    async fn counters_add_once(
+        &self,
+        key: &str,
+        dedupe_key: &str,
+        batch_id: &str,
+        increments: &[(String, i64)],
+        dedupe_ttl_ms: u64,
+    ) -> StoreResult<bool> {
+        records::check_dedupe_ttl(dedupe_ttl_ms)?;
+        let cmd = scripts::counters_add_once(key, dedupe_key, batch_id, increments, dedupe_ttl_ms);
+        let applied: i64 = self.eval(&scripts::COUNTERS_ADD_ONCE, &cmd).await?;
+        Ok(applied == 1)
+    }
+
+    async fn gcra(
+        &self,
+        key: &str,
+        limit: &GcraLimit,
+        now_ms: u64,
+        cost: u64,
+    ) -> StoreResult<GcraDecision> {
+        records::check_gcra(limit, now_ms, cost)?;
+        let cmd = scripts::gcra(key, limit, now_ms, cost);
+        let reply: records::GcraReply = self.eval(&scripts::GCRA, &cmd).await?;
+        Ok(records::decision(reply))
     }
 }
 

@@ -1,10 +1,16 @@
-//! The Lua scripts behind the `cache_*` methods, and the commands that invoke them.
+//! The Lua scripts behind the `cache_*` methods and the record methods that need more
+//! than one command (`compare_and_swap`, `counters_set`, `counters_add_once`, `gcra`),
+//! and the commands that invoke them.
 //!
 //! Each `cache_*` call is one script run: Redis runs a script atomically, which is what
 //! keeps a scope's index, sizes, tags and used-bytes counter exact under concurrent
-//! writers. Every script starts with `scripts/common.lua` (the shared helpers and the
-//! expiry purge). All keys a script is given carry the scope's hash tag, and the scope
+//! writers. Every cache script starts with `scripts/common.lua` (the shared helpers and
+//! the expiry purge). All keys a script is given carry the scope's hash tag, and the scope
 //! keys come first in `KEYS`, so a Cluster routes the call to the scope's slot.
+//!
+//! The record scripts stand alone and declare every key they touch in `KEYS`; a call
+//! with two keys relies on the caller's contract that both carry one hash tag (on a
+//! Cluster, keys of two slots are refused with `CROSSSLOT`).
 //!
 //! Scripts are sent as `EVALSHA` commands built here rather than through
 //! [`redis::ScriptInvocation`], which copies every argument once more before packing:
@@ -15,7 +21,7 @@ use std::sync::LazyLock;
 use redis::{Cmd, Script};
 
 use crate::keys::ScopeKeys;
-use crate::store::CachePut;
+use crate::store::{CachePut, GcraLimit};
 
 macro_rules! cache_script {
     ($file:literal) => {
@@ -38,6 +44,22 @@ pub(super) static REMOVE_SET: LazyLock<Script> = cache_script!("scripts/remove_s
 pub(super) static CLEAR: LazyLock<Script> = cache_script!("scripts/clear.lua");
 /// `cache_usage`: purge, then used bytes and entry count.
 pub(super) static USAGE: LazyLock<Script> = cache_script!("scripts/usage.lua");
+
+macro_rules! record_script {
+    ($file:literal) => {
+        LazyLock::new(|| Script::new(include_str!($file)))
+    };
+}
+
+/// `compare_and_swap`: GET, compare, then SET (no TTL) or DEL.
+pub(super) static CAS: LazyLock<Script> = record_script!("scripts/cas.lua");
+/// `counters_set`: HSET / HDEL on one hash, in order.
+pub(super) static COUNTERS_SET: LazyLock<Script> = record_script!("scripts/counters_set.lua");
+/// `counters_add_once`: HINCRBY each field unless the batch id is remembered.
+pub(super) static COUNTERS_ADD_ONCE: LazyLock<Script> =
+    record_script!("scripts/counters_add_once.lua");
+/// `gcra`: overrides, one GCRA step, the new state when admitted.
+pub(super) static GCRA: LazyLock<Script> = record_script!("scripts/gcra.lua");
 
 /// Most entries one `remove_set` or `clear` call handles: a few milliseconds of server
 /// time, so other clients are not stalled behind a large invalidation.
@@ -118,4 +140,74 @@ pub(super) fn clear(scope: &ScopeKeys) -> Cmd {
 /// One `usage` call.
 pub(super) fn usage(scope: &ScopeKeys) -> Cmd {
     invocation(&USAGE, scope, std::iter::empty())
+}
+
+/// `EVALSHA <sha> <numkeys> <keys>`; the caller appends `ARGV`.
+fn record_invocation(script: &Script, keys: &[&str]) -> Cmd {
+    let mut cmd = redis::cmd("EVALSHA");
+    cmd.arg(script.get_hash()).arg(keys.len());
+    for key in keys {
+        cmd.arg(*key);
+    }
+    cmd
+}
+
+/// The `compare_and_swap` call; `expected` and `new` are sent as given (binary-safe).
+pub(super) fn cas(key: &str, expected: Option<&[u8]>, new: Option<&[u8]>) -> Cmd {
+    let mut cmd = record_invocation(&CAS, &[key]);
+    for value in [expected, new] {
+        match value {
+            Some(v) => cmd.arg("1").arg(v),
+            None => cmd.arg("0").arg(""),
+        };
+    }
+    cmd
+}
+
+/// The `counters_set` call: (field, value) pairs, an empty value for a removal.
+pub(super) fn counters_set(key: &str, fields: &[(String, Option<i64>)]) -> Cmd {
+    let mut cmd = record_invocation(&COUNTERS_SET, &[key]);
+    for (field, value) in fields {
+        cmd.arg(field);
+        match value {
+            Some(v) => cmd.arg(*v),
+            None => cmd.arg(""),
+        };
+    }
+    cmd
+}
+
+/// The `counters_add_once` call.
+pub(super) fn counters_add_once(
+    key: &str,
+    dedupe_key: &str,
+    batch_id: &str,
+    increments: &[(String, i64)],
+    dedupe_ttl_ms: u64,
+) -> Cmd {
+    let mut cmd = record_invocation(&COUNTERS_ADD_ONCE, &[key, dedupe_key]);
+    cmd.arg(batch_id).arg(dedupe_ttl_ms);
+    for (field, by) in increments {
+        cmd.arg(field).arg(*by);
+    }
+    cmd
+}
+
+/// The `gcra` call: `KEYS = [key]` or `[key, overrides key]`; `ARGV = now_ms, rate,
+/// burst, period_ms, cost, rate field, burst field` (empty fields without overrides).
+pub(super) fn gcra(key: &str, limit: &GcraLimit, now_ms: u64, cost: u64) -> Cmd {
+    let mut cmd = match &limit.overrides {
+        Some((overrides, _, _)) => record_invocation(&GCRA, &[key, overrides]),
+        None => record_invocation(&GCRA, &[key]),
+    };
+    cmd.arg(now_ms)
+        .arg(limit.rate)
+        .arg(limit.burst)
+        .arg(limit.period_ms)
+        .arg(cost);
+    match &limit.overrides {
+        Some((_, rate_field, burst_field)) => cmd.arg(rate_field).arg(burst_field),
+        None => cmd.arg("").arg(""),
+    };
+    cmd
 }

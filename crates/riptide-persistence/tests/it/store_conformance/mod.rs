@@ -10,12 +10,15 @@
 //! - `invalidation`: removal by tag and namespace, `cache_clear`.
 //! - `budget`: eviction order, the batch's own entries, over-budget batches.
 //! - `isolation`: tenants and the global scope never see each other; Redis key layout.
+//! - `records`: `set_if_absent`, `compare_and_swap`, sorted sets, counters (with
+//!   `counters_add_once`), GCRA rate limiting with overrides.
 
 mod accounting;
 mod budget;
 mod invalidation;
 mod isolation;
 mod kv;
+mod records;
 
 use std::time::Duration;
 
