@@ -9,6 +9,7 @@ pub mod config;
 pub mod error;
 pub mod keys;
 pub mod store;
+pub mod tenant;
 pub mod tenant_id;
 
 pub use cache::{

@@ -13,10 +13,19 @@
 //! | 13 | 8 | expires, ms since the epoch (0 = never) |
 //! | 21 | 4 | metadata length `m` |
 //! | 25 | m | metadata (JSON of [`CacheMetadata`]) |
-//! | 25+m | rest | payload (compressed when compression ≠ 0) |
+//! | 25+m | rest | payload (compressed when compression ≠ 0; sealed when flag bit 0) |
 //!
 //! The header is fixed-size binary so a hit costs no parsing beyond slicing; metadata is
 //! JSON because it is small, optional and must stay readable across versions.
+//!
+//! A sealed payload is `nonce (12) || AES-256-GCM(compressed payload) || tag (16)` under
+//! the scope's data key (see [`super::sealing`]). Its associated data is
+//! `"riptide.cache.v1" || len(store key) as u32 || store key || bytes 0..25+m`: the
+//! ciphertext is bound to the entry's store key and to its header and metadata, which
+//! stay in the clear (the header so expiry can be read without the key, e.g. by the
+//! warmer; the metadata because its tags drive invalidation and are kept by the store's
+//! bookkeeping anyway). [`decode`] reads unsealed entries without any key;
+//! [`decode_with`] also opens sealed ones.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -25,6 +34,7 @@ use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
 use super::compression::{self, Compression};
+use super::sealing::{SEAL_OVERHEAD, SealError, SealingKey};
 use crate::config::CacheConfig;
 
 const MAGIC: u8 = 0xC7;
@@ -32,6 +42,8 @@ const MAGIC: u8 = 0xC7;
 pub const FORMAT_VERSION: u8 = 1;
 const HEADER_LEN: usize = 25;
 const FLAG_ENCRYPTED: u8 = 1;
+/// Domain separation of the associated data of sealed payloads.
+const AAD_CONTEXT: &[u8] = b"riptide.cache.v1";
 
 /// How the payload was serialized.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -103,7 +115,40 @@ impl Entry {
     }
 }
 
-/// Builds an envelope around `payload`.
+/// The key and binding a payload is sealed (or opened) with.
+#[derive(Clone, Copy)]
+pub struct Seal<'a> {
+    /// The scope's data key.
+    pub key: &'a dyn SealingKey,
+    /// The entry's full store key (bound into the associated data).
+    pub store_key: &'a str,
+}
+
+/// Why stored bytes could not be decoded by [`decode_with`].
+#[derive(Debug)]
+pub enum Unreadable {
+    /// Not an envelope of this format, or damaged (the reason says how).
+    Corrupt(String),
+    /// The payload is sealed and no key was given (e.g. the tenant's key was deleted).
+    NoKey,
+    /// The payload is sealed and did not open: another key, another store key, or
+    /// altered bytes.
+    NotOpened,
+}
+
+impl std::fmt::Display for Unreadable {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Unreadable::Corrupt(reason) => f.write_str(reason),
+            Unreadable::NoKey => f.write_str("the payload is sealed and its scope has no key"),
+            Unreadable::NotOpened => {
+                f.write_str("the sealed payload did not open under the scope's key")
+            }
+        }
+    }
+}
+
+/// Builds an unsealed envelope around `payload`.
 pub fn encode(
     payload: &[u8],
     codec: Codec,
@@ -112,24 +157,99 @@ pub fn encode(
     metadata: Option<&CacheMetadata>,
     cfg: &CacheConfig,
 ) -> Bytes {
-    let meta = match metadata {
-        Some(m) if !m.is_empty() => serde_json::to_vec(m).unwrap_or_default(),
-        _ => Vec::new(),
-    };
+    let meta = meta_bytes(metadata);
     let (compression, compressed) = compression::compress(payload, cfg);
     let body: &[u8] = compressed.as_deref().unwrap_or(payload);
-    let mut out = Vec::with_capacity(HEADER_LEN + meta.len() + body.len());
+    let mut out = head(
+        codec,
+        compression,
+        0,
+        created_ms,
+        expires_ms,
+        &meta,
+        body.len(),
+    );
+    out.extend_from_slice(body);
+    Bytes::from(out)
+}
+
+/// Builds an envelope around `payload`: serialized → compressed → (with `seal`) sealed
+/// under the scope's key, bound to the store key, the header and the metadata.
+pub fn encode_with(
+    payload: &[u8],
+    codec: Codec,
+    created_ms: u64,
+    expires_ms: Option<u64>,
+    metadata: Option<&CacheMetadata>,
+    cfg: &CacheConfig,
+    seal: Option<Seal<'_>>,
+) -> Result<Bytes, SealError> {
+    let Some(seal) = seal else {
+        return Ok(encode(
+            payload, codec, created_ms, expires_ms, metadata, cfg,
+        ));
+    };
+    let meta = meta_bytes(metadata);
+    let (compression, compressed) = compression::compress(payload, cfg);
+    let body: &[u8] = compressed.as_deref().unwrap_or(payload);
+    let mut out = head(
+        codec,
+        compression,
+        FLAG_ENCRYPTED,
+        created_ms,
+        expires_ms,
+        &meta,
+        body.len() + SEAL_OVERHEAD,
+    );
+    let aad = associated_data(seal.store_key, &out);
+    seal.key.seal_into(body, &aad, &mut out)?;
+    Ok(Bytes::from(out))
+}
+
+fn meta_bytes(metadata: Option<&CacheMetadata>) -> Vec<u8> {
+    match metadata {
+        Some(m) if !m.is_empty() => serde_json::to_vec(m).unwrap_or_default(),
+        _ => Vec::new(),
+    }
+}
+
+/// Header and metadata, with room for a body of `body_len` bytes.
+fn head(
+    codec: Codec,
+    compression: Compression,
+    flags: u8,
+    created_ms: u64,
+    expires_ms: Option<u64>,
+    meta: &[u8],
+    body_len: usize,
+) -> Vec<u8> {
+    let mut out = Vec::with_capacity(HEADER_LEN + meta.len() + body_len);
     out.push(MAGIC);
     out.push(FORMAT_VERSION);
     out.push(codec as u8);
     out.push(compression as u8);
-    out.push(0);
+    out.push(flags);
     out.extend_from_slice(&created_ms.to_le_bytes());
     out.extend_from_slice(&expires_ms.unwrap_or(0).to_le_bytes());
     out.extend_from_slice(&(meta.len() as u32).to_le_bytes());
-    out.extend_from_slice(&meta);
-    out.extend_from_slice(body);
-    Bytes::from(out)
+    out.extend_from_slice(meta);
+    out
+}
+
+/// Associated data of a sealed payload: context, store key, header and metadata.
+fn associated_data(store_key: &str, head_and_meta: &[u8]) -> Vec<u8> {
+    let mut aad = Vec::with_capacity(AAD_CONTEXT.len() + 4 + store_key.len() + head_and_meta.len());
+    aad.extend_from_slice(AAD_CONTEXT);
+    aad.extend_from_slice(&(store_key.len() as u32).to_le_bytes());
+    aad.extend_from_slice(store_key.as_bytes());
+    aad.extend_from_slice(head_and_meta);
+    aad
+}
+
+/// True when `bytes` look like an envelope whose payload is sealed (so reading it
+/// needs the scope's key). Damaged bytes answer `false` and fail in decoding.
+pub fn is_sealed(bytes: &[u8]) -> bool {
+    bytes.len() >= HEADER_LEN && bytes[0] == MAGIC && bytes[4] & FLAG_ENCRYPTED != 0
 }
 
 /// Reads the envelope header without decompressing: (compression, expires).
@@ -140,6 +260,7 @@ pub fn peek(bytes: &[u8]) -> Result<(Compression, Option<u64>), String> {
 
 struct Header {
     codec: Codec,
+    sealed: bool,
     compression: Compression,
     created_ms: u64,
     expires_ms: Option<u64>,
@@ -166,9 +287,7 @@ fn header(bytes: &[u8]) -> Result<Header, String> {
     };
     let compression = Compression::from_byte(bytes[3])
         .ok_or_else(|| format!("unknown compression {}", bytes[3]))?;
-    if bytes[4] & FLAG_ENCRYPTED != 0 {
-        return Err("encrypted payloads need the tenant's key, which this reader has not".into());
-    }
+    let sealed = bytes[4] & FLAG_ENCRYPTED != 0;
     let u64_at = |at: usize| {
         let mut b = [0u8; 8];
         b.copy_from_slice(&bytes[at..at + 8]);
@@ -184,6 +303,7 @@ fn header(bytes: &[u8]) -> Result<Header, String> {
     }
     Ok(Header {
         codec,
+        sealed,
         compression,
         created_ms,
         expires_ms,
@@ -191,21 +311,57 @@ fn header(bytes: &[u8]) -> Result<Header, String> {
     })
 }
 
-/// Decodes an envelope; `max_len` bounds the decompressed payload.
+/// Decodes an unsealed envelope; `max_len` bounds the decompressed payload. A sealed
+/// one is an error (it needs the scope's key: see [`decode_with`]).
+#[allow(
+    dead_code,
+    reason = "the keyless reader for tools and tests; the manager uses decode_with"
+)]
 pub fn decode(bytes: &Bytes, max_len: usize) -> Result<Entry, String> {
-    let h = header(bytes)?;
+    decode_with(bytes, max_len, None).map_err(|e| match e {
+        Unreadable::Corrupt(reason) => reason,
+        Unreadable::NoKey | Unreadable::NotOpened => {
+            "encrypted payloads need the tenant's key, which this reader has not".into()
+        }
+    })
+}
+
+/// Decodes an envelope, opening a sealed payload with `seal` (whose store key must be
+/// the one the entry was written under); `max_len` bounds the decompressed payload.
+/// Unsealed entries decode with or without `seal`.
+pub fn decode_with(
+    bytes: &Bytes,
+    max_len: usize,
+    seal: Option<Seal<'_>>,
+) -> Result<Entry, Unreadable> {
+    let h = header(bytes).map_err(Unreadable::Corrupt)?;
     let meta_end = HEADER_LEN + h.meta_len;
+    let opened = if h.sealed {
+        let seal = seal.ok_or(Unreadable::NoKey)?;
+        let aad = associated_data(seal.store_key, &bytes[..meta_end]);
+        let plain = seal
+            .key
+            .open(&bytes[meta_end..], &aad)
+            .map_err(|_| Unreadable::NotOpened)?;
+        Some(plain)
+    } else {
+        None
+    };
     let metadata = if h.meta_len == 0 {
         None
     } else {
         let m: CacheMetadata = serde_json::from_slice(&bytes[HEADER_LEN..meta_end])
-            .map_err(|e| format!("metadata: {e}"))?;
+            .map_err(|e| Unreadable::Corrupt(format!("metadata: {e}")))?;
         Some(Arc::new(m))
     };
-    let payload = match h.compression {
+    let payload = match (h.compression, opened) {
         // Zero-copy: the payload is a slice of the stored bytes.
-        Compression::None => bytes.slice(meta_end..),
-        c => Bytes::from(compression::decompress(c, &bytes[meta_end..], max_len)?),
+        (Compression::None, None) => bytes.slice(meta_end..),
+        (Compression::None, Some(plain)) => Bytes::from(plain),
+        (c, opened) => {
+            let body = opened.as_deref().unwrap_or(&bytes[meta_end..]);
+            Bytes::from(compression::decompress(c, body, max_len).map_err(Unreadable::Corrupt)?)
+        }
     };
     Ok(Entry {
         payload,
@@ -242,6 +398,84 @@ mod tests {
         assert_eq!(enc.len(), HEADER_LEN + 2);
         let e = decode(&enc, 100).unwrap();
         assert_eq!((e.payload.as_ref(), e.expires_ms), (b"hi".as_slice(), None));
+    }
+
+    #[test]
+    fn sealed_envelopes_need_the_key_and_their_store_key() {
+        use crate::tenant::crypto::DataKey;
+        let cfg = CacheConfig::default();
+        let key = DataKey::generate();
+        let meta = CacheMetadata::with_tags(["url:example.com"]);
+        let payload = b"<p>confidential paragraph</p>".repeat(100);
+        let seal = |store_key| Seal {
+            key: &key,
+            store_key,
+        };
+        let enc = encode_with(
+            &payload,
+            Codec::Raw,
+            10,
+            Some(20),
+            Some(&meta),
+            &cfg,
+            Some(seal("k1")),
+        )
+        .unwrap();
+        assert!(is_sealed(&enc));
+        assert!(!enc.windows(16).any(|w| payload.windows(16).any(|p| p == w)));
+        // The header stays readable without the key (the warmer reads the expiry).
+        assert_eq!(peek(&enc).unwrap(), (Compression::Lz4, Some(20)));
+
+        let e = decode_with(&enc, 1 << 20, Some(seal("k1"))).unwrap();
+        assert_eq!(e.payload.as_ref(), payload.as_slice());
+        assert_eq!(
+            (e.codec, e.created_ms, e.expires_ms),
+            (Codec::Raw, 10, Some(20))
+        );
+        assert_eq!(e.tags(), ["url:example.com"]);
+
+        assert!(
+            decode(&enc, 1 << 20).is_err(),
+            "no key: an error, never ciphertext"
+        );
+        assert!(matches!(
+            decode_with(&enc, 1 << 20, None),
+            Err(Unreadable::NoKey)
+        ));
+        assert!(matches!(
+            decode_with(&enc, 1 << 20, Some(seal("k2"))),
+            Err(Unreadable::NotOpened)
+        ));
+        let other = DataKey::generate();
+        let wrong = Seal {
+            key: &other,
+            store_key: "k1",
+        };
+        assert!(matches!(
+            decode_with(&enc, 1 << 20, Some(wrong)),
+            Err(Unreadable::NotOpened)
+        ));
+        // Header and metadata are bound too: editing the expiry or a tag breaks it.
+        for at in [13, HEADER_LEN + 5] {
+            let mut v = enc.to_vec();
+            v[at] ^= 0x01;
+            let r = decode_with(&Bytes::from(v), 1 << 20, Some(seal("k1")));
+            assert!(r.is_err(), "byte {at} edited");
+        }
+        // Small payloads are sealed uncompressed; unsealed entries decode with a key too.
+        let tiny = encode_with(b"hi", Codec::Raw, 1, None, None, &cfg, Some(seal("k1"))).unwrap();
+        assert_eq!(tiny.len(), HEADER_LEN + 2 + SEAL_OVERHEAD);
+        let e = decode_with(&tiny, 100, Some(seal("k1"))).unwrap();
+        assert_eq!(e.payload.as_ref(), b"hi");
+        let plain = encode(b"hi", Codec::Raw, 1, None, None, &cfg);
+        assert!(!is_sealed(&plain));
+        assert_eq!(
+            decode_with(&plain, 100, Some(seal("k1")))
+                .unwrap()
+                .payload
+                .as_ref(),
+            b"hi"
+        );
     }
 
     #[test]

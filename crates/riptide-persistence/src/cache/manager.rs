@@ -9,8 +9,9 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use super::budget::{CacheBudget, FixedBudget};
-use super::envelope::{self, CacheMetadata, Codec, Entry};
+use super::envelope::{self, CacheMetadata, Codec, Entry, Seal, Unreadable};
 use super::l1::{L1, L1Key};
+use super::sealing::{CacheSealer, SealingKey};
 use super::single_flight::SingleFlight;
 use super::stats::{CacheStats, Op, OpResult, ScopeStats, StatsRegistry};
 use super::warmer::CacheWarmer;
@@ -35,6 +36,7 @@ pub struct PersistentCacheManager {
     pub(super) flights: SingleFlight,
     pub(super) stats: StatsRegistry,
     budget: ArcSwap<Box<dyn CacheBudget>>,
+    sealer: ArcSwapOption<Box<dyn CacheSealer>>,
     pub(super) warmer: ArcSwapOption<CacheWarmer>,
 }
 
@@ -109,6 +111,7 @@ impl PersistentCacheManager {
                 config.default_tenant_budget_bytes,
             ))),
             flights: SingleFlight::default(),
+            sealer: ArcSwapOption::empty(),
             warmer: ArcSwapOption::empty(),
             store,
             config,
@@ -130,6 +133,13 @@ impl PersistentCacheManager {
     /// `memory_bytes` quota in here).
     pub fn set_budget(&self, budget: Box<dyn CacheBudget>) {
         self.budget.store(Arc::new(budget));
+    }
+
+    /// Installs where the keys that seal (encrypt) entries come from: the tenant layer
+    /// plugs its per-tenant data keys in here (see [`CacheSealer`]). Without a sealer
+    /// every entry is stored in the clear, and sealed entries read as misses.
+    pub fn set_sealer(&self, sealer: Box<dyn CacheSealer>) {
+        self.sealer.store(Some(Arc::new(sealer)));
     }
 
     /// Installs the warmer `warm_cache` uses.
@@ -202,7 +212,17 @@ impl PersistentCacheManager {
                 return Err(e.into());
             }
         };
-        let entry = found.and_then(|bytes| self.decode_stored(&placed.store_key, &bytes, now));
+        let sealed = found.as_ref().is_some_and(|b| envelope::is_sealed(b));
+        let key = match self.read_key(&scope, sealed).await {
+            Ok(key) => key,
+            Err(e) => {
+                self.stats
+                    .record(&stats, Op::Get, OpResult::Error, start.elapsed(), 1);
+                return Err(e);
+            }
+        };
+        let entry = found
+            .and_then(|bytes| self.decode_stored(&placed.store_key, &bytes, now, key.as_deref()));
         let result = if entry.is_some() {
             OpResult::Hit
         } else {
@@ -216,16 +236,25 @@ impl PersistentCacheManager {
         Ok(entry)
     }
 
-    /// Decodes stored bytes; a corrupt or (by our clock) expired envelope is a miss.
+    /// Decodes stored bytes, opening sealed ones with `key` (the scope's key, if it has
+    /// one); a corrupt or (by our clock) expired envelope is a miss, and so is a sealed
+    /// one that has no key or does not open.
     pub(super) fn decode_stored(
         &self,
         store_key: &str,
         bytes: &Bytes,
         now_ms: u64,
+        key: Option<&dyn SealingKey>,
     ) -> Option<Entry> {
-        match envelope::decode(bytes, self.config.max_entry_size_bytes) {
+        let seal = key.map(|key| Seal { key, store_key });
+        match envelope::decode_with(bytes, self.config.max_entry_size_bytes, seal) {
             Ok(e) if e.is_expired(now_ms) => None,
             Ok(e) => Some(e),
+            Err(reason @ (Unreadable::NoKey | Unreadable::NotOpened)) => {
+                // Expected after a tenant's key was deleted; never an error, never plaintext.
+                tracing::debug!(cache.key = store_key, %reason, "sealed cache entry treated as a miss");
+                None
+            }
             Err(reason) => {
                 tracing::warn!(cache.key = store_key, %reason, "unreadable cache entry treated as a miss");
                 None
@@ -233,7 +262,34 @@ impl PersistentCacheManager {
         }
     }
 
+    /// The key to open sealed entries of `scope` with: asked of the sealer only when
+    /// what was read holds a sealed entry (`any_sealed`), so unsealed reads never pay.
+    async fn read_key(
+        &self,
+        scope: &Scope,
+        any_sealed: bool,
+    ) -> CacheResult<Option<Arc<dyn SealingKey>>> {
+        if !any_sealed {
+            return Ok(None);
+        }
+        match self.sealer.load_full() {
+            Some(sealer) => sealer.key_for_read(scope).await,
+            None => Ok(None),
+        }
+    }
+
+    /// The key new entries of `scope` are sealed with, if any.
+    async fn write_key(&self, scope: &Scope) -> CacheResult<Option<Arc<dyn SealingKey>>> {
+        match self.sealer.load_full() {
+            Some(sealer) => sealer.key_for_write(scope).await,
+            None => Ok(None),
+        }
+    }
+
     pub(super) fn remember(&self, placed: &Placed, entry: Entry, now_ms: u64) {
+        if !self.l1.is_enabled() {
+            return;
+        }
         self.l1.insert(
             placed.l1,
             entry,
@@ -299,8 +355,19 @@ impl PersistentCacheManager {
                     return Err(e.into());
                 }
             };
+            let sealed = found.iter().flatten().any(|b| envelope::is_sealed(b));
+            let key = match self.read_key(&scope, sealed).await {
+                Ok(key) => key,
+                Err(e) => {
+                    self.stats
+                        .record(&stats, Op::GetBatch, OpResult::Error, start.elapsed(), 1);
+                    return Err(e);
+                }
+            };
             for (&i, bytes) in missing.iter().zip(found) {
-                let entry = bytes.and_then(|b| self.decode_stored(&placed[i].store_key, &b, now));
+                let entry = bytes.and_then(|b| {
+                    self.decode_stored(&placed[i].store_key, &b, now, key.as_deref())
+                });
                 if let Some(e) = &entry {
                     self.remember(&placed[i], e.clone(), now);
                 }
@@ -437,6 +504,9 @@ impl PersistentCacheManager {
     ) -> CacheResult<usize> {
         let keys = ScopeKeys::new(self.store.key_prefix(), scope);
         let budget = self.budget.load().budget_bytes(scope);
+        // Asked before anything is encoded: when the scope must be sealed and its key
+        // cannot be had, nothing is written.
+        let seal_key = self.write_key(scope).await?;
         let now = self.clock.now_ms();
         let mut puts = Vec::with_capacity(items.len());
         let mut placed = Vec::with_capacity(items.len());
@@ -452,21 +522,27 @@ impl PersistentCacheManager {
             }
             let ttl_ms = self.ttl_ms(item.ttl)?;
             let expires = ttl_ms.map(|t| now.saturating_add(t));
-            let enc = envelope::encode(
+            let p = self.place(&keys, scope, &item.key);
+            let seal = seal_key.as_deref().map(|key| Seal {
+                key,
+                store_key: &p.store_key,
+            });
+            let enc = envelope::encode_with(
                 &item.payload,
                 item.codec,
                 now,
                 expires,
                 item.metadata.as_ref(),
                 &self.config,
-            );
+                seal,
+            )
+            .map_err(|e| CacheError::Sealing(format!("{}: {e}", scope.label())))?;
             if let Some(b) = budget.filter(|&b| enc.len() as u64 > b) {
                 return Err(CacheError::OverBudget {
                     size: enc.len() as u64,
                     budget: b,
                 });
             }
-            let p = self.place(&keys, scope, &item.key);
             let entry = Entry {
                 payload: item.payload,
                 codec: item.codec,

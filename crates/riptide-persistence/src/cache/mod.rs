@@ -13,6 +13,7 @@ mod invalidation;
 mod l1;
 mod legacy;
 mod manager;
+mod sealing;
 mod single_flight;
 mod stats;
 mod warmer;
@@ -31,6 +32,7 @@ pub use get_or_load::{Lookup, LookupSource};
 pub use invalidation::Invalidation;
 pub use legacy::LegacyCacheAdapter;
 pub use manager::PersistentCacheManager;
+pub use sealing::{CacheSealer, NONCE_LEN, SEAL_OVERHEAD, SealError, SealingKey, TAG_LEN};
 pub use stats::{CacheStats, LatencySummary, StatsSnapshot};
 pub use warmer::{CacheWarmer, WarmFailure, WarmLoader, WarmReport, WarmValue};
 
@@ -68,6 +70,10 @@ pub enum CacheError {
     /// The cached value does not deserialize as the requested type.
     #[error("cached value does not deserialize as the requested type: {0}")]
     Deserialize(String),
+    /// The key to seal (or open) an entry of an encrypted scope could not be had; for
+    /// a write, nothing was written.
+    #[error("cache sealing: {0}")]
+    Sealing(String),
     /// The loader failed (for this caller, or for the caller it waited on).
     #[error("loading {key:?} failed: {message}")]
     LoadFailed {

@@ -9,3 +9,8 @@ mod cache_behaviour;
 mod isolation;
 mod seed_api;
 mod store_conformance;
+mod tenant_api_keys;
+mod tenant_audit;
+mod tenant_encryption;
+mod tenant_lifecycle;
+mod tenant_usage;

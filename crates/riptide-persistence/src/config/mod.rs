@@ -1,7 +1,11 @@
 //! Configuration sections of the persistence layer, with the seed's field names and defaults.
 //!
-//! Each field is read by the component named in its doc. Sections for tenants and state
-//! arrive with those managers.
+//! Each field is read by the component named in its doc. The tenant section is in
+//! [`tenant`]; the state section arrives with the state manager.
+
+mod tenant;
+
+pub use tenant::{MeterPrice, PlanConfig, PriceTable, TenantConfig, default_plans};
 
 use std::path::PathBuf;
 
@@ -20,6 +24,8 @@ pub struct PersistenceConfig {
     pub embedded: EmbeddedConfig,
     /// Cache manager settings.
     pub cache: CacheConfig,
+    /// Tenant manager settings.
+    pub tenant: TenantConfig,
 }
 
 impl PersistenceConfig {
@@ -27,7 +33,8 @@ impl PersistenceConfig {
     pub fn validate(&self) -> Result<(), InvalidInput> {
         self.redis.validate()?;
         self.embedded.validate()?;
-        self.cache.validate()
+        self.cache.validate()?;
+        self.tenant.validate()
     }
 }
 
@@ -208,7 +215,7 @@ impl CacheConfig {
     }
 }
 
-fn positive(key: &'static str, value: u64) -> Result<(), InvalidInput> {
+pub(crate) fn positive(key: &'static str, value: u64) -> Result<(), InvalidInput> {
     if value == 0 {
         Err(config_err(key, "must be greater than 0"))
     } else {
@@ -229,7 +236,7 @@ fn validate_prefix(key: &'static str, prefix: &str) -> Result<(), InvalidInput> 
     }
 }
 
-fn config_err(key: &'static str, reason: &str) -> InvalidInput {
+pub(crate) fn config_err(key: &'static str, reason: &str) -> InvalidInput {
     InvalidInput::Config {
         key,
         reason: reason.to_owned(),

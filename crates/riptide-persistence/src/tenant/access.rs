@@ -1,0 +1,123 @@
+//! The request-path calls of the seed: `validate_access`, `record_usage`, `get_usage`,
+//! `billing`.
+
+use super::billing::{Bill, Period, compute_bill};
+use super::error::{TenantError, TenantResult};
+use super::manager::TenantManager;
+use super::model::{ResourceUsageRecord, TenantStatus};
+use super::resource::{Permission, Resource};
+use super::usage::UsageSummary;
+use crate::tenant_id::TenantId;
+
+impl TenantManager {
+    /// `Ok` when the tenant is active and may perform `action` on `resource`
+    /// (`("cache", "read")`, `("extract", "")`...): what its plan grants, adjusted by its
+    /// own policy.
+    pub async fn validate_access(
+        &self,
+        tenant_id: &str,
+        resource: &str,
+        action: &str,
+    ) -> TenantResult<()> {
+        let (_, tenant) = self.require(tenant_id).await?;
+        if let TenantStatus::Suspended { .. } = tenant.status {
+            return Err(TenantError::Suspended(tenant_id.to_owned()));
+        }
+        let permission = Permission::from_pair(resource, action).ok_or_else(|| {
+            TenantError::AccessDenied(format!("unknown permission {resource}:{action}"))
+        })?;
+        let grants = self
+            .config
+            .plans
+            .get(&tenant.plan)
+            .map(|p| p.grants.as_slice())
+            .unwrap_or(&[]);
+        if tenant.policy.permits(grants, permission) {
+            Ok(())
+        } else {
+            Err(TenantError::AccessDenied(format!(
+                "{permission} is not granted to this tenant"
+            )))
+        }
+    }
+
+    /// Records usage for billing: aggregated in memory and flushed in batches, so this
+    /// is cheap on the request path. The month is taken from `usage.timestamp`.
+    pub async fn record_usage(
+        &self,
+        tenant_id: &str,
+        operation: &str,
+        usage: ResourceUsageRecord,
+    ) -> TenantResult<()> {
+        let id = TenantId::parse(tenant_id)?;
+        self.usage.record(&id, operation, &usage).map(drop)
+    }
+
+    /// Cache hits and misses of a tenant, for its monthly usage.
+    pub fn record_cache_use(
+        &self,
+        tenant_id: &TenantId,
+        hits: u64,
+        misses: u64,
+    ) -> TenantResult<()> {
+        self.usage.record_cache(tenant_id, hits, misses).map(drop)
+    }
+
+    /// The tenant's usage in `period` (`YYYY-MM`), flushed and not yet flushed.
+    pub async fn get_usage(&self, tenant_id: &str, period: &str) -> TenantResult<UsageSummary> {
+        let (id, _) = self.require(tenant_id).await?;
+        self.usage.usage(&id, period).await
+    }
+
+    /// The tenant's bill for `period` (`YYYY-MM`) from its plan's price table.
+    pub async fn billing(&self, tenant_id: &str, period: &str) -> TenantResult<Bill> {
+        if !self.config.enable_billing {
+            return Err(TenantError::BillingDisabled);
+        }
+        let (id, tenant) = self.require(tenant_id).await?;
+        let usage = self.usage.usage(&id, period).await?;
+        let plan =
+            self.config
+                .plans
+                .get(&tenant.plan)
+                .ok_or_else(|| TenantError::InvalidField {
+                    field: "plan",
+                    reason: format!("plan {} is not configured", tenant.plan),
+                })?;
+        let bill = compute_bill(&id, tenant.plan, plan, &usage);
+        self.metrics_billing(&id, &bill);
+        Ok(bill)
+    }
+
+    /// Flushes buffered usage now (also done every `usage_flush_interval_ms`).
+    pub async fn flush_usage(&self) -> TenantResult<()> {
+        self.usage.flush().await.map(drop)
+    }
+
+    pub(super) fn metrics_quota_usage(
+        &self,
+        id: &TenantId,
+        resource: Resource,
+        used: u64,
+        limit: u64,
+    ) {
+        if let Ok(m) = self.metrics.read() {
+            m.record_quota_usage(id, resource, used, limit);
+        }
+    }
+
+    pub(super) fn metrics_denied(&self, id: &TenantId, resource: Resource) {
+        if let Ok(m) = self.metrics.read() {
+            m.record_quota_denied(id, resource);
+        }
+    }
+
+    fn metrics_billing(&self, id: &TenantId, bill: &Bill) {
+        let Ok(period) = Period::parse(&bill.period) else {
+            return;
+        };
+        if let Ok(m) = self.metrics.read() {
+            m.record_billing_units(id, period, bill.total_cents);
+        }
+    }
+}

@@ -1,0 +1,33 @@
+//! The tenant layer: records and lifecycle, plans and quotas, rate limits, usage
+//! metering and billing, API keys, access policies, per-tenant encryption, audit log.
+
+mod access;
+pub mod api_keys;
+pub mod audit;
+pub mod billing;
+pub mod crypto;
+mod error;
+mod key_admin;
+mod manager;
+pub mod metrics;
+pub mod model;
+pub mod policy;
+mod quota;
+mod registry;
+mod resource;
+pub mod secrets;
+pub mod usage;
+pub mod validate;
+
+pub use billing::{Bill, LineItem, Period, compute_bill};
+pub use error::{TenantError, TenantResult};
+pub use manager::{TenantManager, TenantPage, TenantUpdate};
+pub use metrics::{TenantMetrics, TenantMetricsSnapshot};
+pub use model::{
+    BillingPlan, ResourceUsageRecord, Tenant, TenantConfig, TenantIsolationLevel, TenantOwner,
+    TenantStatus,
+};
+pub use policy::{AccessPolicy, AdminAction, AdminRole};
+pub use quota::effective_quota;
+pub use resource::{METERS, Permission, Resource};
+pub use usage::{FlushReport, Recorded, UsageMeter, UsageSummary};

@@ -1,0 +1,237 @@
+//! Quotas: effective limits (tenant override, else plan default, else unlimited), the
+//! checks of the seed's `check_quota`, and the cache budget the tenant layer plugs into
+//! the cache (`memory_bytes`).
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use moka::sync::Cache;
+
+use super::error::{TenantError, TenantResult};
+use super::manager::TenantManager;
+use super::model::{BillingPlan, Tenant};
+use super::resource::Resource;
+use crate::cache::CacheBudget;
+use crate::config::PlanConfig;
+use crate::keys::Scope;
+use crate::store::{GcraDecision, GcraLimit};
+use crate::tenant_id::TenantId;
+
+/// Rate limits are per minute.
+const RATE_PERIOD_MS: u64 = 60_000;
+/// Tenants whose cache budget is remembered; beyond it the default plan's applies.
+const BUDGET_CAPACITY: u64 = 1_000_000;
+
+/// The limit of `resource` for `tenant`: its own override, else its plan's default, else
+/// none (unlimited).
+pub fn effective_quota(
+    tenant: &Tenant,
+    plans: &BTreeMap<BillingPlan, PlanConfig>,
+    resource: Resource,
+) -> Option<u64> {
+    tenant
+        .config
+        .quotas
+        .get(resource.as_str())
+        .copied()
+        .or_else(|| {
+            let plan = plans.get(&tenant.plan)?;
+            match resource {
+                Resource::Burst => Some(plan.burst),
+                r => plan.quotas.get(r.as_str()).copied(),
+            }
+        })
+}
+
+/// Cache budgets by tenant, kept current by the tenant manager whenever it loads or
+/// changes a record.
+pub(super) struct TenantBudgets {
+    budgets: Cache<TenantId, u64>,
+    fallback: Option<u64>,
+}
+
+impl TenantBudgets {
+    pub(super) fn new(fallback: Option<u64>) -> Arc<Self> {
+        Arc::new(Self {
+            budgets: Cache::builder().max_capacity(BUDGET_CAPACITY).build(),
+            fallback,
+        })
+    }
+
+    pub(super) fn set(&self, id: &TenantId, budget: Option<u64>) {
+        match budget {
+            Some(b) => self.budgets.insert(id.clone(), b),
+            None => self.budgets.invalidate(id),
+        }
+    }
+}
+
+/// The [`CacheBudget`] handed to the cache.
+pub(super) struct BudgetHandle(pub(super) Arc<TenantBudgets>);
+
+impl CacheBudget for BudgetHandle {
+    fn budget_bytes(&self, scope: &Scope) -> Option<u64> {
+        match scope {
+            Scope::Tenant(t) => self.0.budgets.get(t).or(self.0.fallback),
+            Scope::Global => self.0.fallback,
+        }
+    }
+}
+
+impl TenantManager {
+    /// The seed's quota check: `Ok` when `amount` more of `resource` fits the tenant's
+    /// quota, else `Err(QuotaExceeded { resource, limit, current, retry_after })`.
+    ///
+    /// - `operations_per_minute`: takes `amount` from the tenant's GCRA bucket (atomic on
+    ///   every backend; the quota is read in the same round trip, so a change applies at
+    ///   once on every instance).
+    /// - `memory_bytes`: compares with the tenant's cached bytes (the cache enforces this
+    ///   quota itself by evicting the tenant's own entries).
+    /// - `storage_bytes`: compares with the durable bytes recorded by `adjust_storage`.
+    /// - `data_transfer_bytes`: compares with this calendar month's response bytes.
+    pub async fn check_quota(
+        &self,
+        tenant_id: &str,
+        resource: &str,
+        amount: u64,
+    ) -> TenantResult<()> {
+        let resource = Resource::parse(resource).ok_or_else(|| TenantError::InvalidField {
+            field: "resource",
+            reason: format!(
+                "unknown resource {:?}",
+                resource.chars().take(64).collect::<String>()
+            ),
+        })?;
+        match resource {
+            Resource::OperationsPerMinute => self.check_rate(tenant_id, amount).await.map(drop),
+            Resource::Burst => Err(TenantError::InvalidField {
+                field: "resource",
+                reason: "burst modifies operations_per_minute and is not checked by itself".into(),
+            }),
+            r => {
+                let (id, tenant) = self.require(tenant_id).await?;
+                let Some(limit) = effective_quota(&tenant, &self.config.plans, r) else {
+                    return Ok(());
+                };
+                let current = self.current_use(&id, r).await?;
+                self.metrics_quota_usage(&id, r, current.saturating_add(amount), limit);
+                if current.saturating_add(amount) > limit {
+                    return Err(TenantError::QuotaExceeded {
+                        resource: r.as_str().to_owned(),
+                        limit,
+                        current,
+                        retry_after: None,
+                    });
+                }
+                Ok(())
+            }
+        }
+    }
+
+    /// The rate-limit step of `check_quota("operations_per_minute", cost)`, returning the
+    /// decision (limit, remaining, reset) for `RateLimit-*` headers when admitted.
+    pub async fn check_rate(&self, tenant_id: &str, cost: u64) -> TenantResult<GcraDecision> {
+        let (id, tenant) = self.require(tenant_id).await?;
+        let rate = effective_quota(&tenant, &self.config.plans, Resource::OperationsPerMinute);
+        let burst = effective_quota(&tenant, &self.config.plans, Resource::Burst).unwrap_or(1);
+        let Some(rate) = rate else {
+            // Unlimited: nothing to take, nothing to store.
+            return Ok(GcraDecision {
+                allowed: true,
+                limit: u64::MAX,
+                burst,
+                remaining: u64::MAX,
+                retry_after_ms: 0,
+                reset_after_ms: 0,
+            });
+        };
+        let keys = self.registry.keys(&id);
+        let limit = GcraLimit {
+            rate,
+            period_ms: RATE_PERIOD_MS,
+            burst,
+            overrides: Some((
+                keys.record("q"),
+                Resource::OperationsPerMinute.as_str().to_owned(),
+                Resource::Burst.as_str().to_owned(),
+            )),
+        };
+        let decision = self
+            .store
+            .gcra(&keys.record("rl"), &limit, self.clock.now_ms(), cost)
+            .await?;
+        let used = decision.burst.saturating_sub(decision.remaining);
+        self.metrics_quota_usage(&id, Resource::OperationsPerMinute, used, decision.burst);
+        if decision.allowed {
+            Ok(decision)
+        } else {
+            self.metrics_denied(&id, Resource::OperationsPerMinute);
+            Err(TenantError::QuotaExceeded {
+                resource: Resource::OperationsPerMinute.as_str().to_owned(),
+                limit: decision.limit,
+                current: used,
+                retry_after: Some(Duration::from_millis(decision.retry_after_ms)),
+            })
+        }
+    }
+
+    /// Records `delta` bytes of durable data (sessions...) for the tenant; a positive
+    /// delta that does not fit `storage_bytes` is refused with `QuotaExceeded` and not
+    /// recorded. Returns the bytes in use afterwards.
+    pub async fn adjust_storage(&self, tenant_id: &str, delta: i64) -> TenantResult<u64> {
+        let (id, tenant) = self.require(tenant_id).await?;
+        let current = self.current_use(&id, Resource::StorageBytes).await?;
+        let limit = effective_quota(&tenant, &self.config.plans, Resource::StorageBytes);
+        if let Some(limit) =
+            limit.filter(|&l| delta > 0 && current.saturating_add(delta as u64) > l)
+        {
+            self.metrics_denied(&id, Resource::StorageBytes);
+            return Err(TenantError::QuotaExceeded {
+                resource: Resource::StorageBytes.as_str().to_owned(),
+                limit,
+                current,
+                retry_after: None,
+            });
+        }
+        let key = self.registry.keys(&id).record("storage");
+        // Never below zero: a release of more than is recorded clamps.
+        let delta = delta.max(-(i64::try_from(current).unwrap_or(i64::MAX)));
+        let batch = format!("{}-{}", self.instance_id, self.next_batch());
+        self.store
+            .counters_add_once(
+                &key,
+                &format!("{key}:batches"),
+                &batch,
+                &[("bytes".to_owned(), delta)],
+                60_000,
+            )
+            .await?;
+        Ok(current.saturating_add_signed(delta))
+    }
+
+    async fn current_use(&self, id: &TenantId, resource: Resource) -> TenantResult<u64> {
+        Ok(match resource {
+            Resource::MemoryBytes => {
+                self.store
+                    .cache_usage(&self.registry.keys(id))
+                    .await?
+                    .used_bytes
+            }
+            Resource::StorageBytes => {
+                let key = self.registry.keys(id).record("storage");
+                let counters = self.store.counters_get(&key).await?;
+                counters
+                    .iter()
+                    .find(|(f, _)| f == "bytes")
+                    .map(|(_, v)| (*v).max(0) as u64)
+                    .unwrap_or(0)
+            }
+            Resource::DataTransferBytes => {
+                let month = super::billing::Period::of_unix_ms(self.clock.now_ms())?;
+                self.usage.usage_of(id, month).await?.data_bytes
+            }
+            Resource::OperationsPerMinute | Resource::Burst => 0,
+        })
+    }
+}

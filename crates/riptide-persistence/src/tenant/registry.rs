@@ -1,0 +1,199 @@
+//! Tenant records in the store: the record itself, its quota overrides (read by the
+//! rate-limit script), the registry of all tenants, and a short-lived in-process cache.
+//!
+//! | key | what |
+//! |---|---|
+//! | `<p>:tenant:{<id>}:meta` | the [`Tenant`] as JSON (durable) |
+//! | `<p>:tenant:{<id>}:q` | quota overrides as counters (`operations_per_minute`, `burst`, ...) |
+//! | `<p>:tenants` | registry: sorted set of ids by creation time |
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use moka::sync::Cache;
+
+use super::error::{TenantError, TenantResult};
+use super::model::Tenant;
+use super::resource::Resource;
+use crate::keys::{Scope, ScopeKeys};
+use crate::store::{Durability, SharedStore};
+use crate::tenant_id::TenantId;
+
+/// Most tenant records cached in process.
+const RECORD_CACHE_CAPACITY: u64 = 100_000;
+/// Tries of a read-modify-write before giving up with `Conflict`.
+const CAS_RETRIES: usize = 8;
+
+/// Called with every record read from or written to the store, so what derives from a
+/// record on this instance (cache budget, encryption setting) follows it.
+pub(super) type OnLoad = Box<dyn Fn(&TenantId, &Tenant) + Send + Sync>;
+
+/// Reads and writes tenant records.
+pub(super) struct Registry {
+    store: SharedStore,
+    cache: Cache<TenantId, Option<Arc<Tenant>>>,
+    on_load: OnLoad,
+}
+
+impl Registry {
+    pub(super) fn new(store: SharedStore, cache_ttl_ms: u64, on_load: OnLoad) -> Self {
+        let cache = Cache::builder()
+            .max_capacity(RECORD_CACHE_CAPACITY)
+            .time_to_live(Duration::from_millis(cache_ttl_ms))
+            .build();
+        Self {
+            store,
+            cache,
+            on_load,
+        }
+    }
+
+    pub(super) fn keys(&self, id: &TenantId) -> ScopeKeys {
+        ScopeKeys::new(self.store.key_prefix(), &Scope::Tenant(id.clone()))
+    }
+
+    fn registry_key(&self) -> String {
+        format!("{}:tenants", self.store.key_prefix())
+    }
+
+    /// The tenant, from the in-process cache (at most `record_cache_ttl_ms` old) or the store.
+    pub(super) async fn get(&self, id: &TenantId) -> TenantResult<Option<Arc<Tenant>>> {
+        if let Some(hit) = self.cache.get(id) {
+            return Ok(hit);
+        }
+        let fresh = self.load(id).await?.map(|(t, _)| Arc::new(t));
+        if let Some(t) = &fresh {
+            (self.on_load)(id, t);
+        }
+        self.cache.insert(id.clone(), fresh.clone());
+        Ok(fresh)
+    }
+
+    /// The tenant and its raw bytes straight from the store.
+    async fn load(&self, id: &TenantId) -> TenantResult<Option<(Tenant, bytes::Bytes)>> {
+        let key = self.keys(id).record("meta");
+        let Some(raw) = self.store.get(&key).await? else {
+            return Ok(None);
+        };
+        let tenant = serde_json::from_slice(&raw).map_err(|e| TenantError::Corrupt {
+            key,
+            reason: e.to_string(),
+        })?;
+        Ok(Some((tenant, raw)))
+    }
+
+    /// Writes a new tenant; `AlreadyExists` when the id is taken.
+    pub(super) async fn insert(&self, tenant: &Tenant) -> TenantResult<()> {
+        let id = TenantId::parse(tenant.id())?;
+        let json = encode(tenant)?;
+        let wrote = self
+            .store
+            .set_if_absent(
+                &self.keys(&id).record("meta"),
+                &json,
+                None,
+                Durability::Durable,
+            )
+            .await?;
+        if !wrote {
+            return Err(TenantError::AlreadyExists(id.to_string()));
+        }
+        (self.on_load)(&id, tenant);
+        self.cache.invalidate(&id);
+        Ok(())
+    }
+
+    /// Read-modify-write of a tenant under compare-and-swap; `change` may refuse.
+    pub(super) async fn update<F>(&self, id: &TenantId, mut change: F) -> TenantResult<Tenant>
+    where
+        F: FnMut(&mut Tenant) -> TenantResult<()>,
+    {
+        let key = self.keys(id).record("meta");
+        for _ in 0..CAS_RETRIES {
+            let Some((mut tenant, raw)) = self.load(id).await? else {
+                return Err(TenantError::tenant_not_found(id.as_str()));
+            };
+            change(&mut tenant)?;
+            tenant.version += 1;
+            let json = encode(&tenant)?;
+            let swapped = self
+                .store
+                .compare_and_swap(&key, Some(&raw), Some(&json), Durability::Durable)
+                .await?;
+            self.cache.invalidate(id);
+            if swapped {
+                (self.on_load)(id, &tenant);
+                return Ok(tenant);
+            }
+        }
+        Err(TenantError::Conflict(id.to_string()))
+    }
+
+    /// Mirrors the quotas the rate-limit script reads into the counters record `q`.
+    pub(super) async fn write_quota_overrides(&self, tenant: &Tenant) -> TenantResult<()> {
+        let id = TenantId::parse(tenant.id())?;
+        let fields: Vec<(String, Option<i64>)> = Resource::ALL
+            .iter()
+            .map(|r| {
+                let v = tenant
+                    .config
+                    .quotas
+                    .get(r.as_str())
+                    .and_then(|v| i64::try_from(*v).ok());
+                (r.as_str().to_owned(), v)
+            })
+            .collect();
+        self.store
+            .counters_set(&self.keys(&id).record("q"), &fields)
+            .await?;
+        Ok(())
+    }
+
+    /// Adds the id to the registry.
+    pub(super) async fn register(&self, id: &TenantId, created_ms: i64) -> TenantResult<()> {
+        self.store
+            .zset_add(&self.registry_key(), &[(id.to_string(), created_ms)])
+            .await?;
+        Ok(())
+    }
+
+    /// Removes the id from the registry.
+    pub(super) async fn unregister(&self, id: &TenantId) -> TenantResult<()> {
+        self.store
+            .zset_remove(&self.registry_key(), &[id.to_string()])
+            .await?;
+        Ok(())
+    }
+
+    /// Deletes the record and its quota overrides.
+    pub(super) async fn remove(&self, id: &TenantId) -> TenantResult<()> {
+        let keys = self.keys(id);
+        let records = ["meta", "q", "rl", "storage"].map(|r| keys.record(r));
+        self.store.delete(&records).await?;
+        self.cache.invalidate(id);
+        Ok(())
+    }
+
+    /// Ids in creation order, paged.
+    pub(super) async fn ids(&self, offset: u64, limit: u64) -> TenantResult<Vec<TenantId>> {
+        let page = self
+            .store
+            .zset_range(&self.registry_key(), offset, limit)
+            .await?;
+        page.into_iter()
+            .map(|(id, _)| TenantId::parse(&id).map_err(TenantError::from))
+            .collect()
+    }
+
+    /// Number of registered tenants.
+    pub(super) async fn count(&self) -> TenantResult<u64> {
+        Ok(self.store.zset_len(&self.registry_key()).await?)
+    }
+}
+
+fn encode(tenant: &Tenant) -> TenantResult<Vec<u8>> {
+    serde_json::to_vec(tenant).map_err(|e| TenantError::InvalidField {
+        field: "tenant",
+        reason: e.to_string(),
+    })
+}
