@@ -166,6 +166,47 @@ pub struct GcraDecision {
     pub reset_after_ms: u64,
 }
 
+/// What a lease operation does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LeaseOp {
+    /// Take the lease when free (a new fencing token), or extend it when already held by
+    /// the same holder (same token).
+    Acquire,
+    /// Give the lease up if held by this holder.
+    Release,
+}
+
+/// The state of a lease after an operation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LeaseState {
+    /// True when the caller holds the lease after the operation.
+    pub held: bool,
+    /// The current holder, if any.
+    pub holder: Option<String>,
+    /// Fencing token of the current holding; it increases with every new acquisition of
+    /// this lease, so a stale holder's writes can be refused. 0 when free.
+    pub token: u64,
+    /// Milliseconds until the current holding expires (0 when free).
+    pub ttl_ms: u64,
+}
+
+/// One event of a subscription.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SubscriptionEvent {
+    /// A published message.
+    Message(Bytes),
+    /// The subscription was re-established after an interruption: messages published
+    /// meanwhile may have been lost, so whatever they would have invalidated must be
+    /// dropped.
+    Resubscribed,
+}
+
+/// A live subscription to one channel; dropping it unsubscribes.
+pub struct Subscription {
+    /// Events in order of arrival.
+    pub events: tokio::sync::mpsc::Receiver<SubscriptionEvent>,
+}
+
 /// The store trait. Every method is one round trip to the backend.
 #[async_trait]
 pub trait Store: Send + Sync + 'static {
@@ -328,6 +369,27 @@ pub trait Store: Send + Sync + 'static {
         now_ms: u64,
         cost: u64,
     ) -> StoreResult<GcraDecision>;
+
+    // ---- coordination ----
+
+    /// One atomic lease step on `key` for `holder` (the fencing counter lives beside it
+    /// at `key + ":fence"`, under the same hash tag). `ttl_ms` is the holding's lifetime
+    /// from now.
+    async fn lease(
+        &self,
+        key: &str,
+        holder: &str,
+        ttl_ms: u64,
+        op: LeaseOp,
+    ) -> StoreResult<LeaseState>;
+
+    /// Publishes `payload` to every current subscriber of `channel`, on every instance
+    /// sharing the store. Returns once the backend has accepted it.
+    async fn publish(&self, channel: &str, payload: &[u8]) -> StoreResult<()>;
+
+    /// Subscribes to `channel`. The subscription survives backend outages by itself:
+    /// after reconnecting it yields [`SubscriptionEvent::Resubscribed`].
+    async fn subscribe(&self, channel: &str) -> StoreResult<Subscription>;
 }
 
 /// Shared store handle.

@@ -33,12 +33,22 @@
 //!   admits more than the limit allows over the restart, never less. Override records
 //!   are counters records in redb, cached in memory and dropped from the cache by every
 //!   write of this store to them.
+//! - Leases (`lease.rs`) keep the holding at the lease key and the fencing counter at
+//!   `<key>:fence` as `kv` values, written in one durable transaction, so a fencing
+//!   token never repeats, not even across a restart or a crash; the holding's TTL comes
+//!   from the injected clock. A step that changes nothing is answered by a read.
+//! - Publish/subscribe (`pubsub.rs`) is in process: one bounded `tokio` broadcast channel
+//!   per channel with subscribers, a forwarder task per subscription into its bounded
+//!   queue, and [`crate::store::SubscriptionEvent::Resubscribed`] when a slow subscriber
+//!   lost messages. Nothing of it touches redb.
 //!
 //! Table layout: see `tables.rs`. Cache accounting: see `cache.rs`. Background tasks:
 //! see `sweeper.rs`.
 
 mod cache;
 mod counters;
+mod lease;
+mod pubsub;
 mod rate;
 mod records;
 mod sweeper;
@@ -58,6 +68,7 @@ use redb::{
 use tokio_util::sync::CancellationToken;
 
 use self::counters::CounterTables;
+use self::pubsub::PubSub;
 use self::rate::RateState;
 use self::tables::{CacheTables, KV, KvTables};
 use self::zset::ZsetTables;
@@ -65,8 +76,8 @@ use crate::clock::SharedClock;
 use crate::config::EmbeddedConfig;
 use crate::keys::ScopeKeys;
 use crate::store::{
-    CachePut, Durability, GcraDecision, GcraLimit, PutOutcome, RemoveOutcome, ScopeUsage, Store,
-    StoreError, StoreKind, StoreResult,
+    CachePut, Durability, GcraDecision, GcraLimit, LeaseOp, LeaseState, PutOutcome, RemoveOutcome,
+    ScopeUsage, Store, StoreError, StoreKind, StoreResult, Subscription,
 };
 
 /// File name of the database inside the data directory.
@@ -96,6 +107,8 @@ struct Inner {
     durable_through: AtomicU64,
     /// The rate limiter's in-memory state and override cache (see `rate.rs`).
     rate: RateState,
+    /// The in-process publish/subscribe channels (see `pubsub.rs`).
+    pubsub: PubSub,
 }
 
 impl EmbeddedStore {
@@ -124,6 +137,7 @@ impl EmbeddedStore {
             lazy_commits: AtomicU64::new(0),
             durable_through: AtomicU64::new(0),
             rate: RateState::default(),
+            pubsub: PubSub::default(),
         });
         inner.transact(Durability::Durable, |tx, _| tables::create_all(tx))?;
         let shutdown = CancellationToken::new();
@@ -594,6 +608,26 @@ impl Store for EmbeddedStore {
         cost: u64,
     ) -> StoreResult<GcraDecision> {
         rate::gcra(self, key, limit, now_ms, cost)
+    }
+
+    // ---- coordination ----
+
+    async fn lease(
+        &self,
+        key: &str,
+        holder: &str,
+        ttl_ms: u64,
+        op: LeaseOp,
+    ) -> StoreResult<LeaseState> {
+        lease::lease(self, key, holder, ttl_ms, op).await
+    }
+
+    async fn publish(&self, channel: &str, payload: &[u8]) -> StoreResult<()> {
+        self.inner.pubsub.publish(channel, payload)
+    }
+
+    async fn subscribe(&self, channel: &str) -> StoreResult<Subscription> {
+        self.inner.pubsub.subscribe(channel, &self.shutdown)
     }
 }
 

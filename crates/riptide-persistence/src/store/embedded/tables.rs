@@ -22,7 +22,8 @@
 //! never mix them). `delete` removes all three. The ids that `counters_add_once` has
 //! applied are plain `kv` values `<dedupe key>\0<batch id>` with a TTL, so the sweeper
 //! forgets them, and `delete` of the dedupe key drops them all (one range scan), as
-//! deleting the dedupe key forgets them on Redis.
+//! deleting the dedupe key forgets them on Redis. A lease (`lease.rs`) is two plain `kv`
+//! values too: the holding at the lease key (with its TTL) and the fencing counter.
 
 use redb::{ReadableTable, Table, TableDefinition, WriteTransaction};
 
@@ -257,6 +258,17 @@ impl<'t> KvTables<'t> {
             }
             None => Ok(f(None)),
         }
+    }
+
+    /// Calls `f` with the stored value of `key` (expiry header and payload, live or not),
+    /// or with `None` when absent.
+    pub(super) fn with_raw<R>(
+        &self,
+        key: &str,
+        f: impl FnOnce(Option<&[u8]>) -> R,
+    ) -> StoreResult<R> {
+        let raw = self.kv.get(key).ctx("read value")?;
+        Ok(f(raw.as_ref().map(|raw| raw.value())))
     }
 
     /// Deletes every value whose key starts with `prefix`; returns how many were live at

@@ -14,6 +14,13 @@
 //! store does) and applies a batch entirely or not at all; the GCRA script mirrors
 //! `store/gcra.rs` in integer µs and takes the caller's clock.
 //!
+//! Coordination: `lease` is one script run (`lease.rs`, `scripts/lease.lua`) on the lease
+//! key and its fencing counter, with the holding's TTL on the server's clock; `publish` is
+//! one `PUBLISH` on a pooled connection, and each `subscribe` starts a task owning a
+//! dedicated pub/sub connection that resubscribes by itself after outages (`pubsub.rs`).
+//! On a Cluster, classic pub/sub is broadcast to every node, so a subscription listens on
+//! any one reachable seed node.
+//!
 //! Connections (`connection.rs`) reconnect by themselves; while the server is down every
 //! call fails fast with the retryable [`StoreError::Unavailable`].
 //!
@@ -22,6 +29,8 @@
 
 mod connection;
 mod error;
+mod lease;
+mod pubsub;
 mod records;
 mod scripts;
 
@@ -31,13 +40,16 @@ use redis::{Cmd, ErrorKind, FromRedisValue, Script, ServerErrorKind, Value};
 
 use self::connection::Pool;
 use self::error::from_redis;
+use self::pubsub::Subscriber;
 use crate::config::RedisConfig;
 use crate::keys::{ScopeKeys, validate_tag};
 use crate::store::{
-    CachePut, Durability, GcraDecision, GcraLimit, PutOutcome, RemoveOutcome, ScopeUsage, Store,
-    StoreError, StoreKind, StoreResult,
+    CachePut, Durability, GcraDecision, GcraLimit, LeaseOp, LeaseState, PutOutcome, RemoveOutcome,
+    ScopeUsage, Store, StoreError, StoreKind, StoreResult, Subscription,
 };
 
+pub use self::lease::MAX_LEASE_HOLDER_LEN;
+pub use self::pubsub::{MAX_CHANNEL_LEN, SUBSCRIPTION_CAPACITY};
 pub use self::records::{GCRA_LIMIT_US, MAX_EXACT_SCORE};
 
 /// Longest TTL accepted, in milliseconds (about 35,000 years). Redis refuses expiry times
@@ -48,6 +60,7 @@ pub const MAX_TTL_MS: u64 = 1 << 50;
 /// A store on one Redis server or on a Redis Cluster.
 pub struct RedisStore {
     pool: Pool,
+    subscriber: Subscriber,
     kind: StoreKind,
     key_prefix: String,
 }
@@ -70,6 +83,7 @@ impl RedisStore {
     pub async fn connect_standalone(url: &str, cfg: &RedisConfig) -> StoreResult<RedisStore> {
         Ok(Self {
             pool: Pool::standalone(url, cfg).await?,
+            subscriber: Subscriber::standalone(url, cfg)?,
             kind: StoreKind::Redis,
             key_prefix: cfg.key_prefix.clone(),
         })
@@ -82,6 +96,7 @@ impl RedisStore {
     pub async fn connect_cluster(nodes: &[String], cfg: &RedisConfig) -> StoreResult<RedisStore> {
         Ok(Self {
             pool: Pool::cluster(nodes, cfg).await?,
+            subscriber: Subscriber::cluster(nodes, cfg)?,
             kind: StoreKind::RedisCluster,
             key_prefix: cfg.key_prefix.clone(),
         })
@@ -504,6 +519,33 @@ impl Store for RedisStore {
         let cmd = scripts::gcra(key, limit, now_ms, cost);
         let reply: records::GcraReply = self.eval(&scripts::GCRA, &cmd).await?;
         Ok(records::decision(reply))
+    }
+
+    async fn lease(
+        &self,
+        key: &str,
+        holder: &str,
+        ttl_ms: u64,
+        op: LeaseOp,
+    ) -> StoreResult<LeaseState> {
+        lease::check(holder, ttl_ms)?;
+        let cmd = scripts::lease(key, holder, ttl_ms, op);
+        let reply: lease::LeaseReply = self.eval(&scripts::LEASE, &cmd).await?;
+        Ok(lease::state(reply))
+    }
+
+    async fn publish(&self, channel: &str, payload: &[u8]) -> StoreResult<()> {
+        pubsub::check_channel(channel)?;
+        // Replies with the number of subscribers reached; on a Cluster only those of the
+        // node it ran on, so it says nothing useful and is ignored.
+        let _receivers: i64 = self
+            .query(redis::cmd("PUBLISH").arg(channel).arg(payload))
+            .await?;
+        Ok(())
+    }
+
+    async fn subscribe(&self, channel: &str) -> StoreResult<Subscription> {
+        self.subscriber.subscribe(channel).await
     }
 }
 

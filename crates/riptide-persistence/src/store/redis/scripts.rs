@@ -1,6 +1,6 @@
-//! The Lua scripts behind the `cache_*` methods and the record methods that need more
-//! than one command (`compare_and_swap`, `counters_set`, `counters_add_once`, `gcra`),
-//! and the commands that invoke them.
+//! The Lua scripts behind the `cache_*` methods and the record and coordination methods
+//! that need more than one command (`compare_and_swap`, `counters_set`,
+//! `counters_add_once`, `gcra`, `lease`), and the commands that invoke them.
 //!
 //! Each `cache_*` call is one script run: Redis runs a script atomically, which is what
 //! keeps a scope's index, sizes, tags and used-bytes counter exact under concurrent
@@ -20,8 +20,9 @@ use std::sync::LazyLock;
 
 use redis::{Cmd, Script};
 
+use super::lease::FENCE_SUFFIX;
 use crate::keys::ScopeKeys;
-use crate::store::{CachePut, GcraLimit};
+use crate::store::{CachePut, GcraLimit, LeaseOp};
 
 macro_rules! cache_script {
     ($file:literal) => {
@@ -60,6 +61,8 @@ pub(super) static COUNTERS_ADD_ONCE: LazyLock<Script> =
     record_script!("scripts/counters_add_once.lua");
 /// `gcra`: overrides, one GCRA step, the new state when admitted.
 pub(super) static GCRA: LazyLock<Script> = record_script!("scripts/gcra.lua");
+/// `lease`: acquire / extend / release a lease, with its fencing counter.
+pub(super) static LEASE: LazyLock<Script> = record_script!("scripts/lease.lua");
 
 /// Most entries one `remove_set` or `clear` call handles: a few milliseconds of server
 /// time, so other clients are not stalled behind a large invalidation.
@@ -209,5 +212,16 @@ pub(super) fn gcra(key: &str, limit: &GcraLimit, now_ms: u64, cost: u64) -> Cmd 
         Some((_, rate_field, burst_field)) => cmd.arg(rate_field).arg(burst_field),
         None => cmd.arg("").arg(""),
     };
+    cmd
+}
+
+/// The `lease` call: `KEYS = [key, key + ":fence"]`; `ARGV = holder, ttl_ms, op`.
+pub(super) fn lease(key: &str, holder: &str, ttl_ms: u64, op: LeaseOp) -> Cmd {
+    let fence = format!("{key}{FENCE_SUFFIX}");
+    let mut cmd = record_invocation(&LEASE, &[key, &fence]);
+    cmd.arg(holder).arg(ttl_ms).arg(match op {
+        LeaseOp::Acquire => "acquire",
+        LeaseOp::Release => "release",
+    });
     cmd
 }

@@ -11,6 +11,8 @@ use super::*;
 use crate::keys::{KeyHash, Namespace, Scope};
 use crate::tenant_id::TenantId;
 
+mod lease;
+mod pubsub;
 mod records;
 
 fn config() -> RedisConfig {

@@ -12,9 +12,11 @@
 //! - `isolation`: tenants and the global scope never see each other; Redis key layout.
 //! - `records`: `set_if_absent`, `compare_and_swap`, sorted sets, counters (with
 //!   `counters_add_once`), GCRA rate limiting with overrides.
+//! - `coordination`: leases with fencing tokens, publish/subscribe across instances.
 
 mod accounting;
 mod budget;
+mod coordination;
 mod invalidation;
 mod isolation;
 mod kv;
