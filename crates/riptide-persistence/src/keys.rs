@@ -33,7 +33,7 @@ pub const MAX_NAMESPACE_LEN: usize = 32;
 pub const MAX_TAG_LEN: usize = 128;
 
 /// Whose data a key belongs to.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub enum Scope {
     /// Data without a tenant (the legacy, single-tenant path).
     Global,

@@ -8,7 +8,9 @@ pub mod clock;
 pub mod config;
 pub mod error;
 pub mod keys;
+pub mod state;
 pub mod store;
+pub mod sync;
 pub mod tenant;
 pub mod tenant_id;
 

@@ -10,7 +10,8 @@ use crate::store::RemoveOutcome;
 
 /// A change that makes L1 entries untrustworthy; applied locally by the cache itself and
 /// on other instances through [`PersistentCacheManager::apply_remote_invalidation`].
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// Serializable: the sync layer carries it between instances.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum Invalidation {
     /// One entry, by its store key.
     Key {
@@ -89,6 +90,7 @@ impl PersistentCacheManager {
         let result = remove(&keys).await;
         // Drop L1 copies whatever the store said: a partial failure may have removed some.
         self.apply_remote_invalidation(&inv);
+        self.announce(inv);
         match result {
             Ok(o) => {
                 self.stats

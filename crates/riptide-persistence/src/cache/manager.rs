@@ -10,6 +10,7 @@ use serde::de::DeserializeOwned;
 
 use super::budget::{CacheBudget, FixedBudget};
 use super::envelope::{self, CacheMetadata, Codec, Entry, Seal, Unreadable};
+use super::invalidation::Invalidation;
 use super::l1::{L1, L1Key};
 use super::sealing::{CacheSealer, SealingKey};
 use super::single_flight::SingleFlight;
@@ -38,7 +39,12 @@ pub struct PersistentCacheManager {
     budget: ArcSwap<Box<dyn CacheBudget>>,
     sealer: ArcSwapOption<Box<dyn CacheSealer>>,
     pub(super) warmer: ArcSwapOption<CacheWarmer>,
+    listener: ArcSwapOption<InvalidationListener>,
 }
+
+/// Told of every local change that makes other instances' L1 copies stale; the sync
+/// layer publishes them.
+pub struct InvalidationListener(pub Box<dyn Fn(&Invalidation) + Send + Sync>);
 
 /// A caller's key placed in the store.
 pub(super) struct Placed {
@@ -113,6 +119,7 @@ impl PersistentCacheManager {
             flights: SingleFlight::default(),
             sealer: ArcSwapOption::empty(),
             warmer: ArcSwapOption::empty(),
+            listener: ArcSwapOption::empty(),
             store,
             config,
             clock,
@@ -140,6 +147,19 @@ impl PersistentCacheManager {
     /// every entry is stored in the clear, and sealed entries read as misses.
     pub fn set_sealer(&self, sealer: Box<dyn CacheSealer>) {
         self.sealer.store(Some(Arc::new(sealer)));
+    }
+
+    /// Installs the listener told of every local write, delete and invalidation (the sync
+    /// layer publishes them so other instances drop their L1 copies).
+    pub fn set_invalidation_listener(&self, listener: InvalidationListener) {
+        self.listener.store(Some(Arc::new(listener)));
+    }
+
+    /// Tells the listener, if any, about a local change.
+    pub(super) fn announce(&self, inv: Invalidation) {
+        if let Some(l) = self.listener.load().as_ref() {
+            (l.0)(&inv);
+        }
     }
 
     /// Installs the warmer `warm_cache` uses.
@@ -568,15 +588,19 @@ impl PersistentCacheManager {
                 return Err(e.into());
             }
         };
-        for key in &outcome.evicted {
-            self.l1.invalidate(&l1_key_of(key));
+        let evicted = outcome.evicted.len() as u64;
+        for key in outcome.evicted {
+            self.l1.invalidate(&l1_key_of(&key));
+            self.announce(Invalidation::Key { store_key: key });
         }
         let n = placed.len();
         for (p, entry) in placed {
             self.remember(&p, entry, now);
+            self.announce(Invalidation::Key {
+                store_key: p.store_key,
+            });
         }
-        self.stats
-            .record_put(stats, bytes, outcome.evicted.len() as u64);
+        self.stats.record_put(stats, bytes, evicted);
         stats.observe_usage(outcome.used_bytes, outcome.entries);
         Ok(n)
     }
@@ -607,6 +631,9 @@ impl PersistentCacheManager {
             .await;
         // Invalidate again: a concurrent reader may have refilled L1 from the old value.
         self.l1.invalidate(&placed.l1);
+        self.announce(Invalidation::Key {
+            store_key: placed.store_key.clone(),
+        });
         match result {
             Ok(o) => {
                 self.stats

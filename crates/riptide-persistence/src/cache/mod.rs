@@ -31,7 +31,7 @@ pub use envelope::{CacheMetadata, Codec, Entry, FORMAT_VERSION};
 pub use get_or_load::{Lookup, LookupSource};
 pub use invalidation::Invalidation;
 pub use legacy::LegacyCacheAdapter;
-pub use manager::PersistentCacheManager;
+pub use manager::{InvalidationListener, PersistentCacheManager};
 pub use sealing::{CacheSealer, NONCE_LEN, SEAL_OVERHEAD, SealError, SealingKey, TAG_LEN};
 pub use stats::{CacheStats, LatencySummary, StatsSnapshot};
 pub use warmer::{CacheWarmer, WarmFailure, WarmLoader, WarmReport, WarmValue};

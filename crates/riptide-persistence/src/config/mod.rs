@@ -1,10 +1,12 @@
 //! Configuration sections of the persistence layer, with the seed's field names and defaults.
 //!
 //! Each field is read by the component named in its doc. The tenant section is in
-//! [`tenant`]; the state section arrives with the state manager.
+//! `tenant.rs`; the state and sync sections in `state.rs`.
 
+mod state;
 mod tenant;
 
+pub use state::{StateConfig, SyncConfig};
 pub use tenant::{MeterPrice, PlanConfig, PriceTable, TenantConfig, default_plans};
 
 use std::path::PathBuf;
@@ -26,6 +28,10 @@ pub struct PersistenceConfig {
     pub cache: CacheConfig,
     /// Tenant manager settings.
     pub tenant: TenantConfig,
+    /// State manager settings.
+    pub state: StateConfig,
+    /// Coordination between instances.
+    pub sync: SyncConfig,
 }
 
 impl PersistenceConfig {
@@ -34,7 +40,9 @@ impl PersistenceConfig {
         self.redis.validate()?;
         self.embedded.validate()?;
         self.cache.validate()?;
-        self.tenant.validate()
+        self.tenant.validate()?;
+        self.state.validate()?;
+        self.sync.validate()
     }
 }
 

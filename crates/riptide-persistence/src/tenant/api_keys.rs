@@ -458,6 +458,12 @@ impl ApiKeys {
         Ok(created)
     }
 
+    /// Drops every cached lookup, so the next presentation of any key reads the store
+    /// (used when another instance revoked a key).
+    pub fn forget_cached(&self) {
+        self.auth_cache.invalidate_all();
+    }
+
     /// Authenticates a presented key.
     ///
     /// Malformed input (wrong prefix, length or characters, more than

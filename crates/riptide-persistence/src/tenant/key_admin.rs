@@ -42,6 +42,12 @@ impl TenantManager {
         let result = self.api_keys().revoke(&id, key_id).await;
         self.audit_event(actor, Some(&id), "key.revoke", key_id, &result)
             .await;
+        if result.is_ok() {
+            self.announce(super::manager::TenantEvent::KeyRevoked {
+                tenant_id: id.to_string(),
+                key_id: key_id.to_owned(),
+            });
+        }
         result
     }
 

@@ -51,6 +51,29 @@ pub struct TenantUpdate {
     pub owner: Option<TenantOwner>,
 }
 
+/// A change other instances must hear of (the sync layer publishes it).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TenantEvent {
+    /// The tenant's record changed (`change` names what: `update`, `suspend`, `resume`,
+    /// `delete`).
+    Changed {
+        /// The tenant.
+        tenant_id: String,
+        /// What changed.
+        change: &'static str,
+    },
+    /// One of the tenant's keys was revoked.
+    KeyRevoked {
+        /// The tenant.
+        tenant_id: String,
+        /// The key.
+        key_id: String,
+    },
+}
+
+/// Told of every [`TenantEvent`] made on this instance.
+pub struct TenantChangeListener(pub Box<dyn Fn(&TenantEvent) + Send + Sync>);
+
 /// One page of tenants.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct TenantPage {
@@ -75,6 +98,7 @@ pub struct TenantManager {
     audit: Arc<AuditLog>,
     keys: Arc<TenantKeys>,
     cache: ArcSwapOption<PersistentCacheManager>,
+    listener: ArcSwapOption<TenantChangeListener>,
     cancel: CancellationToken,
     tasks: Mutex<Vec<JoinHandle<()>>>,
     pub(super) instance_id: String,
@@ -140,6 +164,7 @@ impl TenantManager {
             audit,
             keys,
             cache: ArcSwapOption::empty(),
+            listener: ArcSwapOption::empty(),
             tasks: Mutex::new(vec![flusher, pruner]),
             instance_id: random_id(8),
             batch_seq: AtomicU64::new(0),
@@ -165,6 +190,38 @@ impl TenantManager {
         self.cache.store(Some(cache));
     }
 
+    /// Installs the listener told of every tenant change made here.
+    pub fn set_change_listener(&self, listener: TenantChangeListener) {
+        self.listener.store(Some(Arc::new(listener)));
+    }
+
+    pub(super) fn announce(&self, event: TenantEvent) {
+        if let Some(l) = self.listener.load().as_ref() {
+            (l.0)(&event);
+        }
+    }
+
+    /// Drops what this instance holds about a tenant another instance changed: its
+    /// cached record, cached key lookups and (when deleted) its data key.
+    pub fn forget_tenant(&self, tenant_id: &str, deleted: bool) {
+        let Ok(id) = TenantId::parse(tenant_id) else {
+            return;
+        };
+        self.registry.forget(&id);
+        self.api_keys.forget_cached();
+        if deleted {
+            self.keys.forget(&id);
+            self.budgets.set(&id, None);
+        }
+    }
+
+    /// Drops every cached record and key lookup (after messages from other instances
+    /// may have been lost).
+    pub fn forget_everything(&self) {
+        self.registry.forget_all();
+        self.api_keys.forget_cached();
+    }
+
     /// The configuration in force.
     pub fn config(&self) -> &config::TenantConfig {
         &self.config
@@ -173,6 +230,11 @@ impl TenantManager {
     /// API keys of tenants.
     pub fn api_keys(&self) -> &ApiKeys {
         &self.api_keys
+    }
+
+    /// Tenants' data keys (sessions are sealed with them too).
+    pub fn data_keys(&self) -> &Arc<TenantKeys> {
+        &self.keys
     }
 
     /// The audit log.
@@ -362,6 +424,12 @@ impl TenantManager {
         let what = describe_update(&update);
         self.audit_event(actor, Some(&id), "tenant.update", &what, &result)
             .await;
+        if result.is_ok() {
+            self.announce(TenantEvent::Changed {
+                tenant_id: id.to_string(),
+                change: "update",
+            });
+        }
         result
     }
 
@@ -394,6 +462,12 @@ impl TenantManager {
             .await;
         self.audit_event(actor, Some(&id), "tenant.suspend", reason, &result)
             .await;
+        if result.is_ok() {
+            self.announce(TenantEvent::Changed {
+                tenant_id: id.to_string(),
+                change: "suspend",
+            });
+        }
         result
     }
 
@@ -416,6 +490,12 @@ impl TenantManager {
             .await;
         self.audit_event(actor, Some(&id), "tenant.resume", "", &result)
             .await;
+        if result.is_ok() {
+            self.announce(TenantEvent::Changed {
+                tenant_id: id.to_string(),
+                change: "resume",
+            });
+        }
         result
     }
 
@@ -432,6 +512,12 @@ impl TenantManager {
         let id = TenantId::parse(tenant_id).ok();
         self.audit_event(actor, id.as_ref(), "tenant.delete", "", &result)
             .await;
+        if result.is_ok() {
+            self.announce(TenantEvent::Changed {
+                tenant_id: tenant_id.to_owned(),
+                change: "delete",
+            });
+        }
         result
     }
 

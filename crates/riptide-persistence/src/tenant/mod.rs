@@ -21,7 +21,7 @@ pub mod validate;
 
 pub use billing::{Bill, LineItem, Period, compute_bill};
 pub use error::{TenantError, TenantResult};
-pub use manager::{TenantManager, TenantPage, TenantUpdate};
+pub use manager::{TenantChangeListener, TenantEvent, TenantManager, TenantPage, TenantUpdate};
 pub use metrics::{TenantMetrics, TenantMetricsSnapshot};
 pub use model::{
     BillingPlan, ResourceUsageRecord, Tenant, TenantConfig, TenantIsolationLevel, TenantOwner,

@@ -165,10 +165,26 @@ impl Registry {
         Ok(())
     }
 
-    /// Deletes the record and its quota overrides.
+    /// Deletes the record, its quota overrides, rate and storage state, and sessions.
     pub(super) async fn remove(&self, id: &TenantId) -> TenantResult<()> {
         let keys = self.keys(id);
-        let records = ["meta", "q", "rl", "storage"].map(|r| keys.record(r));
+        // Sessions are the tenant's own keys too: listed by their index, never scanned.
+        let index = keys.record("sessions");
+        loop {
+            let page = self.store.zset_range(&index, 0, 500).await?;
+            if page.is_empty() {
+                break;
+            }
+            let records: Vec<String> = page
+                .iter()
+                .map(|(sid, _)| keys.record(&format!("session:{sid}")))
+                .collect();
+            self.store.delete(&records).await?;
+            let members: Vec<String> = page.into_iter().map(|(sid, _)| sid).collect();
+            self.store.zset_remove(&index, &members).await?;
+        }
+        let records =
+            ["meta", "q", "rl", "storage", "sessions", "session_bytes"].map(|r| keys.record(r));
         self.store.delete(&records).await?;
         self.cache.invalidate(id);
         Ok(())
@@ -183,6 +199,16 @@ impl Registry {
         page.into_iter()
             .map(|(id, _)| TenantId::parse(&id).map_err(TenantError::from))
             .collect()
+    }
+
+    /// Drops a cached record (after a change made by another instance).
+    pub(super) fn forget(&self, id: &TenantId) {
+        self.cache.invalidate(id);
+    }
+
+    /// Drops every cached record.
+    pub(super) fn forget_all(&self) {
+        self.cache.invalidate_all();
     }
 
     /// Number of registered tenants.

@@ -1,0 +1,558 @@
+//! Checkpoints of the durable state: create, list, verify and restore (issue 4, item 3).
+//!
+//! # What a checkpoint holds
+//!
+//! For every tenant in the registry (`<p>:tenants`), copied byte for byte as stored:
+//!
+//! | what | store key (`<p>:tenant:{<id>}:` + ...) | kind |
+//! |---|---|---|
+//! | registry entry (score = creation ms) | `<p>:tenants` member `<id>` | sorted-set member |
+//! | the tenant record | `meta` | record |
+//! | wrapped data key (without it an encrypted tenant's data is unreadable) | `dek` | record |
+//! | quota overrides | `q` | counters |
+//! | storage in use | `storage` | counters |
+//! | API key index, key records | `keys`, `key:<key_id>` | sorted set, records |
+//! | API key lookups (the keys' HMACs, never a secret: none is stored) | `<p>:apikey:<hash>` | global records |
+//! | usage months, usage counters | `usage_months`, `usage:YYYY-MM` | sorted set, counters |
+//! | live sessions (bytes as stored, possibly sealed; expiry) | `session:<id>`, index `sessions` | records with TTL |
+//!
+//! plus the running configuration document and the cache warm list given to
+//! [`CheckpointManager::create`]. Secrets in the configuration (`tenant.master_key`,
+//! `tenant.api_key_pepper`, tokens, passwords, the password of a store URL) are saved
+//! as `<redacted>`: a checkpoint lies next to the wrapped data keys and must never
+//! also hold the master key that unwraps them. Whoever applies a restored
+//! configuration keeps the running secrets.
+//!
+//! Not included, on purpose: cache entries (a cache is rebuilt, and warmed from the
+//! warm list), rate-limit state (`rl`: it refills within a period), the usage and
+//! storage dedupe records (`usage_batches`, `storage:batches`: they only guard retries
+//! in flight) and the audit log (append-only and hash-chained; it is never rewound).
+//!
+//! Sessions are read straight from their records and index (the layout of
+//! `state::sessions`: `session:<id>` with a TTL, index `sessions` scored by expiry ms)
+//! rather than through the session manager, so checkpoints do not depend on its memory
+//! tier: a session spilled to disk by one instance is, on Redis, still in the store.
+//! Sessions whose expiry has passed are left out.
+//!
+//! A checkpoint is taken while the service runs: each object is copied as it was when
+//! read, not as of one instant across tenants (no store offers that without stopping
+//! writes). Tenants created while it runs may or may not be in it.
+//!
+//! # Format
+//!
+//! See [`format`]: header `RTCK` + version + flags + creation time, a zstd frame of JSON
+//! lines (base64 for bytes), a footer with the figures, and a blake3 checksum of all of
+//! it. Files are `<checkpoint_dir>/<id>.ckpt`, where the id is the UTC creation time
+//! and a random suffix (`20261103T101500123Z-8f3a9c21`), so names sort by age. They are
+//! written to a hidden temp file, fsynced, renamed and the directory fsynced; then only
+//! the newest `checkpoint_retention` are kept.
+//!
+//! # Scale
+//!
+//! Nothing is held whole: tenants are read a few at a time (registry paged by score),
+//! each tenant's lines go to a writer thread in parts of about 256 KiB through a
+//! bounded channel, and the writer compresses and hashes as it writes. Restore streams
+//! the body back in chunks of at most 256 objects of one tenant. Memory stays in the
+//! low megabytes whatever the number of tenants and sessions.
+//!
+//! # Restore
+//!
+//! [`CheckpointManager::restore`] checks the id (only `[0-9A-Za-z_-]`, optionally with
+//! `.ckpt`, naming a regular file in the directory), then the header, version, footer
+//! and checksum, then parses every line and checks it against the layout above — all
+//! before the store is touched. A dry run then compares each object with the store and
+//! reports, per kind, how many would be created, overwritten (differ) or are unchanged;
+//! applying writes exactly those, in batches, with `Durable` writes. After a restore:
+//!
+//! - every record of the checkpoint is byte-equal to its copy, counters hold exactly
+//!   the checkpoint's fields, and sorted sets hold the checkpoint's members with their
+//!   scores;
+//! - sessions get back their absolute expiry (TTL = expiry − now), so a session lives
+//!   no longer than it would have; those expired since are skipped and counted;
+//! - what the checkpoint does not know is left alone: tenants registered in the store
+//!   but absent from the checkpoint are reported (never deleted), and so are members
+//!   added to a tenant's sorted sets since;
+//! - a restore interrupted half-way can simply be run again (it is idempotent);
+//! - a data key that differs from the stored one (the tenant was deleted and created
+//!   again under the same id) is overwritten: what was sealed under the newer key since
+//!   the checkpoint can no longer be opened, as for a deleted tenant.
+//!
+//! Writes go through the store's single-object operations, so a restore costs about
+//! nine writes per tenant plus one per 256 records; on the embedded store each is a
+//! durable (fsynced) commit, which bounds its speed.
+//!
+//! Instances cache tenant records, authentication outcomes and unwrapped data keys for
+//! a short while (`tenant.record_cache_ttl_ms`, at most a second for records and keys'
+//! outcomes); whoever drives a restore should announce the restored tenants as changed
+//! (DistributedSync) so every instance drops those copies at once.
+//!
+//! # Metrics
+//!
+//! `checkpoint_duration_seconds{operation="create"|"restore"|"dry_run"}` (histogram),
+//! `checkpoint_size_bytes` (gauge, the last checkpoint written) and
+//! `checkpoint_operations_total{operation, result}`.
+
+pub mod format;
+
+mod collect;
+mod error;
+mod files;
+mod restore;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use chrono::{DateTime, Utc};
+use futures::StreamExt;
+use futures::stream::FuturesUnordered;
+use serde::{Deserialize, Serialize};
+use tokio::sync::mpsc;
+
+pub use self::error::CheckpointError;
+
+use self::collect::{TenantTally, ZSET_PAGE, ZsetCursor, collect_tenant};
+use self::error::{io_err, task_err};
+use self::files::{datetime, new_id};
+pub(crate) use self::files::{is_month, is_segment};
+use self::format::{Footer, Header, Line, Meta, WriteError, WriteMsg};
+use crate::clock::SharedClock;
+use crate::config::StateConfig;
+use crate::store::SharedStore;
+use crate::tenant_id::TenantId;
+
+/// Tenants read at once while creating, and chunks applied at once while restoring.
+const CONCURRENCY: usize = 8;
+/// Parts queued for the writer thread (each about 256 KiB).
+const WRITE_QUEUE: usize = 16;
+/// Chunks queued between the restore reader and the appliers.
+const CHUNK_QUEUE: usize = 2 * CONCURRENCY;
+
+/// What a checkpoint carries besides the store's data.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct CheckpointExtra {
+    /// The running configuration document.
+    pub config: Option<serde_json::Value>,
+    /// Cache keys to warm after a restore: `(tenant, key)`.
+    pub warm_list: Vec<(Option<String>, String)>,
+}
+
+/// One checkpoint file, as listed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CheckpointInfo {
+    /// The id (file name without `.ckpt`).
+    pub id: String,
+    /// When it was taken (from its header; from its id when the header is unreadable).
+    pub created_at: DateTime<Utc>,
+    /// File size.
+    pub size_bytes: u64,
+    /// Tenants in it (0 when invalid).
+    pub tenants: u64,
+    /// Sessions in it (0 when invalid).
+    pub sessions: u64,
+    /// Header, version and checksum verified.
+    pub valid: bool,
+    /// Why it is invalid.
+    pub problem: Option<String>,
+}
+
+/// Kinds of objects a checkpoint restores, as counted in a [`RestoreReport`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RecordKind {
+    /// Registry entries (`<p>:tenants` members).
+    Registry,
+    /// Tenant records (`meta`).
+    Tenant,
+    /// Wrapped data keys (`dek`).
+    DataKey,
+    /// Quota overrides (`q` counters).
+    Quota,
+    /// Storage counters (`storage`).
+    Storage,
+    /// API key records (`key:<id>`).
+    ApiKey,
+    /// API key index members (`keys`).
+    ApiKeyIndex,
+    /// API key lookup records (`<p>:apikey:<hash>`).
+    ApiKeyLookup,
+    /// Usage counters (`usage:YYYY-MM`).
+    Usage,
+    /// Usage month index members (`usage_months`).
+    UsageMonth,
+    /// Sessions (record and index entry).
+    Session,
+}
+
+impl RecordKind {
+    /// Stable lower-case name.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            RecordKind::Registry => "registry",
+            RecordKind::Tenant => "tenant",
+            RecordKind::DataKey => "data_key",
+            RecordKind::Quota => "quota",
+            RecordKind::Storage => "storage",
+            RecordKind::ApiKey => "api_key",
+            RecordKind::ApiKeyIndex => "api_key_index",
+            RecordKind::ApiKeyLookup => "api_key_lookup",
+            RecordKind::Usage => "usage",
+            RecordKind::UsageMonth => "usage_month",
+            RecordKind::Session => "session",
+        }
+    }
+}
+
+/// What a restore did (or, in a dry run, would do) to one kind of object.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KindCounts {
+    /// Absent from the store: created.
+    pub create: u64,
+    /// Present but different: overwritten.
+    pub overwrite: u64,
+    /// Already equal: left alone.
+    pub unchanged: u64,
+}
+
+/// The outcome of [`CheckpointManager::restore`].
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct RestoreReport {
+    /// The checkpoint.
+    pub id: String,
+    /// Nothing was written.
+    pub dry_run: bool,
+    /// When the checkpoint was taken.
+    pub created_at: DateTime<Utc>,
+    /// Tenants in the checkpoint.
+    pub tenants: u64,
+    /// Sessions in the checkpoint.
+    pub sessions: u64,
+    /// Per kind: created, overwritten, unchanged.
+    pub kinds: BTreeMap<RecordKind, KindCounts>,
+    /// Sessions not restored because they expired since the checkpoint.
+    pub sessions_expired: u64,
+    /// Tenants registered in the store but not in the checkpoint (left alone); at most
+    /// the first 1,000.
+    pub extra_tenants: Vec<String>,
+    /// How many such tenants there are.
+    pub extra_tenants_total: u64,
+    /// The configuration document saved with the checkpoint (not applied here).
+    pub config: Option<serde_json::Value>,
+    /// The warm list saved with the checkpoint.
+    pub warm_list: Vec<(Option<String>, String)>,
+    /// Wall time of the restore, ms.
+    pub duration_ms: u64,
+}
+
+impl RestoreReport {
+    /// The counts of `kind` (zero when none).
+    pub fn counts(&self, kind: RecordKind) -> KindCounts {
+        self.kinds.get(&kind).copied().unwrap_or_default()
+    }
+
+    /// Objects created plus overwritten, over every kind.
+    pub fn changes(&self) -> u64 {
+        self.kinds.values().map(|c| c.create + c.overwrite).sum()
+    }
+}
+
+/// Creates, lists and restores checkpoints of one store in one directory.
+pub struct CheckpointManager {
+    store: SharedStore,
+    clock: SharedClock,
+    dir: PathBuf,
+    retention: usize,
+    /// One restore at a time: two interleaved restores would mix their checkpoints.
+    restoring: tokio::sync::Mutex<()>,
+}
+
+impl std::fmt::Debug for CheckpointManager {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CheckpointManager")
+            .field("dir", &self.dir)
+            .field("retention", &self.retention)
+            .finish_non_exhaustive()
+    }
+}
+
+impl CheckpointManager {
+    /// Checkpoints of `store` in `cfg.checkpoint_dir`, keeping the newest
+    /// `cfg.checkpoint_retention` (at least 1). `clock` dates checkpoints and decides
+    /// which sessions are live. The directory is created on the first checkpoint.
+    pub fn new(store: SharedStore, clock: SharedClock, cfg: &StateConfig) -> Self {
+        Self {
+            store,
+            clock,
+            dir: cfg.checkpoint_dir.clone(),
+            retention: cfg.checkpoint_retention.max(1),
+            restoring: tokio::sync::Mutex::new(()),
+        }
+    }
+
+    /// The checkpoint directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Takes a checkpoint (see the module docs for what it holds), writes it atomically,
+    /// prunes old ones, and returns its listing. Records `checkpoint_duration_seconds`.
+    /// On failure no file is left behind.
+    pub async fn create(&self, extra: CheckpointExtra) -> Result<CheckpointInfo, CheckpointError> {
+        let started = Instant::now();
+        let result = self.create_inner(extra).await;
+        record("create", started, &result);
+        match &result {
+            Ok(info) => {
+                metrics::gauge!("checkpoint_size_bytes").set(info.size_bytes as f64);
+                tracing::info!(
+                    checkpoint.id = %info.id,
+                    checkpoint.size_bytes = info.size_bytes,
+                    checkpoint.tenants = info.tenants,
+                    checkpoint.sessions = info.sessions,
+                    duration_ms = started.elapsed().as_millis() as u64,
+                    "checkpoint written"
+                );
+            }
+            Err(e) => tracing::error!(error = %e, "checkpoint failed"),
+        }
+        result
+    }
+
+    async fn create_inner(
+        &self,
+        extra: CheckpointExtra,
+    ) -> Result<CheckpointInfo, CheckpointError> {
+        let now_ms = self.clock.now_ms();
+        let id = new_id(now_ms);
+        tokio::fs::create_dir_all(&self.dir)
+            .await
+            .map_err(io_err(format!("create {}", self.dir.display())))?;
+        let (tx, rx) = mpsc::channel(WRITE_QUEUE);
+        let writer = {
+            let (dir, id) = (self.dir.clone(), id.clone());
+            tokio::task::spawn_blocking(move || {
+                format::write_file(&dir, &id, Header::new(now_ms), rx)
+            })
+        };
+        let collected = self.collect(&id, now_ms, &extra, tx).await;
+        // The sender is gone now: the writer either finished or removes its temp file.
+        let written = writer.await.map_err(task_err)?;
+        let (_, size, footer) = match (collected, written) {
+            (Ok(_), Ok(done)) => done,
+            (_, Err(WriteError::Io(action, source))) => {
+                return Err(CheckpointError::Io {
+                    action: action.to_owned(),
+                    source,
+                });
+            }
+            (Err(e), _) => return Err(e),
+            (Ok(_), Err(WriteError::Aborted)) => return Err(CheckpointError::WriterStopped),
+        };
+        self.prune().await;
+        Ok(CheckpointInfo {
+            id,
+            created_at: datetime(now_ms),
+            size_bytes: size,
+            tenants: footer.tenants,
+            sessions: footer.sessions,
+            valid: true,
+            problem: None,
+        })
+    }
+
+    /// Streams the meta line, every tenant and the end line to the writer.
+    async fn collect(
+        &self,
+        id: &str,
+        now_ms: u64,
+        extra: &CheckpointExtra,
+        tx: mpsc::Sender<WriteMsg>,
+    ) -> Result<(), CheckpointError> {
+        let store = &*self.store;
+        let mut head = collect::Sink::new(tx.clone());
+        head.push(&Line::Meta(Meta {
+            id: id.into(),
+            format: format::FORMAT_VERSION,
+            created_at_ms: now_ms,
+            key_prefix: store.key_prefix().into(),
+            store_kind: store.kind().as_str().into(),
+            config: extra
+                .config
+                .as_ref()
+                .map(|c| std::borrow::Cow::Owned(collect::redact_secrets(c))),
+            warm_list: std::borrow::Cow::Borrowed(&extra.warm_list),
+        }))
+        .await?;
+        head.flush().await?;
+        // Tenants are read a few at a time, fed from the registry a page at a time. The
+        // futures own what they use (no borrowed store), so `create` can be spawned.
+        let mut cursor = ZsetCursor::new(
+            restore::registry_key(store.key_prefix()),
+            i64::MIN,
+            ZSET_PAGE,
+        );
+        let mut pending = std::collections::VecDeque::new();
+        let mut running = FuturesUnordered::new();
+        let mut exhausted = false;
+        let mut total = TenantTally::default();
+        loop {
+            while running.len() < CONCURRENCY {
+                if pending.is_empty() && !exhausted {
+                    let page = cursor.next(store).await?;
+                    exhausted = page.is_empty();
+                    pending.extend(page);
+                }
+                let Some((raw, score)) = pending.pop_front() else {
+                    break;
+                };
+                let Ok(tenant) = TenantId::parse(&raw) else {
+                    tracing::warn!(tenant.id = %raw, "invalid tenant id in the registry; not in the checkpoint");
+                    continue;
+                };
+                running.push(collect_tenant(
+                    self.store.clone(),
+                    tx.clone(),
+                    tenant,
+                    score,
+                    now_ms,
+                ));
+            }
+            match running.next().await {
+                Some(done) => total = total.add(done?),
+                None => break,
+            }
+        }
+        let lines = head.lines + total.lines + 1;
+        let mut tail = collect::Sink::new(tx.clone());
+        tail.push(&Line::End {
+            tenants: total.tenants,
+            sessions: total.sessions,
+            lines,
+        })
+        .await?;
+        tail.flush().await?;
+        tx.send(WriteMsg::Finish(Footer {
+            body_len: 0,
+            tenants: total.tenants,
+            sessions: total.sessions,
+            lines,
+        }))
+        .await
+        .map_err(|_| CheckpointError::WriterStopped)
+    }
+
+    /// Every checkpoint in the directory, newest first, each verified (header, version,
+    /// footer and checksum; a damaged file is listed with `valid: false` and the
+    /// reason). An absent directory lists nothing.
+    pub async fn list(&self) -> Result<Vec<CheckpointInfo>, CheckpointError> {
+        let dir = self.dir.clone();
+        tokio::task::spawn_blocking(move || files::list_dir(&dir))
+            .await
+            .map_err(task_err)?
+    }
+
+    /// Restores checkpoint `id` (see the module docs). The id, the file and every line
+    /// are checked before the store is touched; a refusal is a typed error naming the
+    /// reason. With `dry_run`, nothing is written and the report says what would change.
+    pub async fn restore(&self, id: &str, dry_run: bool) -> Result<RestoreReport, CheckpointError> {
+        let started = Instant::now();
+        let result = self.restore_inner(id, dry_run, started).await;
+        record(
+            if dry_run { "dry_run" } else { "restore" },
+            started,
+            &result,
+        );
+        match &result {
+            Ok(r) => tracing::info!(
+                checkpoint.id = %r.id,
+                dry_run,
+                changes = r.changes(),
+                extra_tenants = r.extra_tenants_total,
+                duration_ms = r.duration_ms,
+                "checkpoint restore finished"
+            ),
+            Err(e) => {
+                tracing::warn!(checkpoint.id = %id, dry_run, error = %e, "checkpoint restore refused or failed")
+            }
+        }
+        result
+    }
+
+    async fn restore_inner(
+        &self,
+        id: &str,
+        dry_run: bool,
+        started: Instant,
+    ) -> Result<RestoreReport, CheckpointError> {
+        let _one_at_a_time = self.restoring.lock().await;
+        let (id, path) = files::resolve(&self.dir, id)?;
+        let verified = tokio::task::spawn_blocking(move || format::verify(&path))
+            .await
+            .map_err(task_err)?
+            .map_err(|p| CheckpointError::from_problem(&id, p))?;
+        let created_at = datetime(verified.header.created_at_ms);
+        let (verified, scan) = tokio::task::spawn_blocking(move || {
+            let mut v = verified;
+            let scan = restore::scan(&mut v);
+            (v, scan)
+        })
+        .await
+        .map_err(task_err)?;
+        let scan = scan.map_err(|reason| CheckpointError::Corrupt {
+            id: id.clone(),
+            reason,
+        })?;
+
+        let store = &*self.store;
+        let (extra_tenants, extra_tenants_total) =
+            restore::extra_tenants(store, &scan.tenants).await?;
+        let now_ms = self.clock.now_ms();
+        let (tx, rx) = mpsc::channel(CHUNK_QUEUE);
+        let reader = tokio::task::spawn_blocking(move || restore::read_chunks(verified, tx));
+        let applied =
+            restore::apply_all(self.store.clone(), rx, dry_run, now_ms, CONCURRENCY).await;
+        let read = reader.await.map_err(task_err)?;
+        let tally = applied?;
+        read.map_err(|reason| CheckpointError::Corrupt {
+            id: id.clone(),
+            reason,
+        })?;
+        Ok(RestoreReport {
+            id,
+            dry_run,
+            created_at,
+            tenants: scan.tenants.len() as u64,
+            sessions: scan.sessions,
+            kinds: tally.kinds,
+            sessions_expired: tally.sessions_expired,
+            extra_tenants,
+            extra_tenants_total,
+            config: scan.meta.config.map(std::borrow::Cow::into_owned),
+            warm_list: scan.meta.warm_list.into_owned(),
+            duration_ms: started.elapsed().as_millis() as u64,
+        })
+    }
+
+    /// Keeps the newest `retention` checkpoints (of the files named like generated ids)
+    /// and removes leftover temp files of crashed writes. Failures are logged: the new checkpoint is written either way.
+    async fn prune(&self) {
+        let (dir, keep) = (self.dir.clone(), self.retention);
+        match tokio::task::spawn_blocking(move || files::prune_dir(&dir, keep)).await {
+            Ok(Ok(removed)) if removed > 0 => {
+                tracing::debug!(checkpoint.removed = removed, "old checkpoints pruned");
+            }
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => tracing::warn!(error = %e, "cannot prune old checkpoints"),
+            Err(e) => tracing::warn!(error = %e, "checkpoint pruning task failed"),
+        }
+    }
+}
+
+/// Records the duration and outcome of an operation.
+fn record<T>(operation: &'static str, started: Instant, result: &Result<T, CheckpointError>) {
+    metrics::histogram!("checkpoint_duration_seconds", "operation" => operation)
+        .record(started.elapsed().as_secs_f64());
+    let outcome = if result.is_ok() { "ok" } else { "error" };
+    metrics::counter!("checkpoint_operations_total", "operation" => operation, "result" => outcome)
+        .increment(1);
+}

@@ -1,0 +1,349 @@
+//! What a configuration document must look like, and which of its keys only apply at
+//! the next start.
+//!
+//! The persistence crate does not know the service's configuration type, so reload is
+//! schema-driven: a [`ConfigSchema`] validates the merged JSON document and names the
+//! restart-only key prefixes. [`PersistenceSchema`] checks the `persistence` section
+//! against [`PersistenceConfig`]; the service combines it with its own schema through
+//! [`SchemaSet`].
+
+use std::fmt;
+use std::sync::Arc;
+
+use serde::de::DeserializeOwned;
+use serde_json::{Map, Value};
+
+use crate::config::PersistenceConfig;
+use crate::error::InvalidInput;
+
+/// A refused key: its dotted path and the reason.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigIssue {
+    /// Dotted key path (`persistence.cache.zstd_level`).
+    pub key: String,
+    /// Why it was refused.
+    pub reason: String,
+}
+
+impl ConfigIssue {
+    /// An issue with `key`.
+    pub fn new(key: impl Into<String>, reason: impl Into<String>) -> Self {
+        Self {
+            key: key.into(),
+            reason: reason.into(),
+        }
+    }
+}
+
+impl fmt::Display for ConfigIssue {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.key, self.reason)
+    }
+}
+
+impl std::error::Error for ConfigIssue {}
+
+/// Validates whole configuration documents and declares which keys are restart-only.
+pub trait ConfigSchema: Send + Sync + 'static {
+    /// Checks the merged document (a JSON object). The first problem found is returned
+    /// with the dotted key it concerns.
+    fn validate(&self, doc: &Value) -> Result<(), ConfigIssue>;
+
+    /// Dotted key prefixes (`persistence.redis`, `server.listen`) whose changes only
+    /// take effect at the next start. Every other key is applied live.
+    fn restart_only(&self) -> Vec<String>;
+}
+
+/// Whether `key` is, is under, or contains a restart-only prefix.
+pub fn is_restart_only(key: &str, prefixes: &[String]) -> bool {
+    prefixes
+        .iter()
+        .any(|p| is_under(key, p) || is_under(p, key))
+}
+
+fn is_under(key: &str, prefix: &str) -> bool {
+    key == prefix
+        || key
+            .strip_prefix(prefix)
+            .is_some_and(|rest| rest.starts_with('.'))
+}
+
+/// The top-level section holding [`PersistenceConfig`].
+pub const PERSISTENCE_SECTION: &str = "persistence";
+
+/// Restart-only prefixes of the `persistence` section: connections, the store,
+/// secrets and directories are set up once at start. `state.enable_hot_reload` is here
+/// too because the watcher is started (or not) at start.
+pub const PERSISTENCE_RESTART_ONLY: &[&str] = &[
+    "persistence.redis",
+    "persistence.embedded",
+    "persistence.tenant.secrets_dir",
+    "persistence.tenant.master_key",
+    "persistence.tenant.api_key_pepper",
+    "persistence.state.spill_dir",
+    "persistence.state.checkpoint_dir",
+    "persistence.state.config_watch_paths",
+    "persistence.state.enable_hot_reload",
+    "persistence.sync",
+];
+
+/// The default schema: an optional `persistence` section that must deserialize into
+/// [`PersistenceConfig`] and pass its `validate()`. Other top-level sections are
+/// accepted as they are (the service validates them with its own schema).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct PersistenceSchema;
+
+impl PersistenceSchema {
+    /// The `persistence` section of `doc` as a typed config; absent or `null` gives the
+    /// defaults. Errors name the key as `persistence.<section>.<field>`.
+    pub fn parse(doc: &Value) -> Result<PersistenceConfig, ConfigIssue> {
+        let section = match doc.get(PERSISTENCE_SECTION) {
+            None | Some(Value::Null) => return Ok(PersistenceConfig::default()),
+            Some(v @ Value::Object(_)) => v,
+            Some(_) => return Err(ConfigIssue::new(PERSISTENCE_SECTION, "must be a mapping")),
+        };
+        let cfg: PersistenceConfig = deserialize_located(section, PERSISTENCE_SECTION)?;
+        cfg.validate().map_err(|e| match e {
+            InvalidInput::Config { key, reason } => {
+                ConfigIssue::new(format!("{PERSISTENCE_SECTION}.{key}"), reason)
+            }
+            other => ConfigIssue::new(PERSISTENCE_SECTION, other.to_string()),
+        })?;
+        Ok(cfg)
+    }
+}
+
+impl ConfigSchema for PersistenceSchema {
+    fn validate(&self, doc: &Value) -> Result<(), ConfigIssue> {
+        Self::parse(doc).map(drop)
+    }
+
+    fn restart_only(&self) -> Vec<String> {
+        PERSISTENCE_RESTART_ONLY
+            .iter()
+            .map(|s| (*s).to_owned())
+            .collect()
+    }
+}
+
+/// Several schemas checked in order (e.g. the service's own and [`PersistenceSchema`]);
+/// the restart-only prefixes are the union.
+#[derive(Clone, Default)]
+pub struct SchemaSet(pub Vec<Arc<dyn ConfigSchema>>);
+
+impl ConfigSchema for SchemaSet {
+    fn validate(&self, doc: &Value) -> Result<(), ConfigIssue> {
+        self.0.iter().try_for_each(|s| s.validate(doc))
+    }
+
+    fn restart_only(&self) -> Vec<String> {
+        let mut all: Vec<String> = self.0.iter().flat_map(|s| s.restart_only()).collect();
+        all.sort();
+        all.dedup();
+        all
+    }
+}
+
+impl fmt::Debug for SchemaSet {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "SchemaSet({} schemas)", self.0.len())
+    }
+}
+
+/// Deepest map level searched when locating a deserialization error.
+const MAX_LOCATE_DEPTH: usize = 16;
+/// Most keys probed at one level when locating a deserialization error.
+const MAX_LOCATE_KEYS: usize = 256;
+
+/// Deserializes `value` into `T`; on failure, finds the key the error is about and
+/// returns it under `prefix` (`persistence.cache.zstd_level`) with serde's message.
+///
+/// serde_json's errors from a `Value` carry no path, so the key is found by probing:
+/// at each map level, the document is deserialized again with only one key kept along
+/// the path. A key whose lone presence reproduces the error, and whose absence removes
+/// it, is descended into. This relies on every struct of `T` being
+/// `#[serde(default)]` (as all config sections are); for a missing required field the
+/// search stops at the map that lacks it.
+pub fn deserialize_located<T: DeserializeOwned>(
+    value: &Value,
+    prefix: &str,
+) -> Result<T, ConfigIssue> {
+    let err = match serde_json::from_value::<T>(value.clone()) {
+        Ok(v) => return Ok(v),
+        Err(e) => e.to_string(),
+    };
+    let fails_same =
+        |probe: Value| matches!(serde_json::from_value::<T>(probe), Err(e) if e.to_string() == err);
+    let missing_field = err.starts_with("missing field");
+    let mut path: Vec<String> = Vec::new();
+    for _ in 0..MAX_LOCATE_DEPTH {
+        let Some(Value::Object(map)) = lookup(value, &path) else {
+            break;
+        };
+        let mut strict = None;
+        let mut lax = None;
+        for key in map.keys().take(MAX_LOCATE_KEYS) {
+            if !fails_same(pruned(value, &path, key, true)) {
+                continue;
+            }
+            if !fails_same(pruned(value, &path, key, false)) {
+                strict = Some(key.clone());
+                break;
+            }
+            if lax.is_none() && !missing_field {
+                lax = Some(key.clone());
+            }
+        }
+        match strict.or(lax) {
+            Some(key) => path.push(key),
+            None => break,
+        }
+    }
+    let mut key = prefix.to_owned();
+    for segment in &path {
+        if !key.is_empty() {
+            key.push('.');
+        }
+        key.push_str(segment);
+    }
+    Err(ConfigIssue::new(key, err))
+}
+
+fn lookup<'a>(value: &'a Value, path: &[String]) -> Option<&'a Value> {
+    path.iter()
+        .try_fold(value, |v, segment| v.as_object()?.get(segment))
+}
+
+/// `value` with only `path` kept on the way down and, in the map at `path`, only
+/// `key` (`keep`) or everything but `key` (`!keep`).
+fn pruned(value: &Value, path: &[String], key: &str, keep: bool) -> Value {
+    let Value::Object(map) = value else {
+        return value.clone();
+    };
+    match path.split_first() {
+        Some((head, rest)) => {
+            let mut out = Map::new();
+            if let Some(child) = map.get(head) {
+                out.insert(head.clone(), pruned(child, rest, key, keep));
+            }
+            Value::Object(out)
+        }
+        None if keep => {
+            let mut out = Map::new();
+            if let Some(child) = map.get(key) {
+                out.insert(key.to_owned(), child.clone());
+            }
+            Value::Object(out)
+        }
+        None => {
+            let mut out = map.clone();
+            out.remove(key);
+            Value::Object(out)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    fn issue(doc: Value) -> ConfigIssue {
+        PersistenceSchema.validate(&doc).expect_err("refused")
+    }
+
+    #[test]
+    fn absent_or_empty_sections_are_the_defaults() {
+        assert_eq!(
+            PersistenceSchema::parse(&json!({"server": {"listen": 1}})).expect("ok"),
+            PersistenceConfig::default()
+        );
+        assert!(
+            PersistenceSchema
+                .validate(&json!({"persistence": null}))
+                .is_ok()
+        );
+        let cfg = PersistenceSchema::parse(&json!({"persistence": {"cache": {"zstd_level": 7}}}))
+            .expect("ok");
+        assert_eq!(cfg.cache.zstd_level, 7);
+        assert_eq!(issue(json!({"persistence": 3})).key, "persistence");
+    }
+
+    #[test]
+    fn range_errors_name_the_key_under_persistence() {
+        let i = issue(json!({"persistence": {"cache": {"zstd_level": 99}}}));
+        assert_eq!(i.key, "persistence.cache.zstd_level");
+        assert!(i.reason.contains("between 1 and 19"), "{i}");
+    }
+
+    #[test]
+    fn serde_errors_are_located() {
+        let i = issue(
+            json!({"persistence": {"redis": {"pool_size": 2}, "cache": {"zstd_level": "high"}}}),
+        );
+        assert_eq!(i.key, "persistence.cache.zstd_level");
+        assert!(i.reason.contains("invalid type"), "{i}");
+
+        let i = issue(json!({"persistence": {"cache": {"ttl_typo": 1, "zstd_level": 3}}}));
+        assert_eq!(i.key, "persistence.cache.ttl_typo");
+        assert!(i.reason.contains("unknown field"), "{i}");
+
+        let i = issue(json!({"persistence": {"cachee": {}}}));
+        assert_eq!(i.key, "persistence.cachee");
+
+        let i = issue(json!({"persistence": {"cache": {"compression_algorithm": "gzip"}}}));
+        assert_eq!(i.key, "persistence.cache.compression_algorithm");
+    }
+
+    #[test]
+    fn two_bad_keys_name_one_of_them() {
+        let i = issue(json!({"persistence": {"cache": {"bad_a": 1}, "redis": {"bad_b": 1}}}));
+        assert!(
+            i.key == "persistence.cache.bad_a" || i.key == "persistence.redis.bad_b",
+            "{i}"
+        );
+    }
+
+    #[test]
+    fn restart_only_matches_prefixes_at_segment_boundaries() {
+        let p = PersistenceSchema.restart_only();
+        assert!(is_restart_only("persistence.redis.pool_size", &p));
+        assert!(is_restart_only("persistence.redis", &p));
+        assert!(is_restart_only("persistence", &p));
+        assert!(!is_restart_only("persistence.redis_extra", &p));
+        assert!(!is_restart_only("persistence.cache.zstd_level", &p));
+        assert!(!is_restart_only("persistence.state.reload_debounce_ms", &p));
+    }
+
+    struct NoFoo;
+    impl ConfigSchema for NoFoo {
+        fn validate(&self, doc: &Value) -> Result<(), ConfigIssue> {
+            match doc.get("foo") {
+                Some(_) => Err(ConfigIssue::new("foo", "not allowed")),
+                None => Ok(()),
+            }
+        }
+        fn restart_only(&self) -> Vec<String> {
+            vec!["server.listen".into(), "persistence.redis".into()]
+        }
+    }
+
+    #[test]
+    fn a_schema_set_checks_all_and_unions_restart_keys() {
+        let set = SchemaSet(vec![Arc::new(NoFoo), Arc::new(PersistenceSchema)]);
+        assert_eq!(
+            set.validate(&json!({"foo": 1})).expect_err("foo").key,
+            "foo"
+        );
+        assert_eq!(
+            set.validate(&json!({"persistence": {"x": 1}}))
+                .expect_err("x")
+                .key,
+            "persistence.x"
+        );
+        let keys = set.restart_only();
+        assert!(keys.contains(&"server.listen".to_owned()));
+        assert_eq!(keys.iter().filter(|k| *k == "persistence.redis").count(), 1);
+    }
+}

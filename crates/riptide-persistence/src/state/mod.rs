@@ -1,0 +1,15 @@
+//! The state layer: hot config reload, checkpoints, sessions with disk spillover, and
+//! graceful shutdown, composed by `StateManager`.
+
+pub mod config_doc;
+pub mod config_schema;
+pub mod reload;
+
+pub use config_doc::{ConfigDocument, ConfigRejection};
+pub use config_schema::{ConfigIssue, ConfigSchema, PersistenceSchema, SchemaSet};
+pub use reload::{ConfigGeneration, ConfigReloader, ReloadError, ReloadOutcome, ReloadStats};
+pub mod checkpoint;
+pub mod manager;
+pub mod sessions;
+
+pub use manager::{ShutdownReport, StateError, StateManager, StateReport};

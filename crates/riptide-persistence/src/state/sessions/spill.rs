@@ -1,0 +1,249 @@
+//! Spill files: `<spill_dir>/<tenant>/<id>.session`, holding exactly the bytes of the
+//! store record (see `codec`), so a sealed tenant's files are sealed too.
+//!
+//! Writes are atomic: a temporary file in the same directory (mode `0600`), written and
+//! fsynced, renamed over the final name, then the directory fsynced. Directories are
+//! created with mode `0700`. Tenant ids and session ids are validated before they get
+//! here (`[a-z0-9_-]` and `[A-Za-z0-9_-]`), so a path never leaves its directory.
+//!
+//! The functions are blocking; [`SpillDir::run`] moves them off the async threads.
+//! All file operations of one manager are serialized by [`SpillDir::io`], so "check
+//! the spill index, then touch the file" is atomic with respect to other file
+//! operations.
+
+use std::fs::{self, OpenOptions};
+use std::io::{ErrorKind, Read, Write};
+use std::path::{Path, PathBuf};
+
+use rand::RngCore;
+
+use super::codec::MAX_ENCODED_LEN;
+use super::error::{SessionError, SessionResult};
+use super::memory::SessionKey;
+
+/// Extension of spill files.
+pub(crate) const EXTENSION: &str = "session";
+
+/// The spill directory of one manager.
+pub(crate) struct SpillDir {
+    root: PathBuf,
+    /// Serializes file operations (see the module docs).
+    pub io: tokio::sync::Mutex<()>,
+}
+
+impl SpillDir {
+    pub(crate) fn new(root: PathBuf) -> Self {
+        Self {
+            root,
+            io: tokio::sync::Mutex::new(()),
+        }
+    }
+
+    /// The root directory.
+    pub(crate) fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// The file of `key`.
+    pub(crate) fn path(&self, key: &SessionKey) -> PathBuf {
+        self.root
+            .join(key.tenant.as_str())
+            .join(format!("{}.{EXTENSION}", key.id))
+    }
+
+    /// Runs blocking file work on tokio's blocking pool.
+    pub(crate) async fn run<T: Send + 'static>(
+        &self,
+        path: PathBuf,
+        work: impl FnOnce(&Path) -> std::io::Result<T> + Send + 'static,
+    ) -> SessionResult<T> {
+        let shown = path.clone();
+        tokio::task::spawn_blocking(move || work(&path))
+            .await
+            .map_err(|e| SessionError::Io {
+                path: shown.clone(),
+                source: std::io::Error::other(format!("file task failed: {e}")),
+            })?
+            .map_err(|source| SessionError::Io {
+                path: shown,
+                source,
+            })
+    }
+}
+
+/// Writes `bytes` to `path` atomically (see the module docs); returns the bytes written.
+pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<u64> {
+    let dir = path
+        .parent()
+        .ok_or_else(|| std::io::Error::other("spill path has no directory"))?;
+    create_dir(dir)?;
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let mut nonce = [0u8; 8];
+    rand::rng().fill_bytes(&mut nonce);
+    let tmp = dir.join(format!(".{name}.{}.tmp", hex::encode(nonce)));
+    let written = write_new(&tmp, bytes).and_then(|()| fs::rename(&tmp, path));
+    if let Err(e) = written {
+        if let Err(cleanup) = fs::remove_file(&tmp)
+            && cleanup.kind() != ErrorKind::NotFound
+        {
+            tracing::warn!(spill.path = %tmp.display(), error = %cleanup, "could not remove a temporary spill file");
+        }
+        return Err(e);
+    }
+    sync_dir(dir)?;
+    Ok(bytes.len() as u64)
+}
+
+fn write_new(tmp: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let mut options = OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    let mut file = options.open(tmp)?;
+    file.write_all(bytes)?;
+    file.sync_all()
+}
+
+fn create_dir(dir: &Path) -> std::io::Result<()> {
+    let mut builder = fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::DirBuilderExt;
+        builder.mode(0o700);
+    }
+    builder.create(dir)
+}
+
+fn sync_dir(dir: &Path) -> std::io::Result<()> {
+    // Only Unix can open (and so fsync) a directory; elsewhere the rename is what we get.
+    #[cfg(unix)]
+    fs::File::open(dir)?.sync_all()?;
+    #[cfg(not(unix))]
+    let _ = dir;
+    Ok(())
+}
+
+/// The contents of `path`; `None` when it does not exist. A file larger than any
+/// session could be is refused.
+pub(crate) fn read(path: &Path) -> std::io::Result<Option<Vec<u8>>> {
+    let file = match fs::File::open(path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(e),
+    };
+    let mut bytes = Vec::new();
+    file.take(MAX_ENCODED_LEN as u64 + 1)
+        .read_to_end(&mut bytes)?;
+    if bytes.len() > MAX_ENCODED_LEN {
+        return Err(std::io::Error::other("larger than any session"));
+    }
+    Ok(Some(bytes))
+}
+
+/// The first `len` bytes of `path` (fewer when shorter); `None` when it does not exist.
+pub(crate) fn read_head(path: &Path, len: usize) -> std::io::Result<Option<Vec<u8>>> {
+    let file = match fs::File::open(path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(e),
+    };
+    let mut bytes = Vec::with_capacity(len);
+    file.take(len as u64).read_to_end(&mut bytes)?;
+    Ok(Some(bytes))
+}
+
+/// Removes `path`; returns whether it existed.
+pub(crate) fn remove(path: &Path) -> std::io::Result<bool> {
+    match fs::remove_file(path) {
+        Ok(()) => Ok(true),
+        Err(e) if e.kind() == ErrorKind::NotFound => Ok(false),
+        Err(e) => Err(e),
+    }
+}
+
+/// Up to `limit` entry names of directory `dir` in name order, after `after` (when
+/// given); an absent directory has none. Reads at most `max_scan` entries.
+pub(crate) fn list_after(
+    dir: &Path,
+    after: Option<&str>,
+    limit: usize,
+    max_scan: usize,
+) -> std::io::Result<Vec<String>> {
+    let entries = match fs::read_dir(dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(e),
+    };
+    let mut names = Vec::new();
+    for entry in entries.take(max_scan) {
+        let name = entry?.file_name().to_string_lossy().into_owned();
+        if after.is_none_or(|a| name.as_str() > a) {
+            names.push(name);
+        }
+    }
+    names.sort();
+    names.truncate(limit);
+    Ok(names)
+}
+
+/// Removes `dir` when it is empty (a tenant directory whose sessions are all gone).
+pub(crate) fn remove_dir_if_empty(dir: &Path) {
+    // Fails (and is meant to) when the directory is not empty.
+    let _ = fs::remove_dir(dir);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn atomic_write_read_remove() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("acme").join("abc.session");
+        assert_eq!(read(&path).unwrap(), None);
+        assert_eq!(write_atomic(&path, b"hello").unwrap(), 5);
+        assert_eq!(write_atomic(&path, b"hello2").unwrap(), 6);
+        assert_eq!(read(&path).unwrap().as_deref(), Some(&b"hello2"[..]));
+        assert_eq!(read_head(&path, 3).unwrap().as_deref(), Some(&b"hel"[..]));
+        let names = list_after(&dir.path().join("acme"), None, 10, 100).unwrap();
+        assert_eq!(
+            names,
+            vec!["abc.session".to_owned()],
+            "no temporary files left"
+        );
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+            assert_eq!(mode, 0o600);
+        }
+        assert!(remove(&path).unwrap());
+        assert!(!remove(&path).unwrap());
+        remove_dir_if_empty(&dir.path().join("acme"));
+        assert!(!dir.path().join("acme").exists());
+    }
+
+    #[test]
+    fn listing_pages_by_name() {
+        let dir = tempfile::tempdir().unwrap();
+        for n in ["a", "b", "c"] {
+            fs::create_dir(dir.path().join(n)).unwrap();
+        }
+        assert_eq!(
+            list_after(dir.path(), Some("a"), 1, 100).unwrap(),
+            vec!["b".to_owned()]
+        );
+        assert!(
+            list_after(&dir.path().join("none"), None, 1, 100)
+                .unwrap()
+                .is_empty()
+        );
+    }
+}
