@@ -1,0 +1,389 @@
+//! Tenant lifecycle through the tenant manager: create, read, update, suspend, resume,
+//! delete and list tenants, each change written to the audit log and announced to
+//! other instances.
+
+use super::error::{TenantError, TenantResult};
+use super::manager::{TenantEvent, TenantManager, TenantPage, TenantUpdate, random_id};
+use super::model::{BillingPlan, Tenant, TenantConfig, TenantOwner, TenantStatus};
+use super::policy::AccessPolicy;
+use super::validate::{self, DEFAULT_TENANT};
+use crate::tenant_id::TenantId;
+
+/// Who is acting, for the audit log, when a call does not say.
+const SYSTEM_ACTOR: &str = "system";
+
+impl TenantManager {
+    /// Creates a tenant (the seed's call). An empty `tenant_id` generates one; a given one
+    /// is validated and must be unused. Returns the id.
+    pub async fn create_tenant(
+        &self,
+        config: TenantConfig,
+        owner: TenantOwner,
+        plan: BillingPlan,
+    ) -> TenantResult<String> {
+        self.create_tenant_by(SYSTEM_ACTOR, config, owner, plan)
+            .await
+    }
+
+    /// [`Self::create_tenant`] on behalf of `actor` (for the audit log).
+    pub async fn create_tenant_by(
+        &self,
+        actor: &str,
+        mut config: TenantConfig,
+        owner: TenantOwner,
+        plan: BillingPlan,
+    ) -> TenantResult<String> {
+        if !self.config.enabled {
+            return Err(TenantError::MultiTenancyDisabled);
+        }
+        let id = if config.tenant_id.is_empty() {
+            TenantId::parse(&format!("t-{}", random_id(12)))?
+        } else {
+            validate::new_tenant_id(&config.tenant_id)?
+        };
+        config.tenant_id = id.to_string();
+        let result = self.insert_tenant(config, owner, plan).await;
+        self.audit_event(
+            actor,
+            Some(&id),
+            "tenant.create",
+            &format!("plan={plan}"),
+            &result,
+        )
+        .await;
+        result.map(|_| id.to_string())
+    }
+
+    async fn insert_tenant(
+        &self,
+        mut config: TenantConfig,
+        owner: TenantOwner,
+        plan: BillingPlan,
+    ) -> TenantResult<Tenant> {
+        validate::name(&config.name)?;
+        validate::owner(&owner)?;
+        validate::quotas(&config.quotas)?;
+        validate::settings(&config.settings)?;
+        let id = TenantId::parse(&config.tenant_id)?;
+        config.isolation_level = config.isolation_level.max(self.config.isolation_level);
+        let now = self.now();
+        config.created_at = now;
+        config.updated_at = now;
+        let tenant = Tenant {
+            config,
+            owner,
+            plan,
+            status: TenantStatus::Active,
+            policy: AccessPolicy::default(),
+            version: 1,
+        };
+        self.registry.insert(&tenant).await?;
+        // Everything after the record is undone if a later step fails: a tenant is either
+        // whole or absent.
+        if let Err(e) = self.finish_insert(&id, &tenant).await {
+            if let Err(undo) = self.purge_records(&id).await {
+                tracing::error!(tenant.id = %id, error = %undo, "undoing a failed tenant creation failed");
+            }
+            return Err(e);
+        }
+        Ok(tenant)
+    }
+
+    async fn finish_insert(&self, id: &TenantId, tenant: &Tenant) -> TenantResult<()> {
+        self.registry.write_quota_overrides(tenant).await?;
+        if tenant.encrypted() {
+            self.keys.create(id).await?;
+        }
+        self.registry
+            .register(id, tenant.config.created_at.timestamp_millis())
+            .await
+    }
+
+    /// The tenant, or `None` when there is none with this id. Reads go through a cache of
+    /// at most `record_cache_ttl_ms`.
+    pub async fn get_tenant(&self, tenant_id: &str) -> TenantResult<Option<Tenant>> {
+        match self.require(tenant_id).await {
+            Ok((_, t)) => Ok(Some((*t).clone())),
+            Err(TenantError::NotFound { .. }) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Applies `update` (validated first; nothing is written on bad input).
+    pub async fn update_tenant(
+        &self,
+        tenant_id: &str,
+        update: TenantUpdate,
+    ) -> TenantResult<Tenant> {
+        self.update_tenant_by(SYSTEM_ACTOR, tenant_id, update).await
+    }
+
+    /// [`Self::update_tenant`] on behalf of `actor`.
+    pub async fn update_tenant_by(
+        &self,
+        actor: &str,
+        tenant_id: &str,
+        update: TenantUpdate,
+    ) -> TenantResult<Tenant> {
+        let id = TenantId::parse(tenant_id)?;
+        if let Some(n) = &update.name {
+            validate::name(n)?;
+        }
+        if let Some(q) = &update.quotas {
+            validate::quotas(q)?;
+        }
+        if let Some(s) = &update.settings {
+            validate::settings(s)?;
+        }
+        if let Some(o) = &update.owner {
+            validate::owner(o)?;
+        }
+        if let Some(p) = &update.policy {
+            p.validate()?;
+        }
+        let now = self.now();
+        let result = self
+            .registry
+            .update(&id, |t| {
+                if let Some(n) = &update.name {
+                    t.config.name = n.clone();
+                }
+                if let Some(p) = update.plan {
+                    t.plan = p;
+                }
+                if let Some(q) = &update.quotas {
+                    t.config.quotas = q.clone();
+                }
+                if let Some(s) = &update.settings {
+                    t.config.settings = s.clone();
+                }
+                if let Some(p) = &update.policy {
+                    t.policy = p.clone();
+                }
+                if let Some(o) = &update.owner {
+                    t.owner = o.clone();
+                }
+                t.config.updated_at = now;
+                Ok(())
+            })
+            .await;
+        if let (Ok(t), Some(_)) = (&result, &update.quotas) {
+            self.registry.write_quota_overrides(t).await?;
+        }
+        let what = describe_update(&update);
+        self.audit_event(actor, Some(&id), "tenant.update", &what, &result)
+            .await;
+        if result.is_ok() {
+            self.announce(TenantEvent::Changed {
+                tenant_id: id.to_string(),
+                change: "update",
+            });
+        }
+        result
+    }
+
+    /// Suspends a tenant: its requests are refused until resumed.
+    pub async fn suspend_tenant(&self, tenant_id: &str, reason: &str) -> TenantResult<Tenant> {
+        self.suspend_tenant_by(SYSTEM_ACTOR, tenant_id, reason)
+            .await
+    }
+
+    /// [`Self::suspend_tenant`] on behalf of `actor`.
+    pub async fn suspend_tenant_by(
+        &self,
+        actor: &str,
+        tenant_id: &str,
+        reason: &str,
+    ) -> TenantResult<Tenant> {
+        validate::reason(reason)?;
+        let id = TenantId::parse(tenant_id)?;
+        let now = self.now();
+        let result = self
+            .registry
+            .update(&id, |t| {
+                t.status = TenantStatus::Suspended {
+                    reason: reason.to_owned(),
+                    since: now,
+                };
+                t.config.updated_at = now;
+                Ok(())
+            })
+            .await;
+        self.audit_event(actor, Some(&id), "tenant.suspend", reason, &result)
+            .await;
+        if result.is_ok() {
+            self.announce(TenantEvent::Changed {
+                tenant_id: id.to_string(),
+                change: "suspend",
+            });
+        }
+        result
+    }
+
+    /// Resumes a suspended tenant.
+    pub async fn resume_tenant(&self, tenant_id: &str) -> TenantResult<Tenant> {
+        self.resume_tenant_by(SYSTEM_ACTOR, tenant_id).await
+    }
+
+    /// [`Self::resume_tenant`] on behalf of `actor`.
+    pub async fn resume_tenant_by(&self, actor: &str, tenant_id: &str) -> TenantResult<Tenant> {
+        let id = TenantId::parse(tenant_id)?;
+        let now = self.now();
+        let result = self
+            .registry
+            .update(&id, |t| {
+                t.status = TenantStatus::Active;
+                t.config.updated_at = now;
+                Ok(())
+            })
+            .await;
+        self.audit_event(actor, Some(&id), "tenant.resume", "", &result)
+            .await;
+        if result.is_ok() {
+            self.announce(TenantEvent::Changed {
+                tenant_id: id.to_string(),
+                change: "resume",
+            });
+        }
+        result
+    }
+
+    /// Deletes a tenant: its cache entries, keys, data key (so leftovers can never be
+    /// read), quota and rate state, and — when `purge_billing_history_on_delete` — its
+    /// usage history. Touches only the tenant's own keys.
+    pub async fn delete_tenant(&self, tenant_id: &str) -> TenantResult<()> {
+        self.delete_tenant_by(SYSTEM_ACTOR, tenant_id).await
+    }
+
+    /// [`Self::delete_tenant`] on behalf of `actor`.
+    pub async fn delete_tenant_by(&self, actor: &str, tenant_id: &str) -> TenantResult<()> {
+        let result = self.remove_tenant(tenant_id).await;
+        let id = TenantId::parse(tenant_id).ok();
+        self.audit_event(actor, id.as_ref(), "tenant.delete", "", &result)
+            .await;
+        if result.is_ok() {
+            self.announce(TenantEvent::Changed {
+                tenant_id: tenant_id.to_owned(),
+                change: "delete",
+            });
+        }
+        result
+    }
+
+    async fn remove_tenant(&self, tenant_id: &str) -> TenantResult<()> {
+        if tenant_id == DEFAULT_TENANT && !self.config.enabled {
+            return Err(TenantError::InvalidField {
+                field: "tenant_id",
+                reason: "the default tenant cannot be deleted while multi-tenancy is off".into(),
+            });
+        }
+        let (id, _) = self.require(tenant_id).await?;
+        // First out of the registry, so it is never listed half-deleted.
+        self.registry.unregister(&id).await?;
+        self.api_keys.delete_all(&id).await?;
+        match self.cache.load_full() {
+            Some(cache) => {
+                cache
+                    .clear(Some(id.as_str()))
+                    .await
+                    .map_err(|e| TenantError::InvalidField {
+                        field: "cache",
+                        reason: e.to_string(),
+                    })?;
+            }
+            None => {
+                self.store.cache_clear(&self.registry.keys(&id)).await?;
+            }
+        }
+        if self.config.purge_billing_history_on_delete {
+            self.usage.purge(&id).await?;
+        }
+        self.purge_records(&id).await
+    }
+
+    /// Deletes the record, quota and rate state and data key of a tenant.
+    async fn purge_records(&self, id: &TenantId) -> TenantResult<()> {
+        self.keys.delete(id).await?;
+        self.registry.unregister(id).await?;
+        self.registry.remove(id).await?;
+        self.budgets.set(id, None);
+        Ok(())
+    }
+
+    /// A page of tenants in creation order, read from the store's registry.
+    pub async fn list_tenants(&self, offset: u64, limit: u64) -> TenantResult<TenantPage> {
+        let limit = limit.clamp(1, 1_000);
+        let ids = self.registry.ids(offset, limit).await?;
+        let total = self.registry.count().await?;
+        let loads = ids.iter().map(|id| self.registry.get(id));
+        let mut tenants = Vec::with_capacity(ids.len());
+        for found in futures::future::join_all(loads).await {
+            // A tenant deleted between the two reads is simply not listed.
+            if let Some(t) = found? {
+                tenants.push((*t).clone());
+            }
+        }
+        let next = offset + ids.len() as u64;
+        Ok(TenantPage {
+            tenants,
+            total,
+            next_offset: (next < total && ids.len() as u64 == limit).then_some(next),
+        })
+    }
+
+    pub(super) async fn ensure_default_tenant(&self) -> TenantResult<()> {
+        let id = TenantId::parse(DEFAULT_TENANT)?;
+        if self.registry.get(&id).await?.is_some() {
+            return Ok(());
+        }
+        let now = self.now();
+        let config = TenantConfig {
+            tenant_id: DEFAULT_TENANT.to_owned(),
+            name: "Default tenant".to_owned(),
+            quotas: Default::default(),
+            isolation_level: self.config.isolation_level,
+            encryption_enabled: false,
+            settings: Default::default(),
+            created_at: now,
+            updated_at: now,
+        };
+        let owner = TenantOwner {
+            id: SYSTEM_ACTOR.into(),
+            name: "RipTide".into(),
+            email: "operator@riptide.invalid".into(),
+            organization: None,
+        };
+        match self
+            .insert_tenant(config, owner, self.config.default_plan)
+            .await
+        {
+            Ok(_) | Err(TenantError::AlreadyExists(_)) => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+}
+
+fn describe_update(u: &TenantUpdate) -> String {
+    let mut parts = Vec::new();
+    if u.name.is_some() {
+        parts.push("name".to_owned());
+    }
+    if let Some(p) = u.plan {
+        parts.push(format!("plan={p}"));
+    }
+    if let Some(q) = &u.quotas {
+        let mut q: Vec<_> = q.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        q.sort();
+        parts.push(format!("quotas[{}]", q.join(",")));
+    }
+    if u.settings.is_some() {
+        parts.push("settings".to_owned());
+    }
+    if u.policy.is_some() {
+        parts.push("policy".to_owned());
+    }
+    if u.owner.is_some() {
+        parts.push("owner".to_owned());
+    }
+    parts.join(" ")
+}
