@@ -10,8 +10,9 @@ use super::{config_err, positive};
 use crate::error::InvalidInput;
 use crate::tenant::model::{BillingPlan, TenantIsolationLevel};
 
-/// The seed's `config::TenantConfig`: how the tenant layer behaves.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+/// The seed's `config::TenantConfig`: how the tenant layer behaves. Its `Debug` hides
+/// the two secrets.
+#[derive(Clone, Serialize, Deserialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
 pub struct TenantConfig {
     /// Multi-tenancy on. Off: only the built-in `default` tenant exists (created on first
@@ -74,6 +75,36 @@ impl Default for TenantConfig {
             secrets_dir: PathBuf::from("./data"),
             max_metric_tenants: 1_000,
         }
+    }
+}
+
+impl std::fmt::Debug for TenantConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let secret = |s: &str| if s.is_empty() { "" } else { "<redacted>" };
+        f.debug_struct("TenantConfig")
+            .field("enabled", &self.enabled)
+            .field("isolation_level", &self.isolation_level)
+            .field("enable_billing", &self.enable_billing)
+            .field("default_plan", &self.default_plan)
+            .field("plans", &self.plans)
+            .field("usage_flush_interval_ms", &self.usage_flush_interval_ms)
+            .field("usage_buffer_max", &self.usage_buffer_max)
+            .field(
+                "purge_billing_history_on_delete",
+                &self.purge_billing_history_on_delete,
+            )
+            .field("audit_retention_days", &self.audit_retention_days)
+            .field("api_key_prefix", &self.api_key_prefix)
+            .field(
+                "api_key_rotation_overlap_seconds",
+                &self.api_key_rotation_overlap_seconds,
+            )
+            .field("record_cache_ttl_ms", &self.record_cache_ttl_ms)
+            .field("api_key_pepper", &secret(&self.api_key_pepper))
+            .field("master_key", &secret(&self.master_key))
+            .field("secrets_dir", &self.secrets_dir)
+            .field("max_metric_tenants", &self.max_metric_tenants)
+            .finish()
     }
 }
 
@@ -272,6 +303,36 @@ impl TenantConfig {
                 "tenant.record_cache_ttl_ms",
                 "between 1 and 1000",
             ));
+        }
+        // Secrets are checked here, at startup, not at first use; errors never echo them.
+        let secret_err = |key: &'static str, e: crate::tenant::TenantError| {
+            let reason = match e {
+                crate::tenant::TenantError::InvalidField { reason, .. } => reason,
+                other => other.to_string(),
+            };
+            config_err(key, &reason)
+        };
+        if !self.api_key_pepper.is_empty() {
+            crate::tenant::secrets::decode_configured_secret(
+                "tenant.api_key_pepper",
+                &self.api_key_pepper,
+                32,
+            )
+            .map_err(|e| secret_err("tenant.api_key_pepper", e))?;
+        }
+        if !self.master_key.is_empty() {
+            let key = crate::tenant::secrets::decode_configured_secret(
+                "tenant.master_key",
+                &self.master_key,
+                32,
+            )
+            .map_err(|e| secret_err("tenant.master_key", e))?;
+            if key.len() != 32 {
+                return Err(config_err(
+                    "tenant.master_key",
+                    "must be base64 of exactly 32 bytes",
+                ));
+            }
         }
         let prefix_ok = (1..=16).contains(&self.api_key_prefix.len())
             && self

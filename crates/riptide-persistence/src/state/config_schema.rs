@@ -71,20 +71,27 @@ fn is_under(key: &str, prefix: &str) -> bool {
 /// The top-level section holding [`PersistenceConfig`].
 pub const PERSISTENCE_SECTION: &str = "persistence";
 
-/// Restart-only prefixes of the `persistence` section: connections, the store,
-/// secrets and directories are set up once at start. `state.enable_hot_reload` is here
-/// too because the watcher is started (or not) at start.
+/// Keys of the `persistence` section that take effect only at the next start. The
+/// managers read their settings when they are built, so every key is here except the
+/// one the reloader itself reads on each change (`state.reload_debounce_ms`); a service
+/// that applies more settings live declares that in its own schema.
 pub const PERSISTENCE_RESTART_ONLY: &[&str] = &[
     "persistence.redis",
     "persistence.embedded",
-    "persistence.tenant.secrets_dir",
-    "persistence.tenant.master_key",
-    "persistence.tenant.api_key_pepper",
-    "persistence.state.spill_dir",
-    "persistence.state.checkpoint_dir",
-    "persistence.state.config_watch_paths",
-    "persistence.state.enable_hot_reload",
+    "persistence.cache",
+    "persistence.tenant",
     "persistence.sync",
+    "persistence.state.enable_hot_reload",
+    "persistence.state.config_watch_paths",
+    "persistence.state.checkpoint_interval_seconds",
+    "persistence.state.checkpoint_dir",
+    "persistence.state.checkpoint_retention",
+    "persistence.state.checkpoint_on_shutdown",
+    "persistence.state.session_ttl_seconds",
+    "persistence.state.session_memory_limit_bytes",
+    "persistence.state.spill_dir",
+    "persistence.state.max_sessions_per_tenant",
+    "persistence.state.shutdown_timeout_ms",
 ];
 
 /// The default schema: an optional `persistence` section that must deserialize into
@@ -312,7 +319,7 @@ mod tests {
         assert!(is_restart_only("persistence.redis", &p));
         assert!(is_restart_only("persistence", &p));
         assert!(!is_restart_only("persistence.redis_extra", &p));
-        assert!(!is_restart_only("persistence.cache.zstd_level", &p));
+        assert!(is_restart_only("persistence.cache.zstd_level", &p));
         assert!(!is_restart_only("persistence.state.reload_debounce_ms", &p));
     }
 

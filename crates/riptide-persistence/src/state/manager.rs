@@ -443,6 +443,13 @@ impl StateManager {
     }
 }
 
+impl Drop for StateManager {
+    /// A manager dropped without `shutdown` still stops its watcher and sweepers.
+    fn drop(&mut self) {
+        self.cancel.cancel();
+    }
+}
+
 async fn step<F>(report: &mut ShutdownReport, name: &'static str, budget: Duration, work: F)
 where
     F: std::future::Future<Output = Result<(), String>>,

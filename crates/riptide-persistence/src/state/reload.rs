@@ -590,7 +590,7 @@ mod tests {
         assert_eq!(r.current().pending_restart, ["persistence.redis.pool_size"]);
         std::fs::write(
             &file,
-            "persistence: {redis: {pool_size: 8}, cache: {zstd_level: 5}}\n",
+            "persistence: {redis: {pool_size: 8}, state: {reload_debounce_ms: 300}}\n",
         )
         .expect("write");
         let ReloadOutcome::Applied {

@@ -143,7 +143,7 @@ fn an_edit_is_applied_as_generation_two_and_reaches_subscribers() {
     write(
         dir.path(),
         "a.yml",
-        "persistence: {cache: {zstd_level: 3}}\nserver: {workers: 2}\n",
+        "persistence: {state: {reload_debounce_ms: 250}}\nserver: {workers: 2}\n",
     );
     let r = reloader(dir.path());
     let mut sub = r.subscribe();
@@ -151,20 +151,29 @@ fn an_edit_is_applied_as_generation_two_and_reaches_subscribers() {
     write(
         dir.path(),
         "a.yml",
-        "persistence: {cache: {zstd_level: 9}}\nserver: {workers: 2}\n",
+        "persistence: {state: {reload_debounce_ms: 300}}\nserver: {workers: 2}\n",
     );
     let (generation, changed, restart) = applied(r.reload());
     assert_eq!(generation, 2);
-    assert_eq!(changed, ["persistence.cache.zstd_level"]);
-    assert!(restart.is_empty());
+    assert_eq!(changed, ["persistence.state.reload_debounce_ms"]);
+    assert!(
+        restart.is_empty(),
+        "the reloader reads this key itself: live"
+    );
     assert!(sub.has_changed().expect("sender alive"));
     let seen = sub.borrow_and_update().clone();
     assert_eq!(seen.generation, 2);
-    assert_eq!(seen.get("persistence.cache.zstd_level"), Some(&json!(9)));
+    assert_eq!(
+        seen.get("persistence.state.reload_debounce_ms"),
+        Some(&json!(300))
+    );
     assert_ne!(seen.hash, before.hash);
     assert_eq!(r.current().generation, 2);
     // The old generation is untouched for whoever still holds it.
-    assert_eq!(before.get("persistence.cache.zstd_level"), Some(&json!(3)));
+    assert_eq!(
+        before.get("persistence.state.reload_debounce_ms"),
+        Some(&json!(250))
+    );
     let (_, last) = r.last_outcome().expect("recorded");
     assert_eq!(last.as_str(), "applied");
 }
@@ -260,21 +269,21 @@ fn a_restart_only_change_is_applied_and_reported() {
     write(
         dir.path(),
         "a.yml",
-        "persistence: {redis: {pool_size: 4}, cache: {zstd_level: 3}}\n",
+        "persistence: {redis: {pool_size: 4}, state: {reload_debounce_ms: 250}}\n",
     );
     let r = reloader(dir.path());
     write(
         dir.path(),
         "a.yml",
-        "persistence: {redis: {pool_size: 8}, cache: {zstd_level: 4}}\n",
+        "persistence: {redis: {pool_size: 8}, state: {reload_debounce_ms: 300}}\n",
     );
     let (generation, changed, restart) = applied(r.reload());
     assert_eq!(generation, 2);
     assert_eq!(
         changed,
         [
-            "persistence.cache.zstd_level",
-            "persistence.redis.pool_size"
+            "persistence.redis.pool_size",
+            "persistence.state.reload_debounce_ms"
         ]
     );
     assert_eq!(restart, ["persistence.redis.pool_size"]);

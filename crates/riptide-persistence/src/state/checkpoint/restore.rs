@@ -605,3 +605,128 @@ pub(super) async fn apply_all(
         .try_fold(Tally::default(), |acc, t| async move { Ok(acc.merge(t)) })
         .await
 }
+
+#[cfg(test)]
+mod tests {
+    use std::borrow::Cow;
+
+    use super::super::format::{B64, Footer, Header, WriteMsg, push_line, verify, write_file};
+    use super::*;
+
+    fn meta() -> Line<'static> {
+        Line::Meta(Meta {
+            id: "x".into(),
+            format: FORMAT_VERSION,
+            created_at_ms: 1,
+            key_prefix: "riptide".into(),
+            store_kind: "embedded".into(),
+            config: None,
+            warm_list: Cow::Owned(Vec::new()),
+        })
+    }
+
+    /// A checksum-valid file holding `lines`, then an `end` line and a footer that
+    /// claim `figures` (tenants, sessions).
+    fn file_with(lines: &[Line<'static>], figures: (u64, u64)) -> (tempfile::TempDir, Verified) {
+        let dir = tempfile::tempdir().expect("dir");
+        let mut body = Vec::new();
+        for l in lines {
+            push_line(&mut body, l).expect("encode");
+        }
+        let count = lines.len() as u64 + 1;
+        let end = Line::End {
+            tenants: figures.0,
+            sessions: figures.1,
+            lines: count,
+        };
+        push_line(&mut body, &end).expect("encode");
+        let (tx, rx) = mpsc::channel(2);
+        tx.try_send(WriteMsg::Data(body)).expect("send");
+        tx.try_send(WriteMsg::Finish(Footer {
+            body_len: 0,
+            tenants: figures.0,
+            sessions: figures.1,
+            lines: count,
+        }))
+        .expect("send");
+        drop(tx);
+        let (path, _, _) = write_file(dir.path(), "t", Header::new(1), rx).expect("write");
+        let verified = verify(&path).expect("checksum-valid");
+        (dir, verified)
+    }
+
+    fn record(tenant: &str, name: &str, value: &[u8]) -> Line<'static> {
+        Line::Record {
+            tenant: tenant.to_owned().into(),
+            name: name.to_owned().into(),
+            value: B64(Cow::Owned(value.to_vec())),
+        }
+    }
+
+    #[test]
+    fn a_valid_body_scans() {
+        let lines = [
+            meta(),
+            record("acme", "meta", b"{}"),
+            record("acme", "key:k7x2mq4ab9cd", b"{}"),
+            Line::Session {
+                tenant: "acme".into(),
+                id: "s-1".into(),
+                expires_at_ms: 5,
+                value: B64(Cow::Owned(b"x".to_vec())),
+            },
+            Line::Tenant {
+                tenant: "acme".into(),
+                score: 1,
+            },
+        ];
+        let (_dir, mut v) = file_with(&lines, (1, 1));
+        let scan = scan(&mut v).expect("valid");
+        assert_eq!((scan.tenants.len(), scan.sessions), (1, 1));
+    }
+
+    #[test]
+    fn forged_or_inconsistent_bodies_are_refused_before_any_write() {
+        let lookup = |tenant: &str, owner: &str| Line::Lookup {
+            tenant: tenant.to_owned().into(),
+            hash: "ab".repeat(32).into(),
+            value: B64(Cow::Owned(
+                format!(r#"{{"tenant_id":"{owner}","key_id":"k"}}"#).into_bytes(),
+            )),
+        };
+        let cases: Vec<(Vec<Line<'static>>, (u64, u64), &str)> = vec![
+            (
+                vec![meta(), record("acme", "rl", b"x")],
+                (0, 0),
+                "unexpected record",
+            ),
+            (
+                vec![meta(), record("acme", "key:../../x", b"x")],
+                (0, 0),
+                "unexpected record",
+            ),
+            (
+                vec![meta(), record("Not A Tenant", "meta", b"x")],
+                (0, 0),
+                "invalid tenant id",
+            ),
+            (
+                vec![meta(), lookup("acme", "globex")],
+                (0, 0),
+                "does not belong",
+            ),
+            (vec![record("acme", "meta", b"x")], (0, 0), "meta line"),
+            (vec![meta(), meta()], (0, 0), "second meta"),
+            (
+                vec![meta(), record("acme", "meta", b"{}")],
+                (1, 0),
+                "figures disagree",
+            ),
+        ];
+        for (lines, figures, expected) in cases {
+            let (_dir, mut v) = file_with(&lines, figures);
+            let err = scan(&mut v).err().unwrap_or_default();
+            assert!(err.contains(expected), "{expected:?} in {err:?}");
+        }
+    }
+}
