@@ -1,33 +1,126 @@
-//! What every handler can reach: the cache (and through it the store) and the metrics
-//! handle.
+//! What every handler can reach: the persistence layer's managers over the one store
+//! (cache, tenants, state, coordination) and the metrics handle.
+//!
+//! [`AppState::build`] wires them the way they are meant to run together: the tenant
+//! layer plugs its budgets and encryption into the cache; coordination keeps the cache's
+//! L1, tenant records and sessions coherent with other instances (on the embedded store
+//! it works within the process); the state manager reloads the configuration with the
+//! service's schema, and its shutdown writes sessions out, flushes usage, takes the final
+//! checkpoint and leaves coordination.
 
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
 
+use anyhow::Context;
 use metrics_exporter_prometheus::PrometheusHandle;
-use riptide_persistence::{CacheConfig, CacheError, PersistentCacheManager, SharedStore};
+use riptide_persistence::clock::{SharedClock, system_clock};
+use riptide_persistence::state::{ShutdownReport, StateManager};
+use riptide_persistence::sync::DistributedSync;
+use riptide_persistence::tenant::{TenantManager, TenantMetrics};
+use riptide_persistence::{PersistentCacheManager, SharedStore};
+
+use crate::config::AppConfig;
+use crate::config::schema::ServiceSchema;
 
 /// Shared, cheaply cloned application state.
 #[derive(Clone)]
 pub struct AppState {
     /// The tenant-scoped cache over the store opened at startup.
     pub cache: Arc<PersistentCacheManager>,
+    /// Tenant records, quotas, usage, keys, encryption and audit.
+    pub tenants: Arc<TenantManager>,
+    /// What the tenant layer reports, kept for the admin API.
+    pub tenant_metrics: Arc<RwLock<TenantMetrics>>,
+    /// Configuration generations, checkpoints, sessions and the persistence shutdown.
+    pub state_manager: Arc<StateManager>,
+    /// Coordination with the other instances sharing the store.
+    pub sync: Arc<DistributedSync>,
     /// Renders the process's metrics for `GET /metrics`.
     pub metrics: PrometheusHandle,
 }
 
 impl AppState {
-    /// State over an open store and an installed recorder.
-    pub fn new(
+    /// Builds every manager over `store` from `config`. A manager that fails to start
+    /// stops the ones already started before the error is returned.
+    pub async fn build(
+        config: &AppConfig,
         store: SharedStore,
-        cache: CacheConfig,
         metrics: PrometheusHandle,
-    ) -> Result<Self, CacheError> {
-        let cache = Arc::new(PersistentCacheManager::with_store(store, cache)?);
-        Ok(Self { cache, metrics })
+    ) -> anyhow::Result<Self> {
+        let clock: SharedClock = system_clock();
+        let persistence = &config.persistence;
+        let cache = Arc::new(
+            PersistentCacheManager::with_store_and_clock(
+                store.clone(),
+                persistence.cache.clone(),
+                clock.clone(),
+            )
+            .context("building the cache")?,
+        );
+        let tenant_metrics = Arc::new(RwLock::new(TenantMetrics::new()));
+        let tenants = Arc::new(
+            TenantManager::with_store(
+                store.clone(),
+                persistence.tenant.clone(),
+                tenant_metrics.clone(),
+                clock.clone(),
+            )
+            .await
+            .context("starting the tenant manager")?,
+        );
+        tenants.attach_cache(cache.clone());
+
+        let sync =
+            match DistributedSync::start(store.clone(), clock.clone(), &persistence.sync).await {
+                Ok(sync) => sync,
+                Err(e) => {
+                    tenants.shutdown().await;
+                    return Err(e).context("joining the instances sharing the store");
+                }
+            };
+        sync.attach_cache(cache.clone());
+        sync.attach_tenants(tenants.clone());
+
+        let schema = Arc::new(ServiceSchema::new(config.provenance.clone()));
+        let state_manager =
+            match StateManager::with_store(store, persistence.state.clone(), clock, schema).await {
+                Ok(manager) => Arc::new(manager),
+                Err(e) => {
+                    sync.shutdown().await;
+                    tenants.shutdown().await;
+                    return Err(e).context("starting the state manager");
+                }
+            };
+        let attached = state_manager
+            .attach_tenants(tenants.clone())
+            .and_then(|()| state_manager.attach_sync(sync.clone()));
+        if let Err(e) = attached {
+            // Stops its watcher and sweeper (and takes the final checkpoint when
+            // configured: the store is as it was found).
+            state_manager.shutdown(Duration::from_secs(1)).await;
+            sync.shutdown().await;
+            tenants.shutdown().await;
+            return Err(e).context("wiring the state manager");
+        }
+        Ok(Self {
+            cache,
+            tenants,
+            tenant_metrics,
+            state_manager,
+            sync,
+            metrics,
+        })
     }
 
     /// The store under the cache.
     pub fn store(&self) -> &SharedStore {
         self.cache.store()
+    }
+
+    /// The persistence layer's graceful shutdown within `deadline`: sessions written
+    /// out, usage flushed, the final checkpoint (when configured), coordination left.
+    /// Call it after the HTTP server has drained, so no request is still using them.
+    pub async fn shutdown(&self, deadline: Duration) -> ShutdownReport {
+        self.state_manager.shutdown(deadline).await
     }
 }

@@ -1,42 +1,20 @@
 //! Building an [`AppConfig`] from its layers: built-in defaults < YAML file < environment
-//! < command-line flags, then validating the result once.
+//! < command-line flags, then the derived defaults, then validating the result once.
 //!
 //! Errors name where the bad value came from (the file, the variable or the flag) and
-//! its key, so the operator knows what to fix.
+//! its key, so the operator knows what to fix. The layers above the file are kept in the
+//! result's [`Provenance`], so a reloaded file is resolved the same way.
 
-use std::collections::HashMap;
-use std::ffi::OsString;
-use std::fmt::Display;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::str::FromStr;
 
 use thiserror::Error;
 
 use super::AppConfig;
+use super::provenance::{Env, Explicit, Provenance};
 
 /// The file used when `--config` is not given, relative to the working directory.
 pub const DEFAULT_CONFIG_PATH: &str = "config/riptide.yml";
-
-/// The environment variables read, each with the key it sets. `RUST_LOG` comes after
-/// `RIPTIDE_LOG_LEVEL`, so it wins when both are set.
-pub const ENV_VARS: [(&str, &str); 8] = [
-    ("REDIS_URL", "persistence.redis.url"),
-    ("RIPTIDE_LISTEN", "server.listen"),
-    ("RIPTIDE_DATA_DIR", "persistence.embedded.data_dir"),
-    ("RIPTIDE_LOG_LEVEL", "log.level"),
-    ("RUST_LOG", "log.level"),
-    (
-        "CACHE_DEFAULT_TTL_SECONDS",
-        "persistence.cache.default_ttl_seconds",
-    ),
-    ("ENABLE_COMPRESSION", "persistence.cache.enable_compression"),
-    ("ENABLE_CACHE_WARMING", "persistence.cache.enable_warming"),
-];
-
-/// Reads one environment variable; `None` when unset. Injected so tests need not touch
-/// the process environment.
-pub type Env<'a> = &'a dyn Fn(&str) -> Option<OsString>;
 
 /// Values given on the command line: the last layer.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -76,6 +54,16 @@ pub enum ConfigError {
         /// Why it was refused.
         reason: String,
     },
+    /// A variable holding a secret could not be read; its value is not shown.
+    #[error("environment variable {var} (sets {key}): {reason}")]
+    SecretEnv {
+        /// The variable.
+        var: &'static str,
+        /// The key it sets.
+        key: &'static str,
+        /// Why it was refused.
+        reason: String,
+    },
     /// A value of the merged configuration is out of range.
     #[error("invalid {key} (from {origin}): {reason}")]
     Invalid {
@@ -101,25 +89,17 @@ pub fn load(
     env: Env<'_>,
     overrides: &Overrides,
 ) -> Result<AppConfig, ConfigError> {
-    let mut origins = Origins::new(file);
-    let mut cfg = match file {
+    let provenance = Provenance::capture(file, env, overrides)?;
+    let (cfg, explicit) = match file {
         Some(path) => read_file(path)?,
-        None => AppConfig::default(),
+        None => (AppConfig::default(), Explicit::default()),
     };
-    apply_env(&mut cfg, env, &mut origins)?;
-    if let Some(listen) = overrides.listen {
-        cfg.server.listen = listen;
-        origins.set("server.listen", "flag --listen".to_owned());
-    }
-    cfg.validate().map_err(|invalid| ConfigError::Invalid {
-        origin: origins.of(&invalid.key),
-        key: invalid.key,
-        reason: invalid.reason,
-    })?;
-    Ok(cfg)
+    provenance.resolve(cfg, &explicit)
 }
 
-fn read_file(path: &Path) -> Result<AppConfig, ConfigError> {
+/// The file as written (no layers above it, no derived defaults), and which derived
+/// keys it sets.
+pub fn read_file(path: &Path) -> Result<(AppConfig, Explicit), ConfigError> {
     let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
         path: path.to_owned(),
         source,
@@ -131,139 +111,24 @@ fn read_file(path: &Path) -> Result<AppConfig, ConfigError> {
             source,
         })?;
     if value.is_null() {
-        return Ok(AppConfig::default());
+        return Ok((AppConfig::default(), Explicit::default()));
     }
     // Parse the text again rather than the value: errors keep their line and column.
-    serde_yaml_ng::from_str(&text).map_err(|source| ConfigError::Parse {
+    let cfg = serde_yaml_ng::from_str(&text).map_err(|source| ConfigError::Parse {
         path: path.to_owned(),
         source,
-    })
-}
-
-fn apply_env(cfg: &mut AppConfig, env: Env<'_>, origins: &mut Origins) -> Result<(), ConfigError> {
-    let mut vars = Vars { env, origins };
-    if let Some(url) = vars.get("REDIS_URL")? {
-        cfg.persistence.redis.url = url;
-    }
-    if let Some(listen) = vars.parsed("RIPTIDE_LISTEN", SocketAddr::from_str)? {
-        cfg.server.listen = listen;
-    }
-    if let Some(dir) = vars.get("RIPTIDE_DATA_DIR")? {
-        cfg.persistence.embedded.data_dir = PathBuf::from(dir);
-    }
-    for var in ["RIPTIDE_LOG_LEVEL", "RUST_LOG"] {
-        if let Some(level) = vars.get(var)? {
-            cfg.log.level = level;
-        }
-    }
-    let cache = &mut cfg.persistence.cache;
-    if let Some(ttl) = vars.parsed("CACHE_DEFAULT_TTL_SECONDS", u64::from_str)? {
-        cache.default_ttl_seconds = ttl;
-    }
-    if let Some(on) = vars.parsed("ENABLE_COMPRESSION", parse_bool)? {
-        cache.enable_compression = on;
-    }
-    if let Some(on) = vars.parsed("ENABLE_CACHE_WARMING", parse_bool)? {
-        cache.enable_warming = on;
-    }
-    Ok(())
-}
-
-/// Reads variables and records which key each one set.
-struct Vars<'a, 'e> {
-    env: Env<'e>,
-    origins: &'a mut Origins,
-}
-
-impl Vars<'_, '_> {
-    /// The variable's value; unset and empty are the same (`REDIS_URL=` means "not set").
-    fn get(&mut self, var: &'static str) -> Result<Option<String>, ConfigError> {
-        let key = key_of(var);
-        let Some(raw) = (self.env)(var) else {
-            return Ok(None);
-        };
-        let value = raw.into_string().map_err(|raw| ConfigError::Env {
-            var,
-            key,
-            value: raw.to_string_lossy().into_owned(),
-            reason: "not valid UTF-8".to_owned(),
-        })?;
-        if value.trim().is_empty() {
-            return Ok(None);
-        }
-        self.origins.set(key, format!("environment variable {var}"));
-        Ok(Some(value))
-    }
-
-    fn parsed<T, E: Display>(
-        &mut self,
-        var: &'static str,
-        parse: impl Fn(&str) -> Result<T, E>,
-    ) -> Result<Option<T>, ConfigError> {
-        let Some(value) = self.get(var)? else {
-            return Ok(None);
-        };
-        parse(value.trim()).map(Some).map_err(|e| ConfigError::Env {
-            var,
-            key: key_of(var),
-            reason: e.to_string(),
-            value,
-        })
-    }
-}
-
-fn key_of(var: &str) -> &'static str {
-    ENV_VARS
-        .iter()
-        .find(|(v, _)| *v == var)
-        .map_or("?", |(_, key)| key)
-}
-
-fn parse_bool(value: &str) -> Result<bool, String> {
-    match value.to_ascii_lowercase().as_str() {
-        "true" | "1" | "yes" | "on" => Ok(true),
-        "false" | "0" | "no" | "off" => Ok(false),
-        _ => Err("expected true or false (also 1/0, yes/no, on/off)".to_owned()),
-    }
-}
-
-/// Where each key's value came from, for error messages. Keys not recorded came from
-/// the file, or from the defaults when there is none.
-struct Origins {
-    base: String,
-    keys: HashMap<&'static str, String>,
-}
-
-impl Origins {
-    fn new(file: Option<&Path>) -> Self {
-        let base = match file {
-            Some(path) => format!("config file {}", path.display()),
-            None => "built-in defaults".to_owned(),
-        };
-        Self {
-            base,
-            keys: HashMap::new(),
-        }
-    }
-
-    fn set(&mut self, key: &'static str, origin: String) {
-        self.keys.insert(key, origin);
-    }
-
-    fn of(&self, key: &str) -> String {
-        self.keys
-            .get(key)
-            .cloned()
-            .unwrap_or_else(|| self.base.clone())
-    }
+    })?;
+    Ok((cfg, Explicit::of_yaml(&value)))
 }
 
 #[cfg(test)]
 mod tests {
-    use std::io::Write;
+    use std::collections::HashMap;
+    use std::ffi::OsString;
 
     use super::*;
     use crate::config::LogFormat;
+    use crate::config::provenance::ENV_VARS;
 
     fn env_of(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<OsString> {
         let map: HashMap<String, OsString> = pairs
@@ -273,10 +138,23 @@ mod tests {
         move |name| map.get(name).cloned()
     }
 
-    fn yaml(text: &str) -> tempfile::NamedTempFile {
-        let mut file = tempfile::NamedTempFile::new().expect("temp file");
-        file.write_all(text.as_bytes()).expect("write temp file");
-        file
+    /// `riptide.yml`, alone in a temp dir.
+    struct YamlFile {
+        _dir: tempfile::TempDir,
+        path: PathBuf,
+    }
+
+    impl YamlFile {
+        fn path(&self) -> &Path {
+            &self.path
+        }
+    }
+
+    fn yaml(text: &str) -> YamlFile {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("riptide.yml");
+        std::fs::write(&path, text).expect("write temp file");
+        YamlFile { _dir: dir, path }
     }
 
     fn load_with(
@@ -287,10 +165,24 @@ mod tests {
         load(file, &env_of(env), overrides)
     }
 
+    /// The built-in defaults as resolved for `file`: the only difference is the watched
+    /// directory (that of the file, or none).
+    fn resolved_defaults(file: Option<&Path>) -> AppConfig {
+        let mut cfg = AppConfig::default();
+        cfg.persistence.state.config_watch_paths = file
+            .map(crate::config::provenance::directory_of)
+            .into_iter()
+            .collect();
+        cfg.provenance =
+            Provenance::capture(file, &|_| None, &Overrides::default()).expect("no variables");
+        cfg
+    }
+
     #[test]
     fn no_file_no_env_gives_the_defaults() {
         let cfg = load_with(None, &[], &Overrides::default()).expect("defaults load");
-        assert_eq!(cfg, AppConfig::default());
+        assert_eq!(cfg, resolved_defaults(None));
+        assert!(cfg.persistence.state.config_watch_paths.is_empty());
     }
 
     #[test]
@@ -364,7 +256,7 @@ mod tests {
     fn a_file_of_comments_is_all_defaults() {
         let file = yaml("# nothing set\n");
         let cfg = load_with(Some(file.path()), &[], &Overrides::default()).expect("loads");
-        assert_eq!(cfg, AppConfig::default());
+        assert_eq!(cfg, resolved_defaults(Some(file.path())));
     }
 
     #[test]
@@ -499,5 +391,216 @@ mod tests {
                     .unwrap_or_else(|| panic!("{var} sets unknown key {key}"));
             }
         }
+    }
+
+    /// base64 of 32 zero bytes: a valid master key and pepper.
+    const KEY32: &str = "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=";
+
+    #[test]
+    fn the_seed_switches_and_secrets_come_from_the_environment() {
+        let file = yaml("log:\n  level: info\n");
+        let cfg = load_with(Some(file.path()), &[], &Overrides::default()).expect("loads");
+        assert!(
+            cfg.persistence.tenant.enabled,
+            "multi-tenancy is on by default"
+        );
+        assert!(!cfg.persistence.state.enable_hot_reload);
+
+        let env = [
+            ("ENABLE_MULTI_TENANCY", "false"),
+            ("ENABLE_HOT_RELOAD", "yes"),
+            ("RIPTIDE_MASTER_KEY", KEY32),
+            ("RIPTIDE_API_KEY_PEPPER", KEY32),
+        ];
+        let cfg = load_with(Some(file.path()), &env, &Overrides::default()).expect("loads");
+        let tenant = &cfg.persistence.tenant;
+        assert!(!tenant.enabled);
+        assert!(cfg.persistence.state.enable_hot_reload);
+        assert_eq!(
+            (tenant.master_key.as_str(), tenant.api_key_pepper.as_str()),
+            (KEY32, KEY32)
+        );
+        assert_eq!(
+            cfg.provenance
+                .pinned_by("persistence.tenant.enabled")
+                .as_deref(),
+            Some("environment variable ENABLE_MULTI_TENANCY")
+        );
+        let shown = format!("{cfg:?}");
+        assert!(shown.contains("RIPTIDE_MASTER_KEY"), "{shown}");
+    }
+
+    #[test]
+    fn bad_seed_switches_name_their_variable() {
+        let cases = [
+            (
+                "ENABLE_MULTI_TENANCY",
+                "maybe",
+                "persistence.tenant.enabled",
+            ),
+            (
+                "ENABLE_HOT_RELOAD",
+                "2",
+                "persistence.state.enable_hot_reload",
+            ),
+        ];
+        for (var, value, key) in cases {
+            let err = load_with(None, &[(var, value)], &Overrides::default()).expect_err(var);
+            let msg = err.to_string();
+            assert!(matches!(err, ConfigError::Env { .. }), "{msg}");
+            assert!(msg.contains(var) && msg.contains(key), "{msg}");
+        }
+    }
+
+    #[test]
+    fn bad_secrets_name_the_variable_but_never_the_value() {
+        let cases = [
+            ("RIPTIDE_MASTER_KEY", "not base64 at all!"),
+            // 16 bytes: base64, but not an AES-256 key.
+            ("RIPTIDE_MASTER_KEY", "c2l4dGVlbiBieXRlcyBrZXk="),
+            ("RIPTIDE_API_KEY_PEPPER", "c2hvcnQgcGVwcGVy"),
+        ];
+        for (var, value) in cases {
+            let err = load_with(None, &[(var, value)], &Overrides::default()).expect_err(var);
+            let msg = err.to_string();
+            assert!(matches!(err, ConfigError::Invalid { .. }), "{msg}");
+            assert!(
+                msg.contains(&format!("environment variable {var}")),
+                "{msg}"
+            );
+            assert!(msg.contains("persistence.tenant."), "{msg}");
+            assert!(!msg.contains(value), "the secret is echoed: {msg}");
+        }
+
+        use std::os::unix::ffi::OsStringExt;
+        let env = |name: &str| {
+            (name == "RIPTIDE_API_KEY_PEPPER").then(|| OsString::from_vec(b"s3cr\xfft".to_vec()))
+        };
+        let err = load(None, &env, &Overrides::default()).expect_err("not UTF-8");
+        let msg = err.to_string();
+        assert!(matches!(err, ConfigError::SecretEnv { .. }), "{msg}");
+        assert!(msg.contains("RIPTIDE_API_KEY_PEPPER"), "{msg}");
+        assert!(!msg.contains("s3cr"), "the secret is echoed: {msg}");
+    }
+
+    #[test]
+    fn secrets_and_state_dirs_follow_the_embedded_data_dir() {
+        let none = Overrides::default();
+        let cfg = load_with(None, &[("RIPTIDE_DATA_DIR", "/srv/rt")], &none).expect("loads");
+        assert_eq!(cfg.persistence.tenant.secrets_dir, Path::new("/srv/rt"));
+        assert_eq!(
+            cfg.persistence.state.checkpoint_dir,
+            Path::new("/srv/rt/checkpoints")
+        );
+        assert_eq!(
+            cfg.persistence.state.spill_dir,
+            Path::new("/srv/rt/sessions")
+        );
+
+        let cfg = load_with(None, &[("REDIS_URL", "/var/lib/rt")], &none).expect("loads");
+        assert_eq!(cfg.persistence.tenant.secrets_dir, Path::new("/var/lib/rt"));
+
+        // On Redis there is no data dir: the persistence defaults stay.
+        let cfg =
+            load_with(None, &[("REDIS_URL", "redis://127.0.0.1:6379")], &none).expect("loads");
+        assert_eq!(cfg.persistence.tenant.secrets_dir, Path::new("./data"));
+        assert_eq!(
+            cfg.persistence.state.checkpoint_dir,
+            Path::new("./data/checkpoints")
+        );
+
+        // What the file sets wins over the derived default.
+        let file = yaml(
+            "persistence:\n  tenant:\n    secrets_dir: /etc/rt\n  \
+             state:\n    checkpoint_dir: /backup/rt\n",
+        );
+        let env = [("RIPTIDE_DATA_DIR", "/srv/rt")];
+        let cfg = load_with(Some(file.path()), &env, &none).expect("loads");
+        assert_eq!(cfg.persistence.tenant.secrets_dir, Path::new("/etc/rt"));
+        assert_eq!(
+            cfg.persistence.state.checkpoint_dir,
+            Path::new("/backup/rt")
+        );
+        assert_eq!(
+            cfg.persistence.state.spill_dir,
+            Path::new("/srv/rt/sessions")
+        );
+    }
+
+    #[test]
+    fn hot_reload_watches_the_directory_of_the_file() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let file = dir.path().join("riptide.yml");
+        std::fs::write(
+            &file,
+            "persistence:\n  state:\n    enable_hot_reload: true\n",
+        )
+        .expect("write");
+        let cfg = load_with(Some(&file), &[], &Overrides::default()).expect("loads");
+        assert!(cfg.persistence.state.enable_hot_reload);
+        assert_eq!(
+            cfg.persistence.state.config_watch_paths,
+            [dir.path().display().to_string()]
+        );
+
+        std::fs::write(
+            &file,
+            "persistence:\n  state:\n    config_watch_paths: [/etc/rt, /etc/rt.d]\n",
+        )
+        .expect("write");
+        let cfg = load_with(Some(&file), &[], &Overrides::default()).expect("loads");
+        assert_eq!(
+            cfg.persistence.state.config_watch_paths,
+            ["/etc/rt", "/etc/rt.d"]
+        );
+
+        let cwd = std::env::current_dir().expect("cwd");
+        assert_eq!(
+            crate::config::provenance::directory_of(Path::new("riptide.yml")),
+            cwd.display().to_string()
+        );
+
+        let msg = load_with(
+            None,
+            &[("ENABLE_HOT_RELOAD", "true")],
+            &Overrides::default(),
+        )
+        .expect_err("nothing to watch")
+        .to_string();
+        assert!(
+            msg.contains("persistence.state.enable_hot_reload")
+                && msg.contains("environment variable ENABLE_HOT_RELOAD")
+                && msg.contains("--config"),
+            "{msg}"
+        );
+    }
+
+    #[test]
+    fn a_directory_shared_with_other_yaml_files_is_not_watched_by_default() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let file = dir.path().join("riptide.yml");
+        std::fs::write(&file, "log:\n  level: info\n").expect("write");
+        std::fs::write(dir.path().join("docker-compose.yml"), "services: {}\n").expect("write");
+        let none = Overrides::default();
+        let cfg = load_with(Some(&file), &[], &none).expect("loads without hot reload");
+        assert!(cfg.persistence.state.config_watch_paths.is_empty());
+        let msg = load_with(Some(&file), &[("ENABLE_HOT_RELOAD", "1")], &none)
+            .expect_err("would merge docker-compose.yml")
+            .to_string();
+        assert!(
+            msg.contains("docker-compose.yml") && msg.contains("enable_hot_reload"),
+            "{msg}"
+        );
+
+        // A file the state manager would not read at all.
+        let other = tempfile::tempdir().expect("temp dir");
+        let conf = other.path().join("riptide.conf");
+        std::fs::write(&conf, "log:\n  level: info\n").expect("write");
+        let cfg = load_with(Some(&conf), &[], &none).expect("loads without hot reload");
+        assert!(cfg.persistence.state.config_watch_paths.is_empty());
+        let msg = load_with(Some(&conf), &[("ENABLE_HOT_RELOAD", "1")], &none)
+            .expect_err("not a yml file")
+            .to_string();
+        assert!(msg.contains("*.yml"), "{msg}");
     }
 }

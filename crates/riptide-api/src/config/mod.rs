@@ -1,21 +1,30 @@
 //! The service's configuration: typed sections with their defaults, and validation.
 //!
 //! Loading and layering (defaults < YAML file < environment < command-line flags) live in
-//! [`load`]. `config/riptide.yml` documents every key. Nothing reloads live yet: every
-//! key takes effect at the next start.
+//! [`load`] and [`provenance`]; what a reloaded file may change, in [`schema`].
+//! `config/riptide.yml` documents every key. With `persistence.state.enable_hot_reload`,
+//! the keys of [`schema::LIVE_KEYS`] apply live; every other key takes effect at the
+//! next start.
 
 pub mod load;
+pub mod provenance;
+pub mod schema;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use riptide_persistence::config::TenantConfig;
 use riptide_persistence::store::StoreUrl;
+use riptide_persistence::tenant::TenantError;
+use riptide_persistence::tenant::crypto::KEY_LEN;
+use riptide_persistence::tenant::secrets::{MIN_PEPPER_LEN, decode_configured_secret};
 use riptide_persistence::{InvalidInput, PersistenceConfig};
 use serde::{Deserialize, Serialize};
 use tracing_subscriber::EnvFilter;
 
-pub use load::{ConfigError, DEFAULT_CONFIG_PATH, Env, Overrides, default_file, load};
+pub use load::{ConfigError, DEFAULT_CONFIG_PATH, Overrides, default_file, load};
+pub use provenance::{ENV_VARS, Env, Provenance};
 
 /// Everything `riptide serve` is configured with.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
@@ -25,8 +34,12 @@ pub struct AppConfig {
     pub server: ServerConfig,
     /// Logging.
     pub log: LogConfig,
-    /// The persistence layer's own settings (Redis, embedded store, cache).
+    /// The persistence layer's own settings (store, cache, tenants, state, sync).
     pub persistence: PersistenceConfig,
+    /// Where the values came from above the file (variables, flags), so a reloaded file
+    /// is resolved the same way. Not part of the document.
+    #[serde(skip)]
+    pub provenance: Provenance,
 }
 
 /// HTTP server settings.
@@ -135,7 +148,8 @@ impl AppConfig {
                 Invalid::new(format!("persistence.{key}"), reason)
             }
             other => Invalid::new("persistence", other.to_string()),
-        })
+        })?;
+        validate_secrets(&self.persistence.tenant)
     }
 
     /// The embedded store's directory, or `None` when the store is Redis.
@@ -146,6 +160,41 @@ impl AppConfig {
             _ => None,
         }
     }
+}
+
+/// A configured master key or pepper must decode as the tenant layer will decode it, so
+/// a bad one stops startup with exit code 2 rather than failing later. The reason never
+/// contains the value.
+fn validate_secrets(tenant: &TenantConfig) -> Result<(), Invalid> {
+    let secrets = [
+        ("master_key", &tenant.master_key, KEY_LEN, Some(KEY_LEN)),
+        (
+            "api_key_pepper",
+            &tenant.api_key_pepper,
+            MIN_PEPPER_LEN,
+            None,
+        ),
+    ];
+    for (field, value, min, exact) in secrets {
+        if value.trim().is_empty() {
+            continue;
+        }
+        let key = format!("persistence.tenant.{field}");
+        let bytes = decode_configured_secret("secret", value, min).map_err(|e| match e {
+            TenantError::InvalidField { reason, .. } => Invalid::new(&key, reason),
+            other => Invalid::new(&key, other.to_string()),
+        })?;
+        if let Some(exact) = exact.filter(|n| *n != bytes.len()) {
+            return Err(Invalid::new(
+                key,
+                format!(
+                    "decodes to {} bytes; exactly {exact} are required",
+                    bytes.len()
+                ),
+            ));
+        }
+    }
+    Ok(())
 }
 
 const LEVELS: [&str; 6] = ["trace", "debug", "info", "warn", "error", "off"];
@@ -212,6 +261,29 @@ mod tests {
             let err = cfg.validate().expect_err(key);
             assert_eq!(err.key, key, "{err:?}");
         }
+    }
+
+    #[test]
+    fn configured_secrets_must_decode() {
+        let mut cfg = AppConfig::default();
+        cfg.persistence.tenant.master_key = format!("{}=", "A".repeat(43));
+        cfg.persistence.tenant.api_key_pepper = cfg.persistence.tenant.master_key.clone();
+        assert_eq!(cfg.validate(), Ok(()));
+
+        // 33 bytes: a fine pepper, not an AES-256 key.
+        let long = "A".repeat(44);
+        cfg.persistence.tenant.api_key_pepper = long.clone();
+        assert_eq!(cfg.validate(), Ok(()));
+        cfg.persistence.tenant.master_key = long;
+        let err = cfg.validate().expect_err("33-byte key");
+        assert_eq!(err.key, "persistence.tenant.master_key");
+        assert!(err.reason.contains("exactly 32"), "{err:?}");
+
+        let mut cfg = AppConfig::default();
+        cfg.persistence.tenant.api_key_pepper = "%%%".into();
+        let err = cfg.validate().expect_err("not base64");
+        assert_eq!(err.key, "persistence.tenant.api_key_pepper");
+        assert!(!err.reason.contains("%%%"), "{err:?}");
     }
 
     #[test]

@@ -3,7 +3,9 @@
 
 mod binary;
 mod probes;
+mod reload;
 mod routing;
 mod shutdown;
 mod store_outage;
 mod support;
+mod wiring;

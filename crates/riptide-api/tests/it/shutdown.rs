@@ -45,3 +45,39 @@ async fn a_store_that_cannot_be_opened_fails_run() {
     let err = result.expect_err("store cannot open");
     assert!(format!("{err:#}").contains("opening the store"), "{err:#}");
 }
+
+#[tokio::test]
+async fn the_persistence_shutdown_runs_after_the_drain_and_its_failures_fail_run() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let blocker = dir.path().join("a-file");
+    std::fs::write(&blocker, b"x").expect("write file");
+    let checkpoints = blocker.join("checkpoints");
+    let server = TestServer::start_with(|c| {
+        c.persistence.state.checkpoint_on_shutdown = true;
+        c.persistence.state.checkpoint_dir = checkpoints;
+    })
+    .await;
+    json_of(server.get("/healthz").await, 200).await;
+    let err = server
+        .stop()
+        .await
+        .expect_err("the final checkpoint cannot be written");
+    assert!(format!("{err:#}").contains("final checkpoint"), "{err:#}");
+}
+
+#[tokio::test]
+async fn a_clean_shutdown_writes_the_final_checkpoint() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let checkpoints = dir.path().join("checkpoints");
+    let at = checkpoints.clone();
+    let server = TestServer::start_with(|c| {
+        c.persistence.state.checkpoint_on_shutdown = true;
+        c.persistence.state.checkpoint_dir = at;
+    })
+    .await;
+    let state = server.state.state_manager.clone();
+    server.stop().await.expect("clean shutdown");
+    let listed = state.list_checkpoints().await.expect("list");
+    assert_eq!(listed.len(), 1, "{listed:?}");
+    assert!(listed[0].valid);
+}

@@ -4,6 +4,8 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use riptide_api::config::AppConfig;
+use riptide_api::service::Service;
+use riptide_api::state::AppState;
 use tempfile::TempDir;
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
@@ -13,6 +15,8 @@ use tokio::task::JoinHandle;
 pub struct TestServer {
     /// Where it listens.
     pub addr: SocketAddr,
+    /// The managers the service runs with.
+    pub state: AppState,
     client: reqwest::Client,
     shutdown: Option<oneshot::Sender<()>>,
     task: Option<JoinHandle<anyhow::Result<()>>>,
@@ -29,14 +33,21 @@ impl TestServer {
     pub async fn start_with(adjust: impl FnOnce(&mut AppConfig)) -> Self {
         let data_dir = tempfile::tempdir().expect("temp data dir");
         let mut config = AppConfig::default();
-        config.persistence.embedded.data_dir = data_dir.path().to_owned();
+        in_dir(&mut config, data_dir.path());
         adjust(&mut config);
         config.validate().expect("test config is valid");
+        Self::start_config(config, data_dir).await
+    }
 
+    /// The service with exactly `config`; `data_dir` is kept until the server is dropped.
+    pub async fn start_config(config: AppConfig, data_dir: TempDir) -> Self {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind port 0");
         let addr = listener.local_addr().expect("local addr");
+        let service = Service::build(config).await.expect("service starts");
+        let state = service.state().clone();
         let (tx, rx) = oneshot::channel::<()>();
-        let task = tokio::spawn(riptide_api::run(config, listener, async move {
+        // What `riptide_api::run` does, with the state kept for the test.
+        let task = tokio::spawn(service.serve(listener, async move {
             // A dropped sender is a shutdown too.
             let _ = rx.await;
         }));
@@ -46,6 +57,7 @@ impl TestServer {
             .expect("HTTP client");
         Self {
             addr,
+            state,
             client,
             shutdown: Some(tx),
             task: Some(task),
@@ -91,6 +103,18 @@ impl Drop for TestServer {
             let _ = tx.send(());
         }
     }
+}
+
+/// Points everything the service writes into `dir`: the embedded store, secrets,
+/// checkpoints and spilled sessions (as `config::load` does from the data dir), and
+/// watches no configuration directory.
+pub fn in_dir(config: &mut AppConfig, dir: &std::path::Path) {
+    let persistence = &mut config.persistence;
+    persistence.embedded.data_dir = dir.to_owned();
+    persistence.tenant.secrets_dir = dir.to_owned();
+    persistence.state.checkpoint_dir = dir.join("checkpoints");
+    persistence.state.spill_dir = dir.join("sessions");
+    persistence.state.config_watch_paths = Vec::new();
 }
 
 /// The body as JSON, after checking the status and the content type.
