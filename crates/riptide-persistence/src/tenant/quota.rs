@@ -61,6 +61,8 @@ impl TenantBudgets {
 
     pub(super) fn set(&self, id: &TenantId, budget: Option<u64>) {
         match budget {
+            // Records are reloaded every `record_cache_ttl_ms`: skip the write when nothing changed.
+            Some(b) if self.budgets.get(id) == Some(b) => {}
             Some(b) => self.budgets.insert(id.clone(), b),
             None => self.budgets.invalidate(id),
         }

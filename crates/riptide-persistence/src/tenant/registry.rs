@@ -8,9 +8,9 @@
 //! | `<p>:tenants` | registry: sorted set of ids by creation time |
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use moka::sync::Cache;
+use quick_cache::sync::Cache;
 
 use super::error::{TenantError, TenantResult};
 use super::model::Tenant;
@@ -20,7 +20,7 @@ use crate::store::{Durability, SharedStore};
 use crate::tenant_id::TenantId;
 
 /// Most tenant records cached in process.
-const RECORD_CACHE_CAPACITY: u64 = 100_000;
+const RECORD_CACHE_CAPACITY: usize = 100_000;
 /// Tries of a read-modify-write before giving up with `Conflict`.
 const CAS_RETRIES: usize = 8;
 
@@ -31,19 +31,20 @@ pub(super) type OnLoad = Box<dyn Fn(&TenantId, &Tenant) + Send + Sync>;
 /// Reads and writes tenant records.
 pub(super) struct Registry {
     store: SharedStore,
-    cache: Cache<TenantId, Option<Arc<Tenant>>>,
+    /// Records (or their absence) with when they were read: quick_cache has no
+    /// housekeeping on the read path (moka's costs the quota check its p99), and the age
+    /// is checked on read instead.
+    cache: Cache<TenantId, (Instant, Option<Arc<Tenant>>)>,
+    ttl: Duration,
     on_load: OnLoad,
 }
 
 impl Registry {
     pub(super) fn new(store: SharedStore, cache_ttl_ms: u64, on_load: OnLoad) -> Self {
-        let cache = Cache::builder()
-            .max_capacity(RECORD_CACHE_CAPACITY)
-            .time_to_live(Duration::from_millis(cache_ttl_ms))
-            .build();
         Self {
             store,
-            cache,
+            cache: Cache::new(RECORD_CACHE_CAPACITY),
+            ttl: Duration::from_millis(cache_ttl_ms),
             on_load,
         }
     }
@@ -58,14 +59,17 @@ impl Registry {
 
     /// The tenant, from the in-process cache (at most `record_cache_ttl_ms` old) or the store.
     pub(super) async fn get(&self, id: &TenantId) -> TenantResult<Option<Arc<Tenant>>> {
-        if let Some(hit) = self.cache.get(id) {
-            return Ok(hit);
+        if let Some((read_at, hit)) = self.cache.get(id) {
+            if read_at.elapsed() < self.ttl {
+                return Ok(hit);
+            }
         }
         let fresh = self.load(id).await?.map(|(t, _)| Arc::new(t));
         if let Some(t) = &fresh {
             (self.on_load)(id, t);
         }
-        self.cache.insert(id.clone(), fresh.clone());
+        self.cache
+            .insert(id.clone(), (Instant::now(), fresh.clone()));
         Ok(fresh)
     }
 
@@ -99,7 +103,7 @@ impl Registry {
             return Err(TenantError::AlreadyExists(id.to_string()));
         }
         (self.on_load)(&id, tenant);
-        self.cache.invalidate(&id);
+        self.cache.remove(&id);
         Ok(())
     }
 
@@ -120,7 +124,7 @@ impl Registry {
                 .store
                 .compare_and_swap(&key, Some(&raw), Some(&json), Durability::Durable)
                 .await?;
-            self.cache.invalidate(id);
+            self.cache.remove(id);
             if swapped {
                 (self.on_load)(id, &tenant);
                 return Ok(tenant);
@@ -186,7 +190,7 @@ impl Registry {
         let records =
             ["meta", "q", "rl", "storage", "sessions", "session_bytes"].map(|r| keys.record(r));
         self.store.delete(&records).await?;
-        self.cache.invalidate(id);
+        self.cache.remove(id);
         Ok(())
     }
 
@@ -203,12 +207,12 @@ impl Registry {
 
     /// Drops a cached record (after a change made by another instance).
     pub(super) fn forget(&self, id: &TenantId) {
-        self.cache.invalidate(id);
+        self.cache.remove(id);
     }
 
     /// Drops every cached record.
     pub(super) fn forget_all(&self) {
-        self.cache.invalidate_all();
+        self.cache.clear();
     }
 
     /// Number of registered tenants.
