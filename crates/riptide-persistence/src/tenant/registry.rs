@@ -59,10 +59,10 @@ impl Registry {
 
     /// The tenant, from the in-process cache (at most `record_cache_ttl_ms` old) or the store.
     pub(super) async fn get(&self, id: &TenantId) -> TenantResult<Option<Arc<Tenant>>> {
-        if let Some((read_at, hit)) = self.cache.get(id) {
-            if read_at.elapsed() < self.ttl {
-                return Ok(hit);
-            }
+        if let Some((read_at, hit)) = self.cache.get(id)
+            && read_at.elapsed() < self.ttl
+        {
+            return Ok(hit);
         }
         let fresh = self.load(id).await?.map(|(t, _)| Arc::new(t));
         if let Some(t) = &fresh {
