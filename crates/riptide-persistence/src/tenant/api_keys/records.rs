@@ -3,7 +3,6 @@
 
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
-use futures::{StreamExt, TryStreamExt, stream};
 use serde::{Deserialize, Serialize};
 
 use super::format::{Digest, is_key_id};
@@ -12,9 +11,6 @@ use crate::keys::{Scope, ScopeKeys};
 use crate::store::{Durability, SharedStore};
 use crate::tenant::error::{TenantError, TenantResult};
 use crate::tenant_id::TenantId;
-
-/// Lookup records deleted concurrently by `delete_all` (they live on different slots).
-const DELETE_CONCURRENCY: usize = 16;
 
 /// The per-tenant key record as stored.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -132,11 +128,12 @@ impl ApiKeys {
         for digest in digests {
             self.auth_cache.invalidate(digest);
         }
-        stream::iter(digests.iter().map(|d| self.lookup_key(d)))
-            .map(|key| async move { self.store.delete(&[key]).await })
-            .buffer_unordered(DELETE_CONCURRENCY)
-            .try_collect::<Vec<u64>>()
-            .await?;
+        // One call: the store deletes keys of several slots itself (and the future stays
+        // `Send`, so handlers on spawned tasks can revoke keys).
+        let lookups: Vec<String> = digests.iter().map(|d| self.lookup_key(d)).collect();
+        if !lookups.is_empty() {
+            self.store.delete(&lookups).await?;
+        }
         for digest in digests {
             self.auth_cache.invalidate(digest);
         }
