@@ -4,8 +4,9 @@
 //!
 //! Same method as `latency.rs`: every operation is timed on its own, the samples are
 //! sorted and read as percentiles, and each figure is set against a reference measured in
-//! the same run, the cases interleaved in short chunks with their order rotating every
-//! chunk, so noise from other processes on these shared cores hits every side alike.
+//! the same run, the cases interleaved in short chunks in an order shuffled every round
+//! (see `interleave!`), so noise from other processes on these shared cores hits every side
+//! alike.
 //!
 //! 1. **Invalidation propagation** on one Redis (the bench's own `redis-server`): two
 //!    instances, each a `RedisStore` connection + `DistributedSync` + an L1 cache
@@ -70,9 +71,14 @@ use tokio::sync::Notify;
 
 /// Runs the given cases (closures `Fn(usize) -> impl Future<Output = u64>`, each returning
 /// its own sample in nanoseconds) interleaved: after `warm` calls of each, `n` calls of
-/// each in chunks of `chunk`, the order of the cases rotating every chunk (A B C, B C A,
-/// C A B, ...). Evaluates to one `Vec<u64>` per case. A case times itself because what is
-/// measured is not always the whole call (propagation starts when A's `set` returns).
+/// each in chunks of `chunk`, the cases in a new shuffled order every round.
+/// Evaluates to one `Vec<u64>` per case. A case times itself because what is measured is
+/// not always the whole call (propagation starts when A's `set` returns).
+///
+/// Unlike the rotation of `latency.rs` (A B C, B C A, C A B), which keeps every case behind
+/// the same neighbour, the shuffle gives each case a varying predecessor: here some cases
+/// leave the kernel work to do (fsyncs, journal commits) that a rotation would always
+/// charge to the same next case.
 macro_rules! interleave {
     (n: $n:expr, chunk: $chunk:expr, warm: $warm:expr; $($case:ident),+ $(,)?) => {{
         let n: usize = $n;
@@ -87,11 +93,15 @@ macro_rules! interleave {
             Vec::<u64>::with_capacity(n)
         }),+];
         let cases = out.len();
-        let (mut done, mut round) = (0usize, 0usize);
+        let mut order: Vec<usize> = (0..cases).collect();
+        let mut shuffle = Rng(0x2545_f491_4f6c_dd1d);
+        let mut done = 0usize;
         while done < n {
             let c = chunk.min(n - done);
-            for slot in 0..cases {
-                let which = (slot + round) % cases;
+            for k in (1..cases).rev() {
+                order.swap(k, (shuffle.next() % (k as u64 + 1)) as usize);
+            }
+            for &which in &order {
                 let mut idx = 0usize;
                 $(
                     if idx == which {
@@ -105,7 +115,6 @@ macro_rules! interleave {
                 let _ = idx;
             }
             done += c;
-            round += 1;
         }
         out
     }};
@@ -827,7 +836,8 @@ async fn invalidation_section(scale: f64) -> String {
     }
     format!(
         "## Invalidation propagation between two instances\n\n\
-         {n} samples per case, interleaved in chunks of 100 (after 100 warm-up calls each). \
+         {n} samples per case, interleaved in chunks of 100, the order shuffled every round \
+         (after 100 warm-up calls each). \
          Two `RedisStore` connections with one key prefix on the bench's `redis-server`, each with \
          `DistributedSync::start` (default `SyncConfig`) and a `PersistentCacheManager` (default \
          `CacheConfig`, L1 on) attached with `attach_cache`; a ~230-byte value; B reads the key \
@@ -921,12 +931,19 @@ async fn sessions_section(scale: f64) -> String {
     };
     let roomy = 64 * 1024 * 1024;
     let mem = manager("memory", roomy);
+    // Without the tenant layer: what the tenant check adds to a memory get.
+    let bare = SessionManager::new(
+        store.clone(),
+        system_clock(),
+        &session_cfg(spill.path().join("bare"), roomy),
+    );
     let first = manager("first-touch", roomy);
     let full = manager("full", RESIDENT * per_session);
     let fromstore = manager("store", roomy);
     let mut create_roomy = Vec::new();
     let mut create_full = Vec::new();
     let mem_ids = create_sessions(&mem, &tenants, SESSION_POOL, &mut rng, &mut create_roomy).await;
+    let bare_ids = create_sessions(&bare, &tenants, SESSION_POOL, &mut rng, &mut Vec::new()).await;
     let first_ids =
         create_sessions(&first, &tenants, SESSION_POOL, &mut rng, &mut create_roomy).await;
     let store_ids = create_sessions(
@@ -979,6 +996,15 @@ async fn sessions_section(scale: f64) -> String {
     let (mem, first, full, fromstore) = (&*mem, &*first, &*full, &*fromstore);
     let (mem_ids, first_ids, store_ids, full_ids) = (&mem_ids, &first_ids, &store_ids, &full_ids);
     let (cursor, respills) = (&cursor, &respills);
+    let (bare, bare_ids) = (&*bare, &bare_ids);
+    let memory_bare = |i: usize| async move {
+        let (t, id) = &bare_ids[i % bare_ids.len()];
+        let started = Instant::now();
+        let s = bare.get(t, id).await.expect("get");
+        let ns = started.elapsed().as_nanos() as u64;
+        assert!(s.is_some());
+        ns
+    };
     let memory = |i: usize| async move {
         let (t, id) = &mem_ids[i % mem_ids.len()];
         let started = Instant::now();
@@ -1036,7 +1062,18 @@ async fn sessions_section(scale: f64) -> String {
     let (raw_dir, raw_blob) = (&raw_dir, &raw_blob);
     let raw_file = |i: usize| async move {
         let path = raw_dir.join(format!("{}.session", i % 64));
-        std::fs::write(&path, raw_blob).expect("write raw file");
+        // Written and fsynced as a spill file is (untimed): unlinking a file whose blocks
+        // are allocated costs more than unlinking one still only in the page cache.
+        let (p, blob) = (path.clone(), raw_blob.clone());
+        tokio::task::spawn_blocking(move || {
+            use std::io::Write;
+            let mut f = std::fs::File::create(&p)?;
+            f.write_all(&blob)?;
+            f.sync_all()
+        })
+        .await
+        .expect("blocking task")
+        .expect("write raw file");
         let started = Instant::now();
         let bytes = tokio::task::spawn_blocking(move || {
             let bytes = std::fs::read(&path)?;
@@ -1052,8 +1089,13 @@ async fn sessions_section(scale: f64) -> String {
     };
     let n = scaled(2_000, scale);
     let warm = 100;
-    let [m, r, f, s, redis_get, raw_io] = interleave!(n: n, chunk: 50, warm: warm;
-        memory, spill_room, spill_full, from_store, from_redis, raw_file);
+    // Two groups, each with the memory get as its reference: the tiers that answer in
+    // microseconds, and the spill cases, whose fsyncs leave kernel work behind that would
+    // otherwise land in the microsecond cases' tails.
+    let [m, bare_get, s, redis_get] = interleave!(n: n, chunk: 50, warm: warm;
+        memory, memory_bare, from_store, from_redis);
+    let [m2, r, f, raw_io] = interleave!(n: n, chunk: 50, warm: warm;
+        memory, spill_room, spill_full, raw_file);
 
     let (mf, rf, ff, sf) = (
         mem.figures(),
@@ -1061,47 +1103,70 @@ async fn sessions_section(scale: f64) -> String {
         full.figures(),
         fromstore.figures(),
     );
+    // Where in its chunk of 50 each slow memory get fell: the first get after another
+    // case ran is the one that pays for whatever that case left behind.
+    let slow: Vec<usize> = m
+        .iter()
+        .enumerate()
+        .filter(|&(_, &ns)| ns > 50_000)
+        .map(|(i, _)| i % 50)
+        .collect();
+    let slow_first = slow.iter().filter(|&&pos| pos == 0).count();
     let mem_dist = Dist::new(m);
+    let mem2_dist = Dist::new(m2);
     let rows = vec![
         Row::new("session get, from memory", mem_dist.ns.clone()),
+        Row::new(
+            "↳ same, without the tenant layer attached (context)",
+            bare_get,
+        )
+        .against("get from memory", &mem_dist),
+        Row::new(
+            "session get, from the store, embedded (local copies forgotten; context)",
+            s,
+        )
+        .against("get from memory", &mem_dist),
+        Row::new(
+            "session get, from the store, Redis (local copies forgotten; context)",
+            redis_get,
+        )
+        .against("get from memory", &mem_dist),
+    ];
+    let spill_rows = vec![
+        Row::new(
+            "session get, from memory (this group's reference)",
+            mem2_dist.ns.clone(),
+        ),
         Row::new(
             "session get, from spill, memory tier has room (first touch after `spill_all`)",
             r,
         )
-        .against("get from memory", &mem_dist),
+        .against("get from memory", &mem2_dist),
         Row::new(
             format!(
                 "session get, from spill, memory tier full ({RESIDENT} resident of {SESSION_POOL}): loads one, spills one"
             ),
             f,
         )
-        .against("get from memory", &mem_dist),
+        .against("get from memory", &mem2_dist),
         Row::new(
-            "session get, from the store (local copies forgotten; context)",
-            s,
-        )
-        .against("get from memory", &mem_dist),
-        Row::new(
-            "session get, from the store on Redis (local copies forgotten; context)",
-            redis_get,
-        )
-        .against("get from memory", &mem_dist),
-        Row::new(
-            format!("raw: `spawn_blocking` read + unlink of a {} B file (floor of a spill load; context)", raw_blob.len()),
+            format!(
+                "raw: `spawn_blocking` read + unlink of a fsynced {} B file (floor of a spill load; context)",
+                raw_blob.len()
+            ),
             raw_io,
         ),
+    ];
+    let create_rows = vec![
         Row::new(
-            "`SessionManager::create`, embedded, memory tier has room (context)",
+            "`SessionManager::create`, embedded, memory tier has room",
             create_roomy,
         ),
         Row::new(
-            "`SessionManager::create`, Redis (context)",
-            create_redis,
-        ),
-        Row::new(
-            "`SessionManager::create`, embedded, memory tier full (each spills one; context)",
+            "`SessionManager::create`, embedded, memory tier full (each spills one)",
             create_full,
         ),
+        Row::new("`SessionManager::create`, Redis", create_redis),
     ];
     let loads = |before: u64, after: u64| after.saturating_sub(before);
     let section = format!(
@@ -1112,13 +1177,21 @@ async fn sessions_section(scale: f64) -> String {
          per manager over {SESSION_TENANTS} tenants, each with 4 cookies and 3 headers \
          ({per_session} B as the memory tier counts it, {encoded_len} B stored or spilled); \
          spill files in a temp dir on the VM's disk (each spill is write + fsync + rename + \
-         directory fsync). {n} samples per case, interleaved in chunks \
-         of 50 after {warm} warm-up calls each.\n\n{}\n\
+         directory fsync). Two groups of {n} samples per case, each interleaved in chunks \
+         of 50 after {warm} warm-up calls each, the order shuffled every round; each group \
+         has its own memory-get reference.\n\n\
+         Memory tier and store:\n\n{}\n\
+         Spill:\n\n{}\n\
+         Creating the sessions (sequential, before the measurements; context):\n\n{}\n\
          Checks: the memory manager loaded {} sessions from spill (expected 0); the room \
          manager loaded {} and was re-spilled {} times; the full manager loaded {} and \
          spilled {} (expected about one each per get: {}), holding {} sessions in memory; \
-         the store managers loaded {} and {} from spill (expected 0).\n\n",
+         the store managers loaded {} and {} from spill (expected 0).\n\n\
+         Memory gets (first group) over 50 µs: {} of {}, {} of them the first get of \
+         their chunk.\n\n",
         table(&rows),
+        table(&spill_rows),
+        table(&create_rows),
         mf.loads_total,
         rf.loads_total,
         respills.load(Ordering::Relaxed),
@@ -1128,6 +1201,9 @@ async fn sessions_section(scale: f64) -> String {
         ff.tiers.memory_sessions,
         sf.loads_total,
         redis_sessions.figures().loads_total,
+        slow.len(),
+        n,
+        slow_first,
     );
     tm.shutdown().await;
     rtm.shutdown().await;
@@ -1194,15 +1270,16 @@ struct CkptFigures {
     session_bytes: u64,
     creates: Vec<Duration>,
     size: u64,
-    peak_rss_growth: Option<u64>,
+    /// Peak RSS growth of each create run (KiB), when the kernel lets the peak be reset.
+    peak_rss_growth: Vec<Option<u64>>,
     list: Duration,
     dry_run: Duration,
     dry_changes: u64,
     restore: Duration,
     restore_objects: u64,
     /// The unit a restore is made of, same run: one durable write (embedded) or one
-    /// `SET` round trip (Redis), p50 and p99.
-    unit: (&'static str, Dist),
+    /// `SET` round trip (Redis), measured just before and just after the restore.
+    unit: (&'static str, Dist, Dist),
 }
 
 async fn checkpoint_section(settings: &Settings) -> String {
@@ -1264,7 +1341,7 @@ async fn checkpoint_section(settings: &Settings) -> String {
         format!(
             "{} ({}); {:.0} B stored per session",
             fmt_dur(f.populate_sessions),
-            per(f.populate_sessions, f.sessions, "session"),
+            per(f.populate_sessions, f.tenants, "tenant's batch"),
             f.session_bytes as f64 / f.sessions.max(1) as f64
         )
     });
@@ -1292,11 +1369,16 @@ async fn checkpoint_section(settings: &Settings) -> String {
             f.size as f64 * 100.0 / f.session_bytes.max(1) as f64
         )
     });
-    row("peak RSS growth during create", &|f| {
-        f.peak_rss_growth
-            .map(|k| mib(k * 1024))
-            .unwrap_or_else(|| "n/a (clear_refs refused)".into())
-    });
+    row(
+        "peak RSS growth during each create (first run includes filling the store's read cache)",
+        &|f| {
+            f.peak_rss_growth
+                .iter()
+                .map(|g| g.map_or_else(|| "n/a (clear_refs refused)".into(), |k| mib(k * 1024)))
+                .collect::<Vec<_>>()
+                .join(", ")
+        },
+    );
     row("list (reads and verifies every file)", &|f| {
         format!("{} for {} files", fmt_dur(f.list), f.creates.len())
     });
@@ -1311,15 +1393,23 @@ async fn checkpoint_section(settings: &Settings) -> String {
             per(f.restore, f.tenants, "tenant")
         )
     });
-    row("restore unit, same run (p50 / p99)", &|f| {
-        format!(
-            "{}: {} / {}; restore = {:.1} units per tenant at p50",
-            f.unit.0,
-            fmt_ns(f.unit.1.p50()),
-            fmt_ns(f.unit.1.p99()),
-            f.restore.as_nanos() as f64 / f.unit.1.p50().max(1) as f64 / f.tenants as f64
-        )
-    });
+    row(
+        "restore unit, same run: p50 / p99 before, and after, the restore",
+        &|f| {
+            let (name, before, after) = &f.unit;
+            let per_tenant =
+                |d: &Dist| f.restore.as_nanos() as f64 / d.p50().max(1) as f64 / f.tenants as f64;
+            format!(
+                "{name}: {} / {}, and {} / {}; restore per tenant = {:.1} to {:.1} units' p50",
+                fmt_ns(before.p50()),
+                fmt_ns(before.p99()),
+                fmt_ns(after.p50()),
+                fmt_ns(after.p99()),
+                per_tenant(before).min(per_tenant(after)),
+                per_tenant(before).max(per_tenant(after)),
+            )
+        },
+    );
     s.push('\n');
     s
 }
@@ -1405,7 +1495,7 @@ async fn checkpoint_backend(
     };
     let ck = CheckpointManager::new(store.clone(), system_clock(), &cfg);
     let mut creates = Vec::new();
-    let mut peak_rss_growth = None;
+    let mut peak_rss_growth = Vec::new();
     let mut info = None;
     for run in 0..repeat {
         let reset = reset_peak_rss();
@@ -1416,10 +1506,7 @@ async fn checkpoint_backend(
             .await
             .expect("checkpoint");
         creates.push(started.elapsed());
-        if reset {
-            let growth = proc_status_kib("VmHWM").saturating_sub(rss);
-            peak_rss_growth = Some(peak_rss_growth.map_or(growth, |g: u64| g.max(growth)));
-        }
+        peak_rss_growth.push(reset.then(|| proc_status_kib("VmHWM").saturating_sub(rss)));
         assert_eq!(
             (made.tenants, made.sessions),
             (tenants as u64, sessions as u64),
@@ -1446,7 +1533,7 @@ async fn checkpoint_backend(
 
     // Restore into an empty store of the same kind.
     let (target, _target_dir) = fresh_store(backend).await;
-    let unit = restore_unit(backend, &target).await;
+    let (unit_name, unit_before) = restore_unit(backend, &target).await;
     let ck2 = CheckpointManager::new(target.clone(), system_clock(), &cfg);
     eprintln!("[state]   restoring into an empty store");
     let started = Instant::now();
@@ -1454,6 +1541,7 @@ async fn checkpoint_backend(
     let restore = started.elapsed();
     assert_eq!(applied.counts(RecordKind::Tenant).create, tenants as u64);
     assert_eq!(applied.counts(RecordKind::Session).create, sessions as u64);
+    let (_, unit_after) = restore_unit(backend, &target).await;
     check_restored(&store, &target, &ids).await;
     eprintln!("[state]   restored in {}", fmt_dur(restore));
 
@@ -1472,7 +1560,7 @@ async fn checkpoint_backend(
         dry_changes: dry.changes(),
         restore,
         restore_objects: applied.changes(),
-        unit,
+        unit: (unit_name, unit_before, unit_after),
     }
 }
 
