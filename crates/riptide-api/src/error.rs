@@ -5,9 +5,11 @@
 //! internal details: those are logged here, once, with the cause.
 
 use axum::Json;
-use axum::http::StatusCode;
+use axum::http::header::{RETRY_AFTER, WWW_AUTHENTICATE};
+use axum::http::{HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use riptide_persistence::StoreError;
+use riptide_persistence::tenant::TenantError;
 use serde_json::json;
 
 /// An error answered to an HTTP client.
@@ -31,32 +33,222 @@ pub enum ApiError {
     /// A bug (a handler panicked). Details are in the log, not in the response.
     #[error("internal error")]
     Internal,
+    /// 400: the request is malformed or a value is out of range.
+    #[error("{message}")]
+    BadRequest {
+        /// Stable code, e.g. `invalid_json`, `missing_tenant_header`.
+        code: &'static str,
+        /// What was wrong, for people.
+        message: String,
+    },
+    /// 401: no credentials, or credentials that identify nobody.
+    #[error("{message}")]
+    Unauthorized {
+        /// What was wrong, for people (never the presented secret).
+        message: String,
+    },
+    /// 403: the caller is known but may not do this.
+    #[error("{message}")]
+    Forbidden {
+        /// Stable code, e.g. `tenant_mismatch`, `tenant_suspended`, `access_denied`.
+        code: &'static str,
+        /// Why, for people.
+        message: String,
+    },
+    /// 404: a named thing (tenant, key, session, checkpoint, job) does not exist.
+    #[error("{what} {id:?} not found")]
+    Missing {
+        /// What was looked for: `tenant`, `session`...
+        what: &'static str,
+        /// The id that was looked for.
+        id: String,
+    },
+    /// 409: the request conflicts with the current state.
+    #[error("{message}")]
+    Conflict {
+        /// Stable code, e.g. `already_exists`.
+        code: &'static str,
+        /// Why, for people.
+        message: String,
+    },
+    /// 413: a body (request or fetched page) is larger than allowed.
+    #[error("{message}")]
+    TooLarge {
+        /// Stable code, e.g. `body_too_large`.
+        code: &'static str,
+        /// Which limit, for people.
+        message: String,
+    },
+    /// 429 from the rate limit, with `Retry-After` and `RateLimit-*` headers.
+    #[error("rate limit exceeded: retry after {retry_after_secs} s")]
+    RateLimited {
+        /// Requests per minute allowed.
+        limit: u64,
+        /// Requests left in the current window (0 here).
+        remaining: u64,
+        /// Seconds until the window is full again.
+        reset_secs: u64,
+        /// Seconds until one request would be admitted.
+        retry_after_secs: u64,
+    },
+    /// 429 from a quota other than the rate (transfer per month, memory, storage).
+    #[error("quota exceeded for {resource}: limit {limit}, current {current}")]
+    QuotaExceeded {
+        /// The resource whose quota is used up.
+        resource: String,
+        /// Its limit.
+        limit: u64,
+        /// What is in use.
+        current: u64,
+        /// When a retry can succeed, if known.
+        retry_after_secs: Option<u64>,
+    },
+    /// A failure of the fetched site or the way to it (502, 504, 415...).
+    #[error("{message}")]
+    Upstream {
+        /// The status answered.
+        status: StatusCode,
+        /// Stable code, e.g. `upstream_timeout`, `not_html`.
+        code: &'static str,
+        /// What happened, for people.
+        message: String,
+    },
 }
 
 /// Result of a handler.
 pub type ApiResult<T> = Result<T, ApiError>;
 
 impl ApiError {
+    /// A 400 with `code` and `message`.
+    pub fn bad_request(code: &'static str, message: impl Into<String>) -> Self {
+        ApiError::BadRequest {
+            code,
+            message: message.into(),
+        }
+    }
+
+    /// A 403 with `code` and `message`.
+    pub fn forbidden(code: &'static str, message: impl Into<String>) -> Self {
+        ApiError::Forbidden {
+            code,
+            message: message.into(),
+        }
+    }
+
+    /// A 401 with `message`.
+    pub fn unauthorized(message: impl Into<String>) -> Self {
+        ApiError::Unauthorized {
+            message: message.into(),
+        }
+    }
+
+    /// A 404 for the `what` named `id`.
+    pub fn missing(what: &'static str, id: impl Into<String>) -> Self {
+        ApiError::Missing {
+            what,
+            id: id.into(),
+        }
+    }
+
     /// The HTTP status.
     pub fn status(&self) -> StatusCode {
         match self {
-            ApiError::NotFound => StatusCode::NOT_FOUND,
+            ApiError::NotFound | ApiError::Missing { .. } => StatusCode::NOT_FOUND,
             ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::Timeout { .. } | ApiError::StoreUnavailable(_) => {
                 StatusCode::SERVICE_UNAVAILABLE
             }
             ApiError::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+            ApiError::BadRequest { .. } => StatusCode::BAD_REQUEST,
+            ApiError::Unauthorized { .. } => StatusCode::UNAUTHORIZED,
+            ApiError::Forbidden { .. } => StatusCode::FORBIDDEN,
+            ApiError::Conflict { .. } => StatusCode::CONFLICT,
+            ApiError::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::RateLimited { .. } | ApiError::QuotaExceeded { .. } => {
+                StatusCode::TOO_MANY_REQUESTS
+            }
+            ApiError::Upstream { status, .. } => *status,
         }
     }
 
     /// The stable code in the body.
     pub fn code(&self) -> &'static str {
         match self {
-            ApiError::NotFound => "not_found",
+            ApiError::NotFound | ApiError::Missing { .. } => "not_found",
             ApiError::MethodNotAllowed => "method_not_allowed",
             ApiError::Timeout { .. } => "timeout",
             ApiError::StoreUnavailable(_) => "store_unavailable",
             ApiError::Internal => "internal",
+            ApiError::Unauthorized { .. } => "unauthorized",
+            ApiError::RateLimited { .. } => "rate_limited",
+            ApiError::QuotaExceeded { .. } => "quota_exceeded",
+            ApiError::BadRequest { code, .. }
+            | ApiError::Forbidden { code, .. }
+            | ApiError::Conflict { code, .. }
+            | ApiError::TooLarge { code, .. }
+            | ApiError::Upstream { code, .. } => code,
+        }
+    }
+}
+
+impl From<TenantError> for ApiError {
+    fn from(e: TenantError) -> Self {
+        match e {
+            TenantError::Invalid(_) | TenantError::InvalidField { .. } => {
+                ApiError::bad_request("invalid_input", e.to_string())
+            }
+            TenantError::Store(store) => ApiError::from(store),
+            TenantError::NotFound { what, id } => ApiError::Missing { what, id },
+            TenantError::AlreadyExists(_) => ApiError::Conflict {
+                code: "already_exists",
+                message: e.to_string(),
+            },
+            TenantError::Conflict(_) => ApiError::Conflict {
+                code: "conflict",
+                message: e.to_string(),
+            },
+            TenantError::QuotaExceeded {
+                resource,
+                limit,
+                current,
+                retry_after,
+            } => ApiError::QuotaExceeded {
+                resource,
+                limit,
+                current,
+                retry_after_secs: retry_after.map(|d| d.as_millis().div_ceil(1000) as u64),
+            },
+            TenantError::Suspended(_) => ApiError::forbidden("tenant_suspended", e.to_string()),
+            TenantError::AccessDenied(_) => ApiError::forbidden("access_denied", e.to_string()),
+            TenantError::MultiTenancyDisabled => ApiError::Conflict {
+                code: "multi_tenancy_disabled",
+                message: e.to_string(),
+            },
+            TenantError::BillingDisabled => ApiError::Conflict {
+                code: "billing_disabled",
+                message: e.to_string(),
+            },
+            TenantError::InvalidApiKey => ApiError::unauthorized("invalid API key"),
+            TenantError::Crypto(_) | TenantError::Corrupt { .. } => {
+                tracing::error!(error = %e, "tenant layer failure");
+                ApiError::Internal
+            }
+        }
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::Unavailable(_) => ApiError::StoreUnavailable(e),
+            StoreError::OverBudget { .. } => ApiError::TooLarge {
+                code: "over_budget",
+                message: e.to_string(),
+            },
+            StoreError::Backend(_) | StoreError::Config(_) => {
+                tracing::error!(error = %e, "store failure");
+                ApiError::Internal
+            }
         }
     }
 }
@@ -68,10 +260,35 @@ impl IntoResponse for ApiError {
                 tracing::warn!(error = %cause, "store unavailable");
             }
             ApiError::Timeout { timeout_ms } => tracing::warn!(timeout_ms, "request timed out"),
-            ApiError::NotFound | ApiError::MethodNotAllowed | ApiError::Internal => {}
+            _ => {}
         }
         let body = json!({ "error": { "code": self.code(), "message": self.to_string() } });
-        (self.status(), Json(body)).into_response()
+        let mut response = (self.status(), Json(body)).into_response();
+        let headers = response.headers_mut();
+        match &self {
+            ApiError::RateLimited {
+                limit,
+                remaining,
+                reset_secs,
+                retry_after_secs,
+            } => {
+                headers.insert(RETRY_AFTER, HeaderValue::from(*retry_after_secs));
+                headers.insert("ratelimit-limit", HeaderValue::from(*limit));
+                headers.insert("ratelimit-remaining", HeaderValue::from(*remaining));
+                headers.insert("ratelimit-reset", HeaderValue::from(*reset_secs));
+            }
+            ApiError::QuotaExceeded {
+                retry_after_secs: Some(secs),
+                ..
+            } => {
+                headers.insert(RETRY_AFTER, HeaderValue::from(*secs));
+            }
+            ApiError::Unauthorized { .. } => {
+                headers.insert(WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+            }
+            _ => {}
+        }
+        response
     }
 }
 
