@@ -1,7 +1,48 @@
 //! Fetching a URL safely and extracting its readable content.
 //!
-//! So far this crate holds only [`normalize_url`]: the check and canonical form of a URL a
-//! client asks for. Fetching and extraction come with the `/extract` endpoint.
+//! - [`normalize_url`] checks a URL a client asks for and gives its canonical form.
+//! - [`Extractor::extract`] fetches a page and returns an [`Extraction`]: title, byline,
+//!   excerpt, text, Markdown, links, language, publication time and a content hash.
+//!
+//! Fetching ([`FetchConfig`]) uses one pooled reqwest client with connect and total
+//! timeouts, a body cap (the `Content-Length` is checked first, then bytes are counted
+//! while streaming) and redirects followed by hand so that every hop is checked. Only
+//! `text/html` and `application/xhtml+xml` are accepted (an untyped body is sniffed for
+//! `<html`). The character set comes from a BOM, the `Content-Type` header, a `<meta>`
+//! declaration, else UTF-8.
+//!
+//! The SSRF guard runs after DNS resolution: a custom resolver refuses host names
+//! resolving to loopback, private, link-local, CGNAT, multicast, documentation and
+//! other special-purpose ranges and the cloud metadata addresses, unless the address is
+//! in [`FetchConfig::allow_addresses`]. Literal-IP URLs and redirect targets are checked
+//! before connecting, and no proxy is ever used.
+//!
+//! Extraction uses dom_smoothie (a Readability port) and htmd for Markdown, on a
+//! blocking thread. A page without a recognizable article falls back to its whole
+//! body's text instead of failing.
+//!
+//! Every failure is an [`ExtractError`] whose [`ExtractError::kind`] is a stable code.
+
+mod charset;
+mod config;
+mod content;
+mod error;
+mod extraction;
+mod extractor;
+mod fetch;
+mod guard;
+mod headers;
+mod language;
+mod links;
+mod published;
+mod resolver;
+
+pub use config::{DEFAULT_USER_AGENT, FetchConfig};
+pub use error::ExtractError;
+pub use extraction::{Extraction, Link};
+pub use extractor::Extractor;
+pub use guard::is_public;
+pub use headers::check_extra_header;
 
 use thiserror::Error;
 pub use url::Url;
