@@ -71,6 +71,15 @@ pub enum ApiError {
         /// Why, for people.
         message: String,
     },
+    /// 422: the request is well-formed but what it names cannot be used (a corrupt
+    /// checkpoint).
+    #[error("{message}")]
+    Unprocessable {
+        /// Stable code, e.g. `invalid_checkpoint`.
+        code: &'static str,
+        /// Why, for people.
+        message: String,
+    },
     /// 413: a body (request or fetched page) is larger than allowed.
     #[error("{message}")]
     TooLarge {
@@ -163,6 +172,7 @@ impl ApiError {
             ApiError::Unauthorized { .. } => StatusCode::UNAUTHORIZED,
             ApiError::Forbidden { .. } => StatusCode::FORBIDDEN,
             ApiError::Conflict { .. } => StatusCode::CONFLICT,
+            ApiError::Unprocessable { .. } => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::RateLimited { .. } | ApiError::QuotaExceeded { .. } => {
                 StatusCode::TOO_MANY_REQUESTS
@@ -185,6 +195,7 @@ impl ApiError {
             ApiError::BadRequest { code, .. }
             | ApiError::Forbidden { code, .. }
             | ApiError::Conflict { code, .. }
+            | ApiError::Unprocessable { code, .. }
             | ApiError::TooLarge { code, .. }
             | ApiError::Upstream { code, .. } => code,
         }

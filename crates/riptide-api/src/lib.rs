@@ -5,16 +5,21 @@
 //! same way, on port 0, or in its two steps ([`service::Service::build`], then
 //! [`service::Service::serve`]) when they need to reach the managers in between.
 
+pub mod admin;
+pub mod cli;
 pub mod config;
 pub mod error;
 pub mod live_config;
 pub mod logging;
 pub mod middleware;
+pub mod openapi;
 pub mod recorder;
 pub mod routes;
 pub mod service;
 pub mod shutdown;
 pub mod state;
+pub mod tenant_context;
+pub mod warming;
 
 use std::future::Future;
 

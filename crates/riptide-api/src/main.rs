@@ -1,42 +1,75 @@
-//! `riptide`: parses the command line, loads the configuration and runs the service.
+//! `riptide`: parses the command line, then runs the service (`serve`, the default) or
+//! an admin command against a running service (`tenants`, `keys`, `cache`, `state`,
+//! `audit`, `tokens`; see [`riptide_api::cli`]).
 //!
-//! Exit codes: 0 after a clean shutdown, 2 for a bad command line or configuration,
-//! 1 for any other failure.
+//! Exit codes: 0 after a clean shutdown or a successful command, 2 for a bad command
+//! line or configuration, 1 for any other failure.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context;
-use clap::{Parser, Subcommand};
+use clap::error::ErrorKind;
+use clap::{Args, CommandFactory, Parser, Subcommand};
+use riptide_api::cli::{self, AdminCommand};
 use riptide_api::config::{self, Overrides};
 
 /// RipTide: multi-tenant web-content extraction API.
 #[derive(Debug, Parser)]
 #[command(name = "riptide", version)]
 struct Cli {
-    /// Configuration file [default: config/riptide.yml when it exists, else built-in defaults]
-    #[arg(long, global = true, value_name = "PATH")]
-    config: Option<PathBuf>,
-
-    /// Address to listen on, e.g. 127.0.0.1:8080 (overrides server.listen and RIPTIDE_LISTEN)
-    #[arg(long, global = true, value_name = "ADDR")]
-    listen: Option<SocketAddr>,
+    /// `riptide [--config] [--listen]` alone serves.
+    #[command(flatten)]
+    serve: ServeArgs,
 
     #[command(subcommand)]
     command: Option<Command>,
 }
 
+/// The options of `serve`.
+#[derive(Debug, Args)]
+struct ServeArgs {
+    /// Configuration file [default: config/riptide.yml when it exists, else built-in defaults]
+    #[arg(long, value_name = "PATH")]
+    config: Option<PathBuf>,
+
+    /// Address to listen on, e.g. 127.0.0.1:8080 (overrides server.listen and RIPTIDE_LISTEN)
+    #[arg(long, value_name = "ADDR")]
+    listen: Option<SocketAddr>,
+}
+
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Run the HTTP service (the default)
-    Serve,
+    Serve(ServeArgs),
+    #[command(flatten)]
+    Admin(Box<AdminCommand>),
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    match cli.command.unwrap_or(Command::Serve) {
-        Command::Serve => serve(cli.config, Overrides { listen: cli.listen }),
+    let top = cli.serve;
+    match cli.command {
+        None => serve(top.config, Overrides { listen: top.listen }),
+        Some(Command::Serve(args)) => serve(
+            args.config.or(top.config),
+            Overrides {
+                listen: args.listen.or(top.listen),
+            },
+        ),
+        Some(Command::Admin(command)) => {
+            if top.config.is_some() || top.listen.is_some() {
+                Cli::command()
+                    .error(
+                        ErrorKind::ArgumentConflict,
+                        "--config and --listen are options of `riptide serve`; the admin \
+                         commands take --url",
+                    )
+                    .exit();
+            }
+            cli::run(*command)
+        }
     }
 }
 

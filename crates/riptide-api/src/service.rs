@@ -77,8 +77,8 @@ impl Service {
         let schema = ServiceSchema::new(config.provenance.clone());
         tasks.spawn(live_config::follow(
             generations,
+            live_config::components(&config, &state),
             schema,
-            config.clone(),
             cancel.clone(),
         ));
 

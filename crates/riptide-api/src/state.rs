@@ -37,6 +37,13 @@ pub struct AppState {
     pub sync: Arc<DistributedSync>,
     /// Renders the process's metrics for `GET /metrics`.
     pub metrics: PrometheusHandle,
+    /// Fetches pages and extracts their content for `/extract` and `/crawl`
+    /// (configured by the `extract` section).
+    pub extractor: Arc<riptide_extract::Extractor>,
+    /// Admin tokens: what [`crate::admin::AdminCaller`] authenticates against.
+    pub admin_tokens: Arc<crate::admin::AdminTokens>,
+    /// Cache warming: access counts (`record_access`), the three tiers, warm jobs.
+    pub warming: Arc<crate::warming::WarmingService>,
 }
 
 impl AppState {
@@ -48,6 +55,9 @@ impl AppState {
         metrics: PrometheusHandle,
     ) -> anyhow::Result<Self> {
         let clock: SharedClock = system_clock();
+        let extractor = Arc::new(
+            riptide_extract::Extractor::new(&config.extract).context("building the extractor")?,
+        );
         let persistence = &config.persistence;
         let cache = Arc::new(
             PersistentCacheManager::with_store_and_clock(
@@ -68,6 +78,13 @@ impl AppState {
             .await
             .context("starting the tenant manager")?,
         );
+        let admin_tokens = match crate::admin::start(config, store.clone(), &tenants).await {
+            Ok(tokens) => tokens,
+            Err(e) => {
+                tenants.shutdown().await;
+                return Err(e).context("starting the admin tokens");
+            }
+        };
         tenants.attach_cache(cache.clone());
 
         let sync =
@@ -83,7 +100,9 @@ impl AppState {
 
         let schema = Arc::new(ServiceSchema::new(config.provenance.clone()));
         let state_manager =
-            match StateManager::with_store(store, persistence.state.clone(), clock, schema).await {
+            match StateManager::with_store(store, persistence.state.clone(), clock.clone(), schema)
+                .await
+            {
                 Ok(manager) => Arc::new(manager),
                 Err(e) => {
                     sync.shutdown().await;
@@ -102,6 +121,25 @@ impl AppState {
             tenants.shutdown().await;
             return Err(e).context("wiring the state manager");
         }
+        let warming = match crate::warming::WarmingService::start(
+            &config.warming,
+            cache.clone(),
+            tenants.clone(),
+            sync.clone(),
+            &state_manager,
+            clock,
+        ) {
+            Ok(warming) => warming,
+            Err(e) => {
+                state_manager.shutdown(Duration::from_secs(1)).await;
+                sync.shutdown().await;
+                tenants.shutdown().await;
+                return Err(e).context("starting cache warming");
+            }
+        };
+        warming.set_loader(Arc::new(
+            crate::warming::extract_loader::ExtractPageLoader::new(extractor.clone()),
+        ));
         Ok(Self {
             cache,
             tenants,
@@ -109,6 +147,9 @@ impl AppState {
             state_manager,
             sync,
             metrics,
+            extractor,
+            admin_tokens,
+            warming,
         })
     }
 
@@ -117,10 +158,22 @@ impl AppState {
         self.cache.store()
     }
 
-    /// The persistence layer's graceful shutdown within `deadline`: sessions written
-    /// out, usage flushed, the final checkpoint (when configured), coordination left.
+    /// The persistence layer's graceful shutdown within `deadline`: warming stopped and
+    /// its access counts persisted, sessions written out, usage flushed, the final
+    /// checkpoint (when configured), coordination left.
     /// Call it after the HTTP server has drained, so no request is still using them.
     pub async fn shutdown(&self, deadline: Duration) -> ShutdownReport {
-        self.state_manager.shutdown(deadline).await
+        // Warming first: its tasks stop and its access counts are persisted while the
+        // store and coordination are still up, within a quarter of the deadline so an
+        // unreachable store leaves time for the steps that follow.
+        let started = std::time::Instant::now();
+        let warming = self.warming.shutdown(deadline / 4).await;
+        let left = deadline.saturating_sub(started.elapsed());
+        let mut report = self.state_manager.shutdown(left).await;
+        match warming {
+            Ok(()) => report.completed.insert(0, "warming"),
+            Err(e) => report.failed.insert(0, ("warming", e)),
+        }
+        report
     }
 }

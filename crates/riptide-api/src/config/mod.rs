@@ -36,6 +36,14 @@ pub struct AppConfig {
     pub log: LogConfig,
     /// The persistence layer's own settings (store, cache, tenants, state, sync).
     pub persistence: PersistenceConfig,
+    /// How `/extract` and `/crawl` fetch pages: timeouts, limits, user agent, and the
+    /// internal addresses the SSRF guard lets through.
+    pub extract: riptide_extract::FetchConfig,
+    /// The admin API's credentials.
+    pub admin: AdminConfig,
+    /// Cache warming: the tiers' sizes and schedule, access counting, warm jobs and the
+    /// manual list.
+    pub warming: crate::warming::WarmingConfig,
     /// Where the values came from above the file (variables, flags), so a reloaded file
     /// is resolved the same way. Not part of the document.
     #[serde(skip)]
@@ -109,6 +117,31 @@ pub enum LogFormat {
     Json,
 }
 
+/// Admin API settings.
+#[derive(Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct AdminConfig {
+    /// An operator-provided admin token, accepted with role `admin` (at least
+    /// [`crate::admin::MIN_CONFIGURED_TOKEN_LEN`] printable ASCII characters). Empty:
+    /// none. Env `RIPTIDE_ADMIN_TOKEN` (preferred: keep secrets out of the file). When
+    /// set, no bootstrap token is created.
+    pub token: String,
+}
+
+/// Never shows the token.
+impl std::fmt::Debug for AdminConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let token = if self.token.is_empty() {
+            ""
+        } else {
+            "<redacted>"
+        };
+        f.debug_struct("AdminConfig")
+            .field("token", &token)
+            .finish()
+    }
+}
+
 /// A key whose value was refused, and why.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Invalid {
@@ -143,13 +176,19 @@ impl AppConfig {
             ));
         }
         validate_log_level(&self.log.level).map_err(|reason| Invalid::new("log.level", reason))?;
+        self.warming.validate()?;
+        self.extract
+            .validate()
+            .map_err(|(field, reason)| Invalid::new(format!("extract.{field}"), reason))?;
         self.persistence.validate().map_err(|e| match e {
             InvalidInput::Config { key, reason } => {
                 Invalid::new(format!("persistence.{key}"), reason)
             }
             other => Invalid::new("persistence", other.to_string()),
         })?;
-        validate_secrets(&self.persistence.tenant)
+        validate_secrets(&self.persistence.tenant)?;
+        crate::admin::validate_configured_token(&self.admin.token)
+            .map_err(|reason| Invalid::new("admin.token", reason))
     }
 
     /// The embedded store's directory, or `None` when the store is Redis.

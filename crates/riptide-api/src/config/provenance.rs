@@ -29,7 +29,7 @@ use super::load::{ConfigError, Overrides};
 
 /// The environment variables read, each with the key it sets. `RUST_LOG` comes after
 /// `RIPTIDE_LOG_LEVEL`, so it wins when both are set.
-pub const ENV_VARS: [(&str, &str); 12] = [
+pub const ENV_VARS: [(&str, &str); 13] = [
     ("REDIS_URL", "persistence.redis.url"),
     ("RIPTIDE_LISTEN", "server.listen"),
     ("RIPTIDE_DATA_DIR", "persistence.embedded.data_dir"),
@@ -48,10 +48,15 @@ pub const ENV_VARS: [(&str, &str); 12] = [
         "RIPTIDE_API_KEY_PEPPER",
         "persistence.tenant.api_key_pepper",
     ),
+    ("RIPTIDE_ADMIN_TOKEN", "admin.token"),
 ];
 
 /// Variables whose values are secrets: never logged, never echoed in an error.
-pub const SECRET_VARS: [&str; 2] = ["RIPTIDE_MASTER_KEY", "RIPTIDE_API_KEY_PEPPER"];
+pub const SECRET_VARS: [&str; 3] = [
+    "RIPTIDE_MASTER_KEY",
+    "RIPTIDE_API_KEY_PEPPER",
+    "RIPTIDE_ADMIN_TOKEN",
+];
 
 /// Reads one environment variable; `None` when unset. Injected so tests need not touch
 /// the process environment.
@@ -232,6 +237,9 @@ impl Provenance {
         }
         if let Some(on) = vars.parsed("ENABLE_HOT_RELOAD", parse_bool)? {
             cfg.persistence.state.enable_hot_reload = on;
+        }
+        if let Some(token) = vars.get("RIPTIDE_ADMIN_TOKEN") {
+            cfg.admin.token = token;
         }
         Ok(())
     }

@@ -7,10 +7,14 @@
 //! defaults applied, then [`AppConfig::validate`]. So a reload is refused for exactly
 //! what would stop a restart with the same file.
 //!
-//! Live today: the keys of [`LIVE_KEYS`]. Everything else (the server, the log format,
-//! the store, the cache, tenants, state directories, sync) is listed as restart-only, so
-//! the reload reports such changes as waiting for the next start instead of pretending
-//! to apply them. The list includes every prefix [`PersistenceSchema`] names.
+//! Live: the keys of [`LIVE_KEYS`] (applied by [`crate::live_config`]): the log level,
+//! the cache's TTL, compression and warming switch, the tenant plans (quotas, burst,
+//! grants, prices), billing, the default plan and multi-tenancy, and the warming
+//! schedule and lists. Everything else (the server, the log format, the store, L1 and
+//! limits, secrets, state directories, sync, extraction, admin) is listed as
+//! restart-only, so the reload reports such changes as waiting for the next start
+//! instead of pretending to apply them. The list includes every prefix
+//! [`PersistenceSchema`] names.
 //!
 //! This schema is used alone rather than in a `SchemaSet` with [`PersistenceSchema`]: it
 //! already checks the `persistence` section (as part of [`AppConfig`], with the same
@@ -27,10 +31,45 @@ use super::AppConfig;
 use super::load::ConfigError;
 use super::provenance::{Explicit, Provenance};
 
-/// Keys a reload applies to the running service: `log.level` (the log filter is
-/// replaced) and `persistence.state.reload_debounce_ms` (the watcher reads it from the
-/// running document).
-pub const LIVE_KEYS: [&str; 2] = ["log.level", "persistence.state.reload_debounce_ms"];
+/// Keys a reload applies to the running service, each with everything under it. The
+/// persistence ones are `PERSISTENCE_LIVE` of the persistence crate (the watcher reads
+/// `reload_debounce_ms` itself); the warming ones are every key of `warming` but the
+/// access counter's bounds (`top_k_per_tenant`, `max_tracked_tenants`).
+pub const LIVE_KEYS: &[&str] = &[
+    "log.level",
+    "persistence.cache.default_ttl_seconds",
+    "persistence.cache.enable_compression",
+    "persistence.cache.compression_threshold_bytes",
+    "persistence.cache.compression_algorithm",
+    "persistence.cache.zstd_level",
+    "persistence.cache.enable_warming",
+    "persistence.tenant.enabled",
+    "persistence.tenant.enable_billing",
+    "persistence.tenant.default_plan",
+    "persistence.tenant.plans",
+    "persistence.state.reload_debounce_ms",
+    "warming.startup_top_n",
+    "warming.interval_seconds",
+    "warming.analytics_top_n",
+    "warming.tenant_top_n",
+    "warming.persist_interval_ms",
+    "warming.max_jobs",
+    "warming.job_retention_seconds",
+    "warming.max_job_failures",
+    "warming.max_job_urls",
+    "warming.manual",
+];
+
+/// The key of [`LIVE_KEYS`] that is `key` or holds it
+/// (`persistence.tenant.plans.free.burst` → `persistence.tenant.plans`), if any.
+pub fn live_key_of(key: &str) -> Option<&'static str> {
+    LIVE_KEYS.iter().copied().find(|live| {
+        key == *live
+            || key
+                .strip_prefix(live)
+                .is_some_and(|rest| rest.starts_with('.'))
+    })
+}
 
 /// Validates reloaded documents as whole [`AppConfig`]s, resolved with the
 /// [`Provenance`] of the configuration the service started with.
@@ -44,6 +83,11 @@ impl ServiceSchema {
     /// service started with).
     pub fn new(provenance: Provenance) -> Self {
         Self { provenance }
+    }
+
+    /// The variables and flags laid over every document.
+    pub fn provenance(&self) -> &Provenance {
+        &self.provenance
     }
 
     /// The configuration `doc` stands for: deserialized, with the start's variables and
@@ -112,7 +156,7 @@ fn collect_restart_only(node: &Value, path: &str, out: &mut Vec<String>) {
 
 #[cfg(test)]
 mod tests {
-    use riptide_persistence::state::config_schema::is_restart_only;
+    use riptide_persistence::state::config_schema::{PERSISTENCE_LIVE, is_restart_only};
     use serde_json::json;
 
     use super::*;
@@ -145,17 +189,90 @@ mod tests {
         );
         assert!(keys.len() > 60, "{keys:?}");
         for key in &keys {
-            let live = LIVE_KEYS.contains(&key.as_str());
+            let live = live_key_of(key).is_some();
             assert_eq!(is_restart_only(key, &prefixes), !live, "{key}");
+        }
+        for key in ["persistence.tenant.plans.free.burst", "warming.manual.acme"] {
+            assert!(!is_restart_only(key, &prefixes), "{key}");
+        }
+        for key in [
+            "persistence.cache.l1_capacity_bytes",
+            "warming.top_k_per_tenant",
+            "persistence.tenant.master_key",
+        ] {
+            assert!(is_restart_only(key, &prefixes), "{key}");
+        }
+        for key in PERSISTENCE_LIVE {
+            assert!(
+                LIVE_KEYS.contains(key),
+                "{key} is live in the persistence layer"
+            );
+        }
+        for key in LIVE_KEYS.iter().filter(|k| k.starts_with("persistence.")) {
+            assert!(
+                PERSISTENCE_LIVE.contains(key),
+                "{key} is not live in the persistence layer"
+            );
         }
         for key in ["server.listen", "log.format", "persistence.redis.url"] {
             assert!(is_restart_only(key, &prefixes), "{key}");
         }
         for key in LIVE_KEYS {
-            assert!(keys.iter().any(|k| k == key), "{key} is a real key");
+            assert!(
+                keys.iter().any(|k| live_key_of(k) == Some(key)),
+                "{key} is a real key"
+            );
         }
         for prefix in PersistenceSchema.restart_only() {
             assert!(prefixes.contains(&prefix), "{prefix}");
+        }
+    }
+
+    /// Each key of the shipped file whose comment ends in "(live...)" or "(restart)",
+    /// with its dotted path and whether it says live.
+    fn marked_keys(text: &str) -> Vec<(String, bool)> {
+        let mut path: Vec<(usize, String)> = Vec::new();
+        let mut marker = None;
+        let mut out = Vec::new();
+        for line in text.lines() {
+            let trimmed = line.trim_start();
+            let indent = line.len() - trimmed.len();
+            if let Some(comment) = trimmed.strip_prefix('#') {
+                if comment.contains("(live") {
+                    marker = Some(true);
+                } else if comment.contains("(restart)") {
+                    marker = Some(false);
+                }
+                continue;
+            }
+            let key = trimmed.split_once(':').map(|(k, _)| k);
+            let Some(key) = key.filter(|k| !k.is_empty() && !k.contains(' ')) else {
+                marker = None;
+                continue;
+            };
+            path.retain(|(i, _)| *i < indent);
+            path.push((indent, key.to_owned()));
+            if let Some(live) = marker.take() {
+                let dotted: Vec<&str> = path.iter().map(|(_, k)| k.as_str()).collect();
+                out.push((dotted.join("."), live));
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn the_shipped_file_marks_exactly_the_live_keys_live() {
+        let text = include_str!("../../../../config/riptide.yml");
+        let marked = marked_keys(text);
+        assert!(marked.len() > 60, "{marked:?}");
+        for (key, live) in &marked {
+            assert_eq!(live_key_of(key).is_some(), *live, "{key} is marked wrongly");
+        }
+        for key in LIVE_KEYS {
+            assert!(
+                marked.iter().any(|(k, live)| k == key && *live),
+                "{key} is not marked (live)"
+            );
         }
     }
 

@@ -10,6 +10,7 @@
 
 pub mod catch_panic;
 pub mod request_metrics;
+pub mod tenant;
 pub mod timeout;
 pub mod trace;
 

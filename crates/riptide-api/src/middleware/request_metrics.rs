@@ -53,6 +53,14 @@ fn method_label(method: &Method) -> &'static str {
 
 #[cfg(test)]
 mod tests {
+    use axum::Router;
+    use axum::body::Body;
+    use axum::http::StatusCode;
+    use axum::middleware::from_fn;
+    use axum::routing::get;
+    use metrics_exporter_prometheus::PrometheusBuilder;
+    use tower::ServiceExt;
+
     use super::*;
 
     #[test]
@@ -62,5 +70,60 @@ mod tests {
             method_label(&Method::from_bytes(b"BREW").expect("method")),
             "other"
         );
+    }
+
+    /// Routes layered the way `middleware::apply` layers them: after routing.
+    fn app() -> Router {
+        let admin = Router::new().route("/tenants/{id}", get(|| async { "tenant" }));
+        Router::new()
+            .route("/items/{id}", get(|| async { "item" }))
+            .nest("/admin", admin)
+            .fallback(|| async { StatusCode::NOT_FOUND })
+            .layer(from_fn(record))
+    }
+
+    async fn call(app: &Router, method: Method, path: &str) -> StatusCode {
+        let request = Request::builder()
+            .method(method)
+            .uri(path)
+            .body(Body::empty())
+            .expect("request");
+        app.clone()
+            .oneshot(request)
+            .await
+            .expect("infallible")
+            .status()
+    }
+
+    // The current-thread runtime keeps every poll on this thread, so the thread-local
+    // recorder sees what the middleware records.
+    #[tokio::test]
+    async fn series_are_labelled_by_route_template_never_by_raw_path() {
+        let recorder = PrometheusBuilder::new().build_recorder();
+        let handle = recorder.handle();
+        let _local = metrics::set_default_local_recorder(&recorder);
+        let app = app();
+        assert_eq!(call(&app, Method::GET, "/items/42").await, StatusCode::OK);
+        assert_eq!(call(&app, Method::GET, "/items/43").await, StatusCode::OK);
+        assert_eq!(
+            call(&app, Method::GET, "/admin/tenants/acme").await,
+            StatusCode::OK
+        );
+        assert_eq!(
+            call(&app, Method::GET, "/no/such/path").await,
+            StatusCode::NOT_FOUND
+        );
+        let text = handle.render();
+        for series in [
+            r#"http_requests_total{method="GET",route="/items/{id}",status="200"} 2"#,
+            r#"http_requests_total{method="GET",route="/admin/tenants/{id}",status="200"} 1"#,
+            r#"http_requests_total{method="GET",route="unmatched",status="404"} 1"#,
+            r#"http_request_duration_seconds_count{method="GET",route="/items/{id}",status="200"} 2"#,
+        ] {
+            assert!(text.contains(series), "{series} missing from:\n{text}");
+        }
+        for raw in ["/items/42", "acme", "/no/such/path"] {
+            assert!(!text.contains(raw), "raw path {raw} in a label:\n{text}");
+        }
     }
 }

@@ -1,8 +1,10 @@
 //! The router: every route of the service, and the answers for paths and methods that
 //! have none.
 
+pub mod admin;
 pub mod health;
 pub mod metrics;
+pub mod tenant;
 
 use axum::Router;
 use axum::routing::get;
@@ -16,6 +18,9 @@ pub fn router(state: AppState) -> Router {
         .route("/healthz", get(health::get_healthz))
         .route("/readyz", get(health::get_readyz))
         .route("/metrics", get(metrics::get_metrics))
+        .route("/openapi.json", get(crate::openapi::get_openapi))
+        .merge(tenant::router(&state))
+        .merge(admin::router())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .with_state(state)

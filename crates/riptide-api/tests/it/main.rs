@@ -1,11 +1,42 @@
 //! Integration tests of the service: a real server on a real socket, spoken to over HTTP.
 //! One test binary (see STYLE.md 13).
 
+mod admin_audit;
+mod admin_cache;
+mod admin_common;
+mod admin_redis;
+mod admin_roles;
+mod admin_state;
+mod admin_tenants;
+mod admin_tokens;
 mod binary;
+mod cli;
+mod crawl;
+mod deploy_alerts;
+mod deploy_dashboard;
+mod deploy_promql;
+mod e2e;
+mod extract_cache;
+mod extract_errors;
+mod extract_redis;
+mod extract_session;
+mod hot_reload;
+mod metrics_exposition;
+mod metrics_scrape;
+mod metrics_traffic;
+mod openapi;
+mod pages;
 mod probes;
+mod quickstart;
 mod reload;
 mod routing;
+mod sessions;
 mod shutdown;
 mod store_outage;
 mod support;
+mod tenant_auth;
+mod tenant_client;
+mod usage;
+mod warming_jobs;
+mod warming_tiers;
 mod wiring;

@@ -105,6 +105,16 @@ impl Drop for TestServer {
     }
 }
 
+/// The bootstrap admin token the service wrote to `<data dir>/admin-token` on its first
+/// start (the test servers keep their secrets in the data dir). Role `admin`.
+pub fn admin_token(server: &TestServer) -> String {
+    let path = server._data_dir.path().join(riptide_api::admin::TOKEN_FILE);
+    std::fs::read_to_string(&path)
+        .unwrap_or_else(|e| panic!("reading {}: {e}", path.display()))
+        .trim()
+        .to_owned()
+}
+
 /// Points everything the service writes into `dir`: the embedded store, secrets,
 /// checkpoints and spilled sessions (as `config::load` does from the data dir), and
 /// watches no configuration directory.
@@ -130,4 +140,48 @@ pub async fn json_of(response: reqwest::Response, status: u16) -> serde_json::Va
     );
     let bytes = response.bytes().await.expect("body");
     serde_json::from_slice(&bytes).expect("JSON body")
+}
+
+/// Lets `/extract` and `/crawl` fetch from 127.0.0.1 (the fixture page server), which
+/// the SSRF guard refuses by default.
+pub fn allow_loopback(config: &mut AppConfig) {
+    config.extract.allow_addresses = vec!["127.0.0.1".to_owned()];
+}
+
+/// Creates tenant `id` on `plan` with the quota overrides `quotas`, and returns a new
+/// API key of it.
+pub async fn tenant_with_key(
+    server: &TestServer,
+    id: &str,
+    plan: riptide_persistence::tenant::BillingPlan,
+    quotas: &[(&str, u64)],
+) -> String {
+    use riptide_persistence::tenant::{TenantConfig, TenantIsolationLevel, TenantOwner};
+    let now = chrono::Utc::now();
+    let config = TenantConfig {
+        tenant_id: id.to_owned(),
+        name: format!("Tenant {id}"),
+        quotas: quotas.iter().map(|(k, v)| ((*k).to_owned(), *v)).collect(),
+        isolation_level: TenantIsolationLevel::Standard,
+        encryption_enabled: false,
+        settings: Default::default(),
+        created_at: now,
+        updated_at: now,
+    };
+    let owner = TenantOwner {
+        id: format!("owner-{id}"),
+        name: "Owner".to_owned(),
+        email: format!("{id}@example.com"),
+        organization: None,
+    };
+    let tenants = &server.state.tenants;
+    tenants
+        .create_tenant(config, owner, plan)
+        .await
+        .expect("tenant created");
+    tenants
+        .create_api_key_by("test", id, Some("test key"))
+        .await
+        .expect("key created")
+        .secret
 }

@@ -31,7 +31,10 @@ use crate::tenant_id::TenantId;
 /// that is a valid namespace name (`search:rust` is in `search`), else `default`.
 pub struct PersistentCacheManager {
     pub(super) store: SharedStore,
+    /// As built: the keys read once (see `live` for the others).
     pub(super) config: CacheConfig,
+    /// `config` with the live keys as last applied (see `live_settings.rs`).
+    pub(super) live: ArcSwap<CacheConfig>,
     pub(super) clock: SharedClock,
     pub(super) l1: L1,
     pub(super) flights: SingleFlight,
@@ -120,6 +123,7 @@ impl PersistentCacheManager {
             sealer: ArcSwapOption::empty(),
             warmer: ArcSwapOption::empty(),
             listener: ArcSwapOption::empty(),
+            live: ArcSwap::from_pointee(config.clone()),
             store,
             config,
             clock,
@@ -131,7 +135,8 @@ impl PersistentCacheManager {
         &self.store
     }
 
-    /// The configuration in force.
+    /// The configuration the manager was built with. The live keys (TTL, compression,
+    /// warming) may have changed since: [`Self::settings`] has the values in force.
     pub fn config(&self) -> &CacheConfig {
         &self.config
     }
@@ -524,6 +529,8 @@ impl PersistentCacheManager {
     ) -> CacheResult<usize> {
         let keys = ScopeKeys::new(self.store.key_prefix(), scope);
         let budget = self.budget.load().budget_bytes(scope);
+        // One snapshot of the live settings for the whole batch.
+        let settings = self.live.load_full();
         // Asked before anything is encoded: when the scope must be sealed and its key
         // cannot be had, nothing is written.
         let seal_key = self.write_key(scope).await?;
@@ -540,7 +547,7 @@ impl PersistentCacheManager {
             if let Some(m) = &item.metadata {
                 m.tags.iter().try_for_each(|t| validate_tag(t))?;
             }
-            let ttl_ms = self.ttl_ms(item.ttl)?;
+            let ttl_ms = ttl_ms(&settings, item.ttl)?;
             let expires = ttl_ms.map(|t| now.saturating_add(t));
             let p = self.place(&keys, scope, &item.key);
             let seal = seal_key.as_deref().map(|key| Seal {
@@ -553,7 +560,7 @@ impl PersistentCacheManager {
                 now,
                 expires,
                 item.metadata.as_ref(),
-                &self.config,
+                &settings,
                 seal,
             )
             .map_err(|e| CacheError::Sealing(format!("{}: {e}", scope.label())))?;
@@ -605,18 +612,6 @@ impl PersistentCacheManager {
         Ok(n)
     }
 
-    /// Resolves a TTL argument to milliseconds (sub-millisecond rounds up to 1 ms).
-    pub(super) fn ttl_ms(&self, ttl: Option<Duration>) -> CacheResult<Option<u64>> {
-        match ttl {
-            Some(d) if d.is_zero() => Err(CacheError::InvalidTtl("a ttl of zero".into())),
-            Some(d) => Ok(Some(
-                u64::try_from(d.as_millis()).unwrap_or(u64::MAX).max(1),
-            )),
-            None if self.config.default_ttl_seconds == 0 => Ok(None),
-            None => Ok(Some(self.config.default_ttl_seconds.saturating_mul(1_000))),
-        }
-    }
-
     /// Deletes `key`; returns whether a live entry was removed.
     pub async fn delete(&self, key: &str, tenant: Option<&str>) -> CacheResult<bool> {
         let start = Instant::now();
@@ -657,6 +652,19 @@ impl PersistentCacheManager {
         self.scope_stats(&scope)
             .observe_usage(usage.used_bytes, usage.entries);
         Ok(usage)
+    }
+}
+
+/// Resolves a TTL argument to milliseconds (sub-millisecond rounds up to 1 ms); `None`
+/// takes `default_ttl_seconds` of `settings`.
+fn ttl_ms(settings: &CacheConfig, ttl: Option<Duration>) -> CacheResult<Option<u64>> {
+    match ttl {
+        Some(d) if d.is_zero() => Err(CacheError::InvalidTtl("a ttl of zero".into())),
+        Some(d) => Ok(Some(
+            u64::try_from(d.as_millis()).unwrap_or(u64::MAX).max(1),
+        )),
+        None if settings.default_ttl_seconds == 0 => Ok(None),
+        None => Ok(Some(settings.default_ttl_seconds.saturating_mul(1_000))),
     }
 }
 

@@ -1,6 +1,16 @@
 //! Cache statistics: counters and latency percentiles per operation, overall and per
 //! tenant, mirrored into the `metrics` facade.
 //!
+//! Emitted series (every scope but the overall one):
+//!
+//! | metric | kind | labels |
+//! |---|---|---|
+//! | `cache_operations_total` | counter | `tenant_id`, `operation`, `result` |
+//! | `cache_access_duration_seconds` | histogram | `tenant_id`, `operation` |
+//! | `cache_hit_rate` | gauge | `tenant_id` |
+//! | `cache_memory_usage_bytes` | gauge | `tenant_id` |
+//!
+//! `tenant_id` is the tenant, `_global` for entries without a tenant, or `_other`.
 //! Per-tenant state is bounded by `max_tracked_tenants`; tenants beyond it share the
 //! `_other` bucket, which also bounds metric label cardinality. Metric handles are
 //! resolved once per scope, so recording is a few atomic adds.
@@ -104,6 +114,7 @@ pub struct ScopeStats {
     used_bytes: AtomicU64,
     entries: AtomicU64,
     latency: [OnceLock<Box<LatencyHistogram>>; OPS.len()],
+    latency_metrics: [OnceLock<Histogram>; OPS.len()],
     op_counters: [OnceLock<Counter>; OPS.len() * RESULTS],
     hit_rate_gauge: OnceLock<Gauge>,
     memory_gauge: OnceLock<Gauge>,
@@ -124,6 +135,7 @@ impl ScopeStats {
             used_bytes: AtomicU64::new(0),
             entries: AtomicU64::new(0),
             latency: Default::default(),
+            latency_metrics: Default::default(),
             op_counters: Default::default(),
             hit_rate_gauge: OnceLock::new(),
             memory_gauge: OnceLock::new(),
@@ -150,6 +162,13 @@ impl ScopeStats {
             .get_or_init(Default::default)
             .record(elapsed);
         if self.emit_metrics {
+            self.latency_metrics[op.index()]
+                .get_or_init(|| {
+                    metrics::histogram!("cache_access_duration_seconds",
+                        "tenant_id" => self.label.to_string(),
+                        "operation" => op.as_str())
+                })
+                .record(elapsed.as_secs_f64());
             let slot = op.index() * RESULTS + result as usize;
             self.op_counters[slot]
                 .get_or_init(|| {
@@ -283,7 +302,6 @@ pub(crate) struct StatsRegistry {
     scopes: DashMap<Arc<str>, Arc<ScopeStats>>,
     other: Arc<ScopeStats>,
     max_tracked: usize,
-    latency_metric: [OnceLock<Histogram>; OPS.len()],
 }
 
 impl StatsRegistry {
@@ -293,7 +311,6 @@ impl StatsRegistry {
             scopes: DashMap::new(),
             other: Arc::new(ScopeStats::new(Arc::from("_other"), true)),
             max_tracked,
-            latency_metric: Default::default(),
         }
     }
 
@@ -323,11 +340,6 @@ impl StatsRegistry {
     ) {
         scope.record(op, result, elapsed, count);
         self.overall.record(op, result, elapsed, count);
-        self.latency_metric[op.index()]
-            .get_or_init(
-                || metrics::histogram!("cache_access_duration_seconds", "operation" => op.as_str()),
-            )
-            .record(elapsed.as_secs_f64());
     }
 
     /// Counts bytes written and evictions after a put.
@@ -383,5 +395,89 @@ mod tests {
         let snap = reg.snapshot();
         assert!(!snap.tenants.contains_key("c"));
         assert_eq!(snap.tenants["_other"].misses, 1);
+    }
+
+    /// A recorder that keeps the name and sorted labels of every registered series.
+    #[derive(Default)]
+    struct Registered(std::sync::Mutex<Vec<String>>);
+
+    impl Registered {
+        fn note(&self, kind: &str, key: &metrics::Key) {
+            let mut labels: Vec<_> = key
+                .labels()
+                .map(|l| format!("{}={}", l.key(), l.value()))
+                .collect();
+            labels.sort();
+            let series = format!("{kind} {}{{{}}}", key.name(), labels.join(","));
+            self.0
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .push(series);
+        }
+    }
+
+    impl metrics::Recorder for Registered {
+        fn describe_counter(
+            &self,
+            _: metrics::KeyName,
+            _: Option<metrics::Unit>,
+            _: metrics::SharedString,
+        ) {
+        }
+        fn describe_gauge(
+            &self,
+            _: metrics::KeyName,
+            _: Option<metrics::Unit>,
+            _: metrics::SharedString,
+        ) {
+        }
+        fn describe_histogram(
+            &self,
+            _: metrics::KeyName,
+            _: Option<metrics::Unit>,
+            _: metrics::SharedString,
+        ) {
+        }
+        fn register_counter(&self, key: &metrics::Key, _: &metrics::Metadata<'_>) -> Counter {
+            self.note("counter", key);
+            Counter::noop()
+        }
+        fn register_gauge(&self, key: &metrics::Key, _: &metrics::Metadata<'_>) -> Gauge {
+            self.note("gauge", key);
+            Gauge::noop()
+        }
+        fn register_histogram(&self, key: &metrics::Key, _: &metrics::Metadata<'_>) -> Histogram {
+            self.note("histogram", key);
+            Histogram::noop()
+        }
+    }
+
+    #[test]
+    fn series_carry_the_tenant_label_and_the_overall_row_emits_none() {
+        let rec = Registered::default();
+        metrics::with_local_recorder(&rec, || {
+            let reg = StatsRegistry::new(1);
+            let a = reg.scope("a");
+            reg.record(&a, Op::Get, OpResult::Hit, Duration::from_micros(2), 1);
+            a.observe_usage(10, 1);
+            let beyond = reg.scope("b");
+            reg.record(&beyond, Op::Set, OpResult::Ok, Duration::from_micros(5), 1);
+        });
+        let mut series = rec
+            .0
+            .into_inner()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        series.sort();
+        assert_eq!(
+            series,
+            [
+                "counter cache_operations_total{operation=get,result=hit,tenant_id=a}",
+                "counter cache_operations_total{operation=set,result=ok,tenant_id=_other}",
+                "gauge cache_hit_rate{tenant_id=a}",
+                "gauge cache_memory_usage_bytes{tenant_id=a}",
+                "histogram cache_access_duration_seconds{operation=get,tenant_id=a}",
+                "histogram cache_access_duration_seconds{operation=set,tenant_id=_other}",
+            ]
+        );
     }
 }

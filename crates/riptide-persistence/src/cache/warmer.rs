@@ -147,7 +147,7 @@ impl PersistentCacheManager {
         if keys.is_empty() {
             return Ok(report);
         }
-        if !self.config.enable_warming {
+        if !self.warming_enabled() {
             return Err(CacheError::WarmingDisabled);
         }
         let warmer = self.warmer.load_full().ok_or(CacheError::NoWarmer)?;

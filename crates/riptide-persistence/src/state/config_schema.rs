@@ -5,7 +5,8 @@
 //! schema-driven: a [`ConfigSchema`] validates the merged JSON document and names the
 //! restart-only key prefixes. [`PersistenceSchema`] checks the `persistence` section
 //! against [`PersistenceConfig`]; the service combines it with its own schema through
-//! [`SchemaSet`].
+//! [`SchemaSet`]. Which persistence keys apply live is [`PERSISTENCE_LIVE`]; the rest
+//! are [`PERSISTENCE_RESTART_ONLY`].
 
 use std::fmt;
 use std::sync::Arc;
@@ -71,15 +72,53 @@ fn is_under(key: &str, prefix: &str) -> bool {
 /// The top-level section holding [`PersistenceConfig`].
 pub const PERSISTENCE_SECTION: &str = "persistence";
 
-/// Keys of the `persistence` section that take effect only at the next start. The
-/// managers read their settings when they are built, so every key is here except the
-/// one the reloader itself reads on each change (`state.reload_debounce_ms`); a service
-/// that applies more settings live declares that in its own schema.
+/// Keys of the `persistence` section a running process applies without a restart: the
+/// cache's live settings ([`crate::cache::LIVE_CACHE_KEYS`], applied by
+/// `PersistentCacheManager::apply_live_settings`), the tenant manager's
+/// ([`crate::tenant::LIVE_TENANT_KEYS`]: plans, billing, default plan, multi-tenancy;
+/// `TenantManager::prepare_live_settings` then `apply_live_settings`), and the debounce
+/// the reloader reads itself on each change. The embedding service hands each new
+/// generation to those managers.
+pub const PERSISTENCE_LIVE: &[&str] = &[
+    "persistence.cache.default_ttl_seconds",
+    "persistence.cache.enable_compression",
+    "persistence.cache.compression_threshold_bytes",
+    "persistence.cache.compression_algorithm",
+    "persistence.cache.zstd_level",
+    "persistence.cache.enable_warming",
+    "persistence.tenant.enabled",
+    "persistence.tenant.enable_billing",
+    "persistence.tenant.default_plan",
+    "persistence.tenant.plans",
+    "persistence.state.reload_debounce_ms",
+];
+
+/// Keys of the `persistence` section that take effect only at the next start: every key
+/// but those of [`PERSISTENCE_LIVE`]. The managers read them when they are built (store
+/// connections, L1 size, secrets, directories, intervals...).
 pub const PERSISTENCE_RESTART_ONLY: &[&str] = &[
     "persistence.redis",
     "persistence.embedded",
-    "persistence.cache",
-    "persistence.tenant",
+    "persistence.cache.max_entry_size_bytes",
+    "persistence.cache.warming_concurrency",
+    "persistence.cache.warming_refresh_before_expiry_seconds",
+    "persistence.cache.l1_capacity_bytes",
+    "persistence.cache.l1_max_staleness_ms",
+    "persistence.cache.load_timeout_ms",
+    "persistence.cache.default_tenant_budget_bytes",
+    "persistence.cache.max_tracked_tenants",
+    "persistence.tenant.isolation_level",
+    "persistence.tenant.usage_flush_interval_ms",
+    "persistence.tenant.usage_buffer_max",
+    "persistence.tenant.purge_billing_history_on_delete",
+    "persistence.tenant.audit_retention_days",
+    "persistence.tenant.api_key_prefix",
+    "persistence.tenant.api_key_rotation_overlap_seconds",
+    "persistence.tenant.record_cache_ttl_ms",
+    "persistence.tenant.api_key_pepper",
+    "persistence.tenant.master_key",
+    "persistence.tenant.secrets_dir",
+    "persistence.tenant.max_metric_tenants",
     "persistence.sync",
     "persistence.state.enable_hot_reload",
     "persistence.state.config_watch_paths",
@@ -319,8 +358,55 @@ mod tests {
         assert!(is_restart_only("persistence.redis", &p));
         assert!(is_restart_only("persistence", &p));
         assert!(!is_restart_only("persistence.redis_extra", &p));
-        assert!(is_restart_only("persistence.cache.zstd_level", &p));
+        assert!(is_restart_only("persistence.cache.l1_capacity_bytes", &p));
+        assert!(!is_restart_only("persistence.cache.zstd_level", &p));
         assert!(!is_restart_only("persistence.state.reload_debounce_ms", &p));
+        assert!(!is_restart_only(
+            "persistence.tenant.plans.free.quotas.operations_per_minute",
+            &p
+        ));
+    }
+
+    fn leaves(node: &Value, path: String, out: &mut Vec<String>) {
+        match node {
+            Value::Object(map) if !map.is_empty() => {
+                for (key, child) in map {
+                    leaves(child, format!("{path}.{key}"), out);
+                }
+            }
+            _ => out.push(path),
+        }
+    }
+
+    #[test]
+    fn every_key_is_either_live_or_restart_only() {
+        let restart = PersistenceSchema.restart_only();
+        let doc = serde_json::to_value(PersistenceConfig::default()).expect("serialize");
+        let mut keys = Vec::new();
+        leaves(&doc, PERSISTENCE_SECTION.to_owned(), &mut keys);
+        assert!(keys.len() > 50, "{keys:?}");
+        for key in &keys {
+            let live = PERSISTENCE_LIVE.iter().any(|l| is_under(key, l));
+            assert_eq!(is_restart_only(key, &restart), !live, "{key}");
+        }
+        for live in PERSISTENCE_LIVE {
+            assert!(
+                keys.iter().any(|k| is_under(k, live)),
+                "{live} is a real key"
+            );
+        }
+        let live_of = |section: &str, names: &[&str]| {
+            names
+                .iter()
+                .map(|n| format!("persistence.{section}.{n}"))
+                .collect::<Vec<_>>()
+        };
+        let managers = live_of("cache", &crate::cache::LIVE_CACHE_KEYS)
+            .into_iter()
+            .chain(live_of("tenant", &crate::tenant::LIVE_TENANT_KEYS));
+        for key in managers {
+            assert!(PERSISTENCE_LIVE.contains(&key.as_str()), "{key}");
+        }
     }
 
     struct NoFoo;

@@ -26,10 +26,9 @@ impl TenantManager {
         let permission = Permission::from_pair(resource, action).ok_or_else(|| {
             TenantError::AccessDenied(format!("unknown permission {resource}:{action}"))
         })?;
-        let grants = self
-            .config
-            .plans
-            .get(&tenant.plan)
+        let live = self.live.load();
+        let grants = live
+            .plan(tenant.plan)
             .map(|p| p.grants.as_slice())
             .unwrap_or(&[]);
         if tenant.policy.permits(grants, permission) {
@@ -71,19 +70,19 @@ impl TenantManager {
 
     /// The tenant's bill for `period` (`YYYY-MM`) from its plan's price table.
     pub async fn billing(&self, tenant_id: &str, period: &str) -> TenantResult<Bill> {
-        if !self.config.enable_billing {
+        if !self.live.load().enable_billing {
             return Err(TenantError::BillingDisabled);
         }
         let (id, tenant) = self.require(tenant_id).await?;
         let usage = self.usage.usage(&id, period).await?;
-        let plan =
-            self.config
-                .plans
-                .get(&tenant.plan)
-                .ok_or_else(|| TenantError::InvalidField {
-                    field: "plan",
-                    reason: format!("plan {} is not configured", tenant.plan),
-                })?;
+        // Priced with the plan as configured now (a reloaded price applies at once).
+        let live = self.live.load();
+        let plan = live
+            .plan(tenant.plan)
+            .ok_or_else(|| TenantError::InvalidField {
+                field: "plan",
+                reason: format!("plan {} is not configured", tenant.plan),
+            })?;
         let bill = compute_bill(&id, tenant.plan, plan, &usage);
         self.metrics_billing(&id, &bill);
         Ok(bill)

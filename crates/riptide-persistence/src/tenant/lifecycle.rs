@@ -33,7 +33,7 @@ impl TenantManager {
         owner: TenantOwner,
         plan: BillingPlan,
     ) -> TenantResult<String> {
-        if !self.config.enabled {
+        if !self.multi_tenancy_enabled() {
             return Err(TenantError::MultiTenancyDisabled);
         }
         let id = if config.tenant_id.is_empty() {
@@ -271,7 +271,7 @@ impl TenantManager {
     }
 
     async fn remove_tenant(&self, tenant_id: &str) -> TenantResult<()> {
-        if tenant_id == DEFAULT_TENANT && !self.config.enabled {
+        if tenant_id == DEFAULT_TENANT && !self.multi_tenancy_enabled() {
             return Err(TenantError::InvalidField {
                 field: "tenant_id",
                 reason: "the default tenant cannot be deleted while multi-tenancy is off".into(),
@@ -331,7 +331,8 @@ impl TenantManager {
         })
     }
 
-    pub(super) async fn ensure_default_tenant(&self) -> TenantResult<()> {
+    /// Creates the built-in `default` tenant on `plan` unless it exists.
+    pub(super) async fn ensure_default_tenant(&self, plan: BillingPlan) -> TenantResult<()> {
         let id = TenantId::parse(DEFAULT_TENANT)?;
         if self.registry.get(&id).await?.is_some() {
             return Ok(());
@@ -353,10 +354,7 @@ impl TenantManager {
             email: "operator@riptide.invalid".into(),
             organization: None,
         };
-        match self
-            .insert_tenant(config, owner, self.config.default_plan)
-            .await
-        {
+        match self.insert_tenant(config, owner, plan).await {
             Ok(_) | Err(TenantError::AlreadyExists(_)) => Ok(()),
             Err(e) => Err(e),
         }

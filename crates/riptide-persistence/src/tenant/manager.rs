@@ -7,7 +7,7 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 
-use arc_swap::ArcSwapOption;
+use arc_swap::{ArcSwap, ArcSwapOption};
 use chrono::{DateTime, Utc};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -16,12 +16,12 @@ use super::api_keys::ApiKeys;
 use super::audit::{AuditEntry, AuditLog};
 use super::crypto::{MasterKey, TenantKeys};
 use super::error::{TenantError, TenantResult};
+use super::live_settings::LiveTenantSettings;
 use super::metrics::TenantMetrics;
 use super::model::{BillingPlan, Tenant, TenantOwner};
 use super::policy::AccessPolicy;
-use super::quota::{BudgetHandle, TenantBudgets, effective_quota};
+use super::quota::{BudgetHandle, BudgetSource, TenantBudgets};
 use super::registry::Registry;
-use super::resource::Resource;
 use super::secrets::load_pepper;
 use super::usage::UsageMeter;
 use crate::cache::PersistentCacheManager;
@@ -86,7 +86,11 @@ pub struct TenantPage {
 pub struct TenantManager {
     pub(super) store: SharedStore,
     pub(super) clock: SharedClock,
+    /// As built: the keys read once (see `live` for the others).
     pub(super) config: Arc<config::TenantConfig>,
+    /// Plans, billing, default plan and multi-tenancy as last applied (see
+    /// `live_settings.rs`); shared with the cache budgets.
+    pub(super) live: Arc<ArcSwap<LiveTenantSettings>>,
     pub(super) registry: Registry,
     pub(super) budgets: Arc<TenantBudgets>,
     pub(super) usage: Arc<UsageMeter>,
@@ -130,20 +134,14 @@ impl TenantManager {
         let config = Arc::new(config);
         let (master, _created) = MasterKey::from_config(&config)?;
         let pepper = load_pepper(&config)?;
-        let default_memory = config
-            .plans
-            .get(&config.default_plan)
-            .and_then(|p| p.quotas.get(Resource::MemoryBytes.as_str()).copied());
+        let live = Arc::new(ArcSwap::from_pointee(LiveTenantSettings::of(&config)));
         let usage = UsageMeter::new(store.clone(), clock.clone(), &config, metrics.clone());
-        let budgets = TenantBudgets::new(default_memory);
+        let budgets = TenantBudgets::new(live.clone());
         let keys = TenantKeys::new(store.clone(), master);
         let on_load: super::registry::OnLoad = {
-            let (budgets, keys, config) = (budgets.clone(), keys.clone(), config.clone());
+            let (budgets, keys) = (budgets.clone(), keys.clone());
             Box::new(move |id, tenant| {
-                budgets.set(
-                    id,
-                    effective_quota(tenant, &config.plans, Resource::MemoryBytes),
-                );
+                budgets.set(id, Some(BudgetSource::of(tenant)));
                 keys.set_enabled(id, tenant.encrypted());
             })
         };
@@ -170,10 +168,13 @@ impl TenantManager {
             cancel,
             store,
             clock,
+            live,
             config,
         };
-        if !manager.config.enabled {
-            manager.ensure_default_tenant().await?;
+        if !manager.multi_tenancy_enabled() {
+            manager
+                .ensure_default_tenant(manager.config.default_plan)
+                .await?;
         }
         Ok(manager)
     }
@@ -219,7 +220,9 @@ impl TenantManager {
         self.api_keys.forget_cached();
     }
 
-    /// The configuration in force.
+    /// The configuration the manager was built with. The live keys (plans, billing,
+    /// default plan, multi-tenancy) may have changed since: [`Self::live_settings`] has
+    /// the values in force.
     pub fn config(&self) -> &config::TenantConfig {
         &self.config
     }

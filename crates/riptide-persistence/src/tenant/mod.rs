@@ -10,6 +10,7 @@ mod data_keys;
 mod error;
 mod key_admin;
 mod lifecycle;
+mod live_settings;
 mod manager;
 pub mod metrics;
 pub mod model;
@@ -23,6 +24,7 @@ pub mod validate;
 
 pub use billing::{Bill, LineItem, Period, compute_bill};
 pub use error::{TenantError, TenantResult};
+pub use live_settings::{LIVE_TENANT_KEYS, LiveTenantSettings};
 pub use manager::{TenantChangeListener, TenantEvent, TenantManager, TenantPage, TenantUpdate};
 pub use metrics::{TenantMetrics, TenantMetricsSnapshot};
 pub use model::{

@@ -1,14 +1,19 @@
 //! Quotas: effective limits (tenant override, else plan default, else unlimited), the
 //! checks of the seed's `check_quota`, and the cache budget the tenant layer plugs into
 //! the cache (`memory_bytes`).
+//!
+//! Plan defaults are read from the live settings (see `live_settings.rs`) on every
+//! check, with one `ArcSwap` load and no copy, so a reloaded plan applies at once.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+use arc_swap::ArcSwap;
 use moka::sync::Cache;
 
 use super::error::{TenantError, TenantResult};
+use super::live_settings::LiveTenantSettings;
 use super::manager::TenantManager;
 use super::model::{BillingPlan, Tenant};
 use super::resource::Resource;
@@ -44,27 +49,66 @@ pub fn effective_quota(
         })
 }
 
+/// Where a tenant's cache budget (`memory_bytes`) comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum BudgetSource {
+    /// The tenant's own quota.
+    Own(u64),
+    /// Its plan's default, looked up in the live plans when asked.
+    Plan(BillingPlan),
+}
+
+impl BudgetSource {
+    /// The tenant's own `memory_bytes` quota, else its plan.
+    pub(super) fn of(tenant: &Tenant) -> Self {
+        match tenant.config.quotas.get(Resource::MemoryBytes.as_str()) {
+            Some(&own) => Self::Own(own),
+            None => Self::Plan(tenant.plan),
+        }
+    }
+}
+
 /// Cache budgets by tenant, kept current by the tenant manager whenever it loads or
-/// changes a record.
+/// changes a record. Only where each budget comes from is stored: plan defaults are
+/// read from the live settings on each write, so a reloaded plan needs no refresh here.
 pub(super) struct TenantBudgets {
-    budgets: Cache<TenantId, u64>,
-    fallback: Option<u64>,
+    sources: Cache<TenantId, BudgetSource>,
+    live: Arc<ArcSwap<LiveTenantSettings>>,
 }
 
 impl TenantBudgets {
-    pub(super) fn new(fallback: Option<u64>) -> Arc<Self> {
+    pub(super) fn new(live: Arc<ArcSwap<LiveTenantSettings>>) -> Arc<Self> {
         Arc::new(Self {
-            budgets: Cache::builder().max_capacity(BUDGET_CAPACITY).build(),
-            fallback,
+            sources: Cache::builder().max_capacity(BUDGET_CAPACITY).build(),
+            live,
         })
     }
 
-    pub(super) fn set(&self, id: &TenantId, budget: Option<u64>) {
-        match budget {
+    /// Records where `id`'s budget comes from; `None` forgets it (the default plan's
+    /// budget applies until its record is read again).
+    pub(super) fn set(&self, id: &TenantId, source: Option<BudgetSource>) {
+        match source {
             // Records are reloaded every `record_cache_ttl_ms`: skip the write when nothing changed.
-            Some(b) if self.budgets.get(id) == Some(b) => {}
-            Some(b) => self.budgets.insert(id.clone(), b),
-            None => self.budgets.invalidate(id),
+            Some(s) if self.sources.get(id) == Some(s) => {}
+            Some(s) => self.sources.insert(id.clone(), s),
+            None => self.sources.invalidate(id),
+        }
+    }
+
+    /// The budget of a tenant whose source is `source` (`None`: not looked up yet): its
+    /// own, else its plan's, else the default plan's, else none.
+    fn budget(&self, source: Option<BudgetSource>) -> Option<u64> {
+        let live = self.live.load();
+        let memory = |plan| {
+            live.plan(plan)?
+                .quotas
+                .get(Resource::MemoryBytes.as_str())
+                .copied()
+        };
+        match source {
+            Some(BudgetSource::Own(own)) => Some(own),
+            Some(BudgetSource::Plan(plan)) => memory(plan).or_else(|| memory(live.default_plan)),
+            None => memory(live.default_plan),
         }
     }
 }
@@ -75,8 +119,8 @@ pub(super) struct BudgetHandle(pub(super) Arc<TenantBudgets>);
 impl CacheBudget for BudgetHandle {
     fn budget_bytes(&self, scope: &Scope) -> Option<u64> {
         match scope {
-            Scope::Tenant(t) => self.0.budgets.get(t).or(self.0.fallback),
-            Scope::Global => self.0.fallback,
+            Scope::Tenant(t) => self.0.budget(self.0.sources.get(t)),
+            Scope::Global => self.0.budget(None),
         }
     }
 }
@@ -113,7 +157,7 @@ impl TenantManager {
             }),
             r => {
                 let (id, tenant) = self.require(tenant_id).await?;
-                let Some(limit) = effective_quota(&tenant, &self.config.plans, r) else {
+                let Some(limit) = effective_quota(&tenant, &self.live.load().plans, r) else {
                     return Ok(());
                 };
                 let current = self.current_use(&id, r).await?;
@@ -135,8 +179,13 @@ impl TenantManager {
     /// decision (limit, remaining, reset) for `RateLimit-*` headers when admitted.
     pub async fn check_rate(&self, tenant_id: &str, cost: u64) -> TenantResult<GcraDecision> {
         let (id, tenant) = self.require(tenant_id).await?;
-        let rate = effective_quota(&tenant, &self.config.plans, Resource::OperationsPerMinute);
-        let burst = effective_quota(&tenant, &self.config.plans, Resource::Burst).unwrap_or(1);
+        let (rate, burst) = {
+            let live = self.live.load();
+            (
+                effective_quota(&tenant, &live.plans, Resource::OperationsPerMinute),
+                effective_quota(&tenant, &live.plans, Resource::Burst).unwrap_or(1),
+            )
+        };
         let Some(rate) = rate else {
             // Unlimited: nothing to take, nothing to store.
             return Ok(GcraDecision {
@@ -184,7 +233,7 @@ impl TenantManager {
     pub async fn adjust_storage(&self, tenant_id: &str, delta: i64) -> TenantResult<u64> {
         let (id, tenant) = self.require(tenant_id).await?;
         let current = self.current_use(&id, Resource::StorageBytes).await?;
-        let limit = effective_quota(&tenant, &self.config.plans, Resource::StorageBytes);
+        let limit = effective_quota(&tenant, &self.live.load().plans, Resource::StorageBytes);
         if let Some(limit) =
             limit.filter(|&l| delta > 0 && current.saturating_add(delta as u64) > l)
         {

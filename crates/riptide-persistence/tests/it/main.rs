@@ -6,7 +6,9 @@
 mod support;
 
 mod cache_behaviour;
+mod cache_popularity;
 mod isolation;
+mod live_settings;
 mod seed_api;
 mod state_checkpoint;
 mod state_manager;

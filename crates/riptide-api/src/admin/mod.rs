@@ -1,0 +1,45 @@
+//! Admin credentials: store-backed admin tokens with roles ([`tokens`]), the
+//! [`AdminCaller`] extractor that authenticates them on every admin route ([`auth`]),
+//! the first-start bootstrap token ([`bootstrap`]), the audit records of admin
+//! operations ([`audit`]) and how token operations fail ([`error`]).
+//!
+//! The routes themselves are in [`crate::routes::admin`].
+
+pub mod audit;
+pub mod auth;
+pub mod bootstrap;
+pub mod error;
+pub mod tokens;
+
+use std::sync::Arc;
+
+use anyhow::Context;
+use riptide_persistence::SharedStore;
+use riptide_persistence::tenant::TenantManager;
+use riptide_persistence::tenant::secrets::load_pepper;
+
+pub use auth::AdminCaller;
+pub use bootstrap::{Bootstrap, TOKEN_FILE};
+pub use riptide_persistence::tenant::{AdminAction, AdminRole};
+pub use tokens::{
+    AdminIdentity, AdminTokenError, AdminTokenInfo, AdminTokens, CONFIGURED_TOKEN_ID,
+    CreatedAdminToken, MIN_CONFIGURED_TOKEN_LEN, validate_configured_token,
+};
+
+use crate::config::AppConfig;
+
+/// The admin tokens of `store`, hashed under the API key pepper the tenant layer uses,
+/// with the configured token of `admin.token` (if any); then the first-start bootstrap
+/// (see [`bootstrap::bootstrap`]), audited in the tenant layer's audit log.
+pub async fn start(
+    config: &AppConfig,
+    store: SharedStore,
+    tenants: &TenantManager,
+) -> anyhow::Result<Arc<AdminTokens>> {
+    let pepper = load_pepper(tenants.config()).context("loading the api key pepper")?;
+    let configured = Some(config.admin.token.as_str()).filter(|t| !t.is_empty());
+    let cache_ttl_ms = tenants.config().record_cache_ttl_ms;
+    let tokens = Arc::new(AdminTokens::new(store, &pepper, configured, cache_ttl_ms));
+    bootstrap::bootstrap(&tokens, tenants.audit(), &tenants.config().secrets_dir).await?;
+    Ok(tokens)
+}

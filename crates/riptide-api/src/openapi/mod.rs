@@ -1,0 +1,156 @@
+//! The OpenAPI 3.1 document of the service, served at `GET /openapi.json`.
+//!
+//! The document is built in Rust, by area: [`service`] (probes, metrics, this
+//! document), [`tenant`] (the tenant routes), [`admin_tenants`], [`admin_ops`] (caches
+//! and state) and [`admin_access`] (audit log and admin tokens), each with its schemas
+//! beside it, over the shared pieces of [`common`]. Where the code already states a
+//! fact (the limits of a request, the roles of [`AdminRole::allows`], the permission of
+//! a tenant route, the enum names of plans, resources and permissions) the document is
+//! built from it, so the two cannot drift apart. It is built once, on first use, and
+//! served as the same bytes afterwards.
+//!
+//! The integration test `openapi` checks the document against the router both ways
+//! (every registered route is documented, every documented operation is registered)
+//! and against the running service (each operation answers a documented status with a
+//! body of the documented schema).
+//!
+//! [`AdminRole::allows`]: riptide_persistence::tenant::AdminRole::allows
+
+pub mod admin_access;
+pub mod admin_ops;
+pub mod admin_tenant_schemas;
+pub mod admin_tenants;
+pub mod common;
+pub mod ops_schemas;
+pub mod service;
+pub mod state_schemas;
+pub mod tenant;
+pub mod tenant_schemas;
+
+use std::sync::OnceLock;
+
+use axum::body::Bytes;
+use axum::http::HeaderValue;
+use axum::http::header::CONTENT_TYPE;
+use axum::response::{IntoResponse, Response};
+use serde_json::{Map, Value, json};
+
+/// The document, built on first use.
+pub fn document() -> &'static Value {
+    static DOCUMENT: OnceLock<Value> = OnceLock::new();
+    DOCUMENT.get_or_init(build)
+}
+
+/// `GET /openapi.json`: the document as JSON (no credentials needed).
+pub async fn get_openapi() -> Response {
+    static BYTES: OnceLock<Bytes> = OnceLock::new();
+    let bytes = BYTES.get_or_init(|| {
+        // A `Value` always serializes.
+        Bytes::from(serde_json::to_vec(document()).unwrap_or_default())
+    });
+    let mut response = bytes.clone().into_response();
+    response
+        .headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    response
+}
+
+/// Builds the document.
+pub fn build() -> Value {
+    let mut paths = Map::new();
+    for area in [
+        service::paths(),
+        tenant::paths(),
+        admin_tenants::paths(),
+        admin_ops::paths(),
+        admin_access::paths(),
+    ] {
+        if let Value::Object(area) = area {
+            paths.extend(area);
+        }
+    }
+    let (mut schemas, headers, parameters, security_schemes) = common::components();
+    for area in [
+        service::schemas(),
+        tenant_schemas::schemas(),
+        admin_tenant_schemas::schemas(),
+        ops_schemas::schemas(),
+        state_schemas::schemas(),
+    ] {
+        schemas.extend(area);
+    }
+    json!({
+        "openapi": "3.1.0",
+        "info": info(),
+        "servers": [{
+            "url": "/",
+            "description": "The service that served this document (`server.listen` in \
+                config/riptide.yml).",
+        }],
+        "tags": tags(),
+        "paths": paths,
+        "components": {
+            "schemas": schemas,
+            "headers": headers,
+            "parameters": parameters,
+            "securitySchemes": security_schemes,
+        },
+    })
+}
+
+fn info() -> Value {
+    json!({
+        "title": "RipTide",
+        "version": env!("CARGO_PKG_VERSION"),
+        "summary": "Multi-tenant web-content extraction with a per-tenant persistent cache.",
+        "description": "A tenant sends a URL; the service fetches it, extracts the readable \
+            content and caches the result in that tenant's isolated, quota-bounded, metered \
+            cache.\n\n\
+            Every response carries `X-Request-Id`. Every error is JSON \
+            `{\"error\":{\"code\",\"message\"}}` (schema `Error`); each operation lists the \
+            statuses it answers and their codes (`x-error-codes`). A path that does not \
+            exist is 404 `not_found`; a method a path does not have is 405 \
+            `method_not_allowed`. A request that does not finish within \
+            `server.request_timeout_ms` is 503 `timeout`.\n\n\
+            Tenant routes take an API key and `X-Tenant-ID` (security scheme `apiKey`), \
+            are rate limited (`RateLimit-*` headers; 429 with `Retry-After`) and metered. \
+            Admin routes take an admin token (security scheme `adminToken`) whose role \
+            must allow the operation (`x-required-roles`).",
+        "license": {
+            "name": env!("CARGO_PKG_LICENSE"),
+            "identifier": env!("CARGO_PKG_LICENSE"),
+        },
+    })
+}
+
+fn tags() -> Value {
+    json!([
+        { "name": "service", "description": "Probes, metrics and this document; no credentials." },
+        { "name": "tenant", "description": "Extraction, sessions and usage, as a tenant." },
+        { "name": "admin-tenants", "description": "Tenants, their usage, bills and API keys." },
+        { "name": "admin-cache", "description": "Cache statistics, invalidation, clearing and warming." },
+        { "name": "admin-state", "description": "State report, configuration reload and checkpoints." },
+        { "name": "admin-audit", "description": "The audit log of admin operations." },
+        { "name": "admin-tokens", "description": "Admin tokens (role `admin`)." },
+    ])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn operation_ids_are_unique() {
+        let mut ids = std::collections::BTreeSet::new();
+        for item in document()["paths"].as_object().expect("paths").values() {
+            for (method, op) in item.as_object().expect("path item") {
+                if method == "parameters" {
+                    continue;
+                }
+                let id = op["operationId"].as_str().expect("operationId");
+                assert!(ids.insert(id.to_owned()), "{id} twice");
+            }
+        }
+        assert!(ids.len() > 30, "{}", ids.len());
+    }
+}

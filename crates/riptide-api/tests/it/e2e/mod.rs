@@ -1,0 +1,46 @@
+//! End-to-end tests: the real `riptide` binary, started as a child process with a
+//! configuration file and environment variables, spoken to over HTTP only, fetching pages
+//! from the local fixture server ([`crate::pages`]).
+//!
+//! Each scenario runs on the embedded store and on Redis (a real `redis-server`), except
+//! where only one backend applies (two instances sharing a store, a store outage):
+//!
+//! | file | what |
+//! |---|---|
+//! | [`flows`] | a tenant's whole journey: admin setup, extract MISS/HIT, crawl, sessions, usage, metrics |
+//! | [`statuses`] | every error status the service answers, each with its JSON error body |
+//! | [`isolation`] | two tenants on one URL: cache, sessions, usage and invalidation stay apart |
+//! | [`two_instances`] | two binaries on one Redis: tenants, suspensions, invalidations, revocations |
+//! | [`sigterm`] | SIGTERM under load: exit 0 in time, no failed request, no lost usage |
+//!
+//! [`process`] starts and stops the binary and holds the HTTP helpers.
+
+mod flows;
+mod isolation;
+mod process;
+mod sigterm;
+mod statuses;
+mod two_instances;
+
+/// Runs the scenario `async fn $name(backend: Backend)` of the enclosing module twice, as
+/// the tests `$name::embedded` and `$name::redis` (the shared `redis-server`, with a key
+/// prefix of the test's own).
+macro_rules! on_both_backends {
+    ($name:ident) => {
+        mod $name {
+            use $crate::e2e::process::Backend;
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn embedded() {
+                super::$name(Backend::Embedded).await;
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn redis() {
+                super::$name(Backend::shared_redis()).await;
+            }
+        }
+    };
+}
+
+use on_both_backends;

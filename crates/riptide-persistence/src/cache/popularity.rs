@@ -1,0 +1,624 @@
+//! Access popularity: how often each tenant's URLs were asked for, kept as a bounded
+//! top-K per tenant and persisted, so warming knows what to load after a restart.
+//!
+//! **Counting** ([`Popularity::record_access`]) runs on every cached request, so it
+//! never touches the store: one shard read lock of the tenant map and one short
+//! per-tenant mutex, so tenants never contend with each other. Each tenant keeps at most
+//! `top_k_per_tenant` URLs with the *space-saving* rule: a URL not yet tracked, when the
+//! table is full, replaces the least counted one and inherits its count plus one. So a
+//! URL that is really among the top K is never lost, and counts are over-estimates by at
+//! most the count they inherited. The ordered index makes a count and an eviction
+//! `O(log K)`. At most `max_tenants` tenants are tracked; accesses of further tenants
+//! are refused (counted in [`PopularityStats::refused`]) until [`Popularity::persist`]
+//! evicts idle tenants from memory.
+//!
+//! **Persisting** ([`Popularity::persist`], called periodically and at shutdown by the
+//! service) adds each tenant's increments since the last persist to the counters record
+//! `<p>:tenant:{<id>}:pop` with `counters_add_once` (a retried batch counts once), so
+//! instances sharing a store add up rather than overwrite each other. It then reads the
+//! merged record back (so this instance also learns what the others counted), trims it
+//! to the top K when it has grown past a quarter more, and registers the tenant in the
+//! sorted set `<p>:{popularity}:tenants` (score: the last persist, ms).
+//! **Loading** ([`Popularity::load`]) reads the most recently persisted tenants back at
+//! start. A batch that could not be written stays pending and is retried, with the same
+//! id, at the next persist; nothing counted is dropped silently, except the increments
+//! of a URL evicted from the top K before they were persisted (by construction the
+//! least counted, below the top K).
+
+use std::cmp::Reverse;
+use std::collections::{BTreeSet, BinaryHeap, HashMap};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+
+use dashmap::DashMap;
+use futures::StreamExt;
+use serde::Serialize;
+
+use crate::clock::SharedClock;
+use crate::error::InvalidInput;
+use crate::keys::{Scope, ScopeKeys};
+use crate::store::{SharedStore, StoreError};
+use crate::tenant_id::TenantId;
+
+/// Longest URL counted, in bytes; longer ones are refused (and counted as refused).
+pub const MAX_URL_BYTES: usize = 2_048;
+
+/// Most URLs a tenant may keep (`top_k_per_tenant`).
+pub const MAX_TOP_K: usize = 100_000;
+
+/// How long the store remembers an applied batch id, ms: a retry within it counts once.
+const DEDUPE_WINDOW_MS: u64 = 60 * 60 * 1_000;
+
+/// Tenants loaded or persisted at once.
+const STORE_CONCURRENCY: usize = 16;
+
+/// Bounds of the counting.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PopularityConfig {
+    /// URLs kept per tenant (1 to [`MAX_TOP_K`]).
+    pub top_k_per_tenant: usize,
+    /// Tenants tracked at once (at least 1).
+    pub max_tenants: usize,
+}
+
+impl PopularityConfig {
+    /// Checks the ranges; errors name the key under `warming.`.
+    pub fn validate(&self) -> Result<(), InvalidInput> {
+        if !(1..=MAX_TOP_K).contains(&self.top_k_per_tenant) {
+            return Err(InvalidInput::Config {
+                key: "warming.top_k_per_tenant",
+                reason: format!("must be between 1 and {MAX_TOP_K}"),
+            });
+        }
+        if self.max_tenants == 0 {
+            return Err(InvalidInput::Config {
+                key: "warming.max_tracked_tenants",
+                reason: "must be at least 1".into(),
+            });
+        }
+        Ok(())
+    }
+}
+
+/// A counted URL.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Popular {
+    /// Whose cache it belongs to.
+    pub tenant_id: TenantId,
+    /// The URL as it was counted (normalized by the caller).
+    pub url: String,
+    /// Estimated accesses, over every instance that persisted to the store.
+    pub count: u64,
+}
+
+/// What the counter holds and has done.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct PopularityStats {
+    /// Tenants tracked in memory.
+    pub tenants: usize,
+    /// URLs tracked in memory, over every tenant.
+    pub urls: usize,
+    /// Accesses not counted: a URL longer than [`MAX_URL_BYTES`], or a new tenant while
+    /// `max_tenants` were tracked.
+    pub refused: u64,
+}
+
+/// What one [`Popularity::persist`] did.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct PersistReport {
+    /// Tenants whose increments were written (or merged back) this time.
+    pub written: usize,
+    /// Tenants whose write failed, with why; their batch is retried next time.
+    pub failed: Vec<(String, String)>,
+    /// Idle tenants dropped from memory because the table was full.
+    pub evicted: usize,
+}
+
+/// Per-tenant bounded URL access counts, persisted to the store. See the module docs.
+pub struct Popularity {
+    store: SharedStore,
+    clock: SharedClock,
+    config: PopularityConfig,
+    tenants: DashMap<TenantId, Mutex<TopK>>,
+    /// Unique per instance, so batch ids of instances sharing a store never collide.
+    instance: String,
+    batch_seq: AtomicU64,
+    refused: AtomicU64,
+}
+
+impl Popularity {
+    /// An empty counter over `store`.
+    pub fn new(
+        store: SharedStore,
+        clock: SharedClock,
+        config: PopularityConfig,
+    ) -> Result<Self, InvalidInput> {
+        config.validate()?;
+        Ok(Self {
+            store,
+            clock,
+            config,
+            tenants: DashMap::new(),
+            instance: format!("{:016x}", rand::random::<u64>()),
+            batch_seq: AtomicU64::new(0),
+            refused: AtomicU64::new(0),
+        })
+    }
+
+    /// The bounds in force.
+    pub fn config(&self) -> PopularityConfig {
+        self.config
+    }
+
+    /// Counts one access of `url` by `tenant`. Never touches the store.
+    pub fn record_access(&self, tenant: &TenantId, url: &str) {
+        if url.is_empty() || url.len() > MAX_URL_BYTES {
+            self.refused.fetch_add(1, Ordering::Relaxed);
+            return;
+        }
+        if let Some(top) = self.tenants.get(tenant) {
+            lock(&top).record(url, self.config.top_k_per_tenant);
+            return;
+        }
+        if self.tenants.len() >= self.config.max_tenants {
+            self.refused.fetch_add(1, Ordering::Relaxed);
+            return;
+        }
+        let top = self.tenants.entry(tenant.clone()).or_default();
+        lock(&top).record(url, self.config.top_k_per_tenant);
+    }
+
+    /// The `n` most counted URLs of `tenant`, most counted first.
+    pub fn top_of(&self, tenant: &TenantId, n: usize) -> Vec<Popular> {
+        let Some(top) = self.tenants.get(tenant) else {
+            return Vec::new();
+        };
+        let top = lock(&top);
+        top.descending()
+            .take(n)
+            .map(|(count, url)| Popular {
+                tenant_id: tenant.clone(),
+                url: url.to_owned(),
+                count,
+            })
+            .collect()
+    }
+
+    /// The `n` most counted (tenant, URL) pairs over every tenant, most counted first.
+    pub fn top(&self, n: usize) -> Vec<Popular> {
+        if n == 0 {
+            return Vec::new();
+        }
+        // A min-heap of the best n so far; each tenant is walked in descending order
+        // only while it can still beat the heap's minimum.
+        let mut best: BinaryHeap<Reverse<(u64, TenantId, Arc<str>)>> = BinaryHeap::new();
+        for item in &self.tenants {
+            let top = lock(item.value());
+            for (count, url) in top.descending_arcs() {
+                if best.len() == n {
+                    let Some(Reverse((min, ..))) = best.peek() else {
+                        break;
+                    };
+                    if count <= *min {
+                        break;
+                    }
+                    best.pop();
+                }
+                best.push(Reverse((count, item.key().clone(), url.clone())));
+            }
+        }
+        let mut out: Vec<Popular> = best
+            .into_iter()
+            .map(|Reverse((count, tenant_id, url))| Popular {
+                tenant_id,
+                url: url.to_string(),
+                count,
+            })
+            .collect();
+        out.sort_by(|a, b| (b.count, &a.tenant_id, &a.url).cmp(&(a.count, &b.tenant_id, &b.url)));
+        out
+    }
+
+    /// The tenants tracked in memory.
+    pub fn tenants(&self) -> Vec<TenantId> {
+        self.tenants.iter().map(|t| t.key().clone()).collect()
+    }
+
+    /// What is tracked and what was refused.
+    pub fn stats(&self) -> PopularityStats {
+        let mut stats = PopularityStats {
+            refused: self.refused.load(Ordering::Relaxed),
+            ..Default::default()
+        };
+        for item in &self.tenants {
+            stats.tenants += 1;
+            stats.urls += lock(item.value()).slots.len();
+        }
+        stats
+    }
+
+    /// Forgets `tenant` here and in the store (a deleted tenant).
+    pub async fn forget(&self, tenant: &TenantId) -> Result<(), StoreError> {
+        self.tenants.remove(tenant);
+        let keys = self.keys(tenant);
+        self.store
+            .delete(&[keys.record("pop"), keys.record("pop:applied")])
+            .await?;
+        self.store
+            .zset_remove(&self.registry_key(), &[tenant.as_str().to_owned()])
+            .await?;
+        Ok(())
+    }
+
+    /// Reads back the most recently persisted tenants (at most `max_tenants`) and
+    /// merges their counts into what is counted here: at start, and to refresh what
+    /// other instances sharing the store have counted. Returns how many tenants were
+    /// loaded; ids in the registry that are no longer valid are skipped.
+    pub async fn load(&self) -> Result<usize, StoreError> {
+        let registry = self.registry_key();
+        let total = self.store.zset_len(&registry).await?;
+        let max = self.config.max_tenants as u64;
+        let ids = self
+            .store
+            .zset_range(&registry, total.saturating_sub(max), max)
+            .await?;
+        let ids: Vec<TenantId> = ids
+            .into_iter()
+            .filter_map(|(id, _)| TenantId::parse(&id).ok())
+            .collect();
+        let mut loads = futures::stream::iter(ids)
+            .map(|id| async move {
+                let counts = self.store.counters_get(&self.keys(&id).record("pop")).await;
+                (id, counts)
+            })
+            .buffer_unordered(STORE_CONCURRENCY);
+        let mut loaded = 0;
+        while let Some((id, counts)) = loads.next().await {
+            let counts = counts?;
+            let full = self.tenants.len() >= self.config.max_tenants;
+            if counts.is_empty() || (full && !self.tenants.contains_key(&id)) {
+                continue;
+            }
+            let top = self.tenants.entry(id).or_default();
+            lock(&top).merge_persisted(counts, self.config.top_k_per_tenant);
+            loaded += 1;
+        }
+        Ok(loaded)
+    }
+
+    /// Writes every tenant's increments since the last persist (see the module docs),
+    /// then, when the tenant table is full, drops idle tenants from memory.
+    pub async fn persist(&self) -> PersistReport {
+        let ids = self.tenants();
+        let mut report = PersistReport::default();
+        let mut writes = futures::stream::iter(ids)
+            .map(|id| async move {
+                let result = self.persist_tenant(&id).await;
+                (id, result)
+            })
+            .buffer_unordered(STORE_CONCURRENCY);
+        while let Some((id, result)) = writes.next().await {
+            match result {
+                Ok(true) => report.written += 1,
+                Ok(false) => {}
+                Err(e) => report.failed.push((id.to_string(), e.to_string())),
+            }
+        }
+        report.evicted = self.evict_idle();
+        report
+    }
+
+    /// One tenant's persist; `Ok(false)` when it had nothing to write.
+    async fn persist_tenant(&self, id: &TenantId) -> Result<bool, StoreError> {
+        let Some(batch) = self.take_batch(id) else {
+            return Ok(false);
+        };
+        let keys = self.keys(id);
+        let record = keys.record("pop");
+        self.store
+            .counters_add_once(
+                &record,
+                &keys.record("pop:applied"),
+                &batch.id,
+                &batch.increments,
+                DEDUPE_WINDOW_MS,
+            )
+            .await?;
+        if let Some(top) = self.tenants.get(id) {
+            let mut top = lock(&top);
+            if top.pending.as_ref().is_some_and(|p| p.id == batch.id) {
+                top.pending = None;
+            }
+        }
+        let mut persisted = self.store.counters_get(&record).await?;
+        let k = self.config.top_k_per_tenant;
+        if persisted.len() > k + k / 4 {
+            persisted.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+            let trimmed: Vec<(String, Option<i64>)> =
+                persisted.drain(k..).map(|(url, _)| (url, None)).collect();
+            self.store.counters_set(&record, &trimmed).await?;
+        }
+        self.store
+            .zset_add(
+                &self.registry_key(),
+                &[(id.as_str().to_owned(), self.clock.now_ms() as i64)],
+            )
+            .await?;
+        if let Some(top) = self.tenants.get(id) {
+            lock(&top).merge_persisted(persisted, k);
+        }
+        Ok(true)
+    }
+
+    /// The tenant's pending batch (a failed one is retried as it was), or a new one of
+    /// its increments since the last persist; `None` when there is nothing to write.
+    fn take_batch(&self, id: &TenantId) -> Option<Batch> {
+        let top = self.tenants.get(id)?;
+        let mut top = lock(&top);
+        if top.pending.is_none() {
+            let increments = top.take_increments();
+            if increments.is_empty() {
+                return None;
+            }
+            let seq = self.batch_seq.fetch_add(1, Ordering::Relaxed);
+            top.pending = Some(Batch {
+                id: format!("{}-{seq}", self.instance),
+                increments,
+            });
+        }
+        top.idle_persists = 0;
+        top.pending.clone()
+    }
+
+    /// When the table is full, drops tenants with nothing unwritten that were not
+    /// counted since the previous persist, least counted first, down to 90% of
+    /// `max_tenants` (their counts stay in the store).
+    fn evict_idle(&self) -> usize {
+        let mut idle = Vec::new();
+        for item in &self.tenants {
+            let mut top = lock(item.value());
+            top.idle_persists = top.idle_persists.saturating_add(1);
+            if top.idle_persists > 1 && top.pending.is_none() && !top.has_increments() {
+                idle.push((top.best(), item.key().clone()));
+            }
+        }
+        let target = self.config.max_tenants - self.config.max_tenants / 10;
+        let excess = self.tenants.len().saturating_sub(target);
+        if self.tenants.len() < self.config.max_tenants || excess == 0 {
+            return 0;
+        }
+        idle.sort();
+        idle.into_iter()
+            .take(excess)
+            .filter(|(_, id)| self.tenants.remove(id).is_some())
+            .count()
+    }
+
+    fn keys(&self, tenant: &TenantId) -> ScopeKeys {
+        ScopeKeys::new(self.store.key_prefix(), &Scope::Tenant(tenant.clone()))
+    }
+
+    fn registry_key(&self) -> String {
+        format!("{}:{{popularity}}:tenants", self.store.key_prefix())
+    }
+}
+
+/// A batch of increments and its id, kept until the store has applied it.
+#[derive(Debug, Clone)]
+struct Batch {
+    id: String,
+    increments: Vec<(String, i64)>,
+}
+
+/// One tracked URL.
+#[derive(Debug)]
+struct Slot {
+    url: Arc<str>,
+    /// Estimated accesses: the persisted total plus what was counted here since.
+    count: u64,
+    /// Counted here and not yet taken into a batch.
+    unwritten: u64,
+}
+
+/// One tenant's top-K (space-saving) with an ordered index.
+#[derive(Debug, Default)]
+struct TopK {
+    slots: Vec<Slot>,
+    index: HashMap<Arc<str>, usize>,
+    /// `(count, slot)`, so the least counted is first.
+    order: BTreeSet<(u64, usize)>,
+    pending: Option<Batch>,
+    /// Persists since this tenant last counted an access.
+    idle_persists: u32,
+}
+
+impl TopK {
+    fn record(&mut self, url: &str, k: usize) {
+        self.idle_persists = 0;
+        if let Some(&i) = self.index.get(url) {
+            self.set_count(i, self.slots[i].count.saturating_add(1));
+            self.slots[i].unwritten += 1;
+        } else if self.slots.len() < k {
+            self.insert(Arc::from(url), 1, 1);
+        } else if let Some(&(min, i)) = self.order.first() {
+            self.replace(i, Arc::from(url), min.saturating_add(1), 1);
+        }
+    }
+
+    fn insert(&mut self, url: Arc<str>, count: u64, unwritten: u64) {
+        let i = self.slots.len();
+        self.index.insert(url.clone(), i);
+        self.order.insert((count, i));
+        self.slots.push(Slot {
+            url,
+            count,
+            unwritten,
+        });
+    }
+
+    fn replace(&mut self, i: usize, url: Arc<str>, count: u64, unwritten: u64) {
+        let old = &self.slots[i];
+        self.order.remove(&(old.count, i));
+        self.index.remove(&old.url);
+        self.index.insert(url.clone(), i);
+        self.order.insert((count, i));
+        self.slots[i] = Slot {
+            url,
+            count,
+            unwritten,
+        };
+    }
+
+    fn set_count(&mut self, i: usize, count: u64) {
+        let slot = &mut self.slots[i];
+        self.order.remove(&(slot.count, i));
+        slot.count = count;
+        self.order.insert((count, i));
+    }
+
+    fn descending(&self) -> impl Iterator<Item = (u64, &str)> {
+        self.order
+            .iter()
+            .rev()
+            .map(|&(count, i)| (count, &*self.slots[i].url))
+    }
+
+    fn descending_arcs(&self) -> impl Iterator<Item = (u64, &Arc<str>)> {
+        self.order
+            .iter()
+            .rev()
+            .map(|&(count, i)| (count, &self.slots[i].url))
+    }
+
+    fn best(&self) -> u64 {
+        self.order.last().map_or(0, |&(count, _)| count)
+    }
+
+    fn has_increments(&self) -> bool {
+        self.slots.iter().any(|s| s.unwritten > 0)
+    }
+
+    fn take_increments(&mut self) -> Vec<(String, i64)> {
+        self.slots
+            .iter_mut()
+            .filter(|s| s.unwritten > 0)
+            .map(|s| {
+                let n = std::mem::take(&mut s.unwritten);
+                (s.url.to_string(), i64::try_from(n).unwrap_or(i64::MAX))
+            })
+            .collect()
+    }
+
+    /// Takes the store's totals (which include every batch applied so far) as the
+    /// counts, plus what was counted here since; URLs of the store that beat the least
+    /// counted here come in.
+    fn merge_persisted(&mut self, mut persisted: Vec<(String, i64)>, k: usize) {
+        persisted.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+        for (url, total) in persisted.into_iter().take(k) {
+            let total = u64::try_from(total).unwrap_or(0);
+            if let Some(&i) = self.index.get(url.as_str()) {
+                let unwritten = self.slots[i].unwritten;
+                let pending = self.pending_of(&url);
+                self.set_count(i, total.saturating_add(unwritten).saturating_add(pending));
+            } else if self.slots.len() < k {
+                self.insert(Arc::from(url), total, 0);
+            } else if let Some(&(min, i)) = self.order.first()
+                && total > min
+            {
+                self.replace(i, Arc::from(url), total, 0);
+            }
+        }
+    }
+
+    /// What a pending (not yet applied) batch holds for `url`.
+    fn pending_of(&self, url: &str) -> u64 {
+        self.pending.as_ref().map_or(0, |batch| {
+            batch
+                .increments
+                .iter()
+                .find(|(u, _)| u == url)
+                .map_or(0, |(_, n)| u64::try_from(*n).unwrap_or(0))
+        })
+    }
+}
+
+fn lock(top: &Mutex<TopK>) -> MutexGuard<'_, TopK> {
+    top.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn counts(top: &TopK) -> Vec<(u64, String)> {
+        top.descending().map(|(c, u)| (c, u.to_owned())).collect()
+    }
+
+    #[test]
+    fn counts_order_and_the_bound() {
+        let mut top = TopK::default();
+        for (url, n) in [("a", 5), ("b", 3), ("c", 1)] {
+            for _ in 0..n {
+                top.record(url, 3);
+            }
+        }
+        assert_eq!(
+            counts(&top),
+            [(5, "a".into()), (3, "b".into()), (1, "c".into())]
+        );
+        // Full: a new URL replaces the least counted and inherits its count plus one.
+        top.record("d", 3);
+        assert_eq!(top.slots.len(), 3);
+        assert_eq!(
+            counts(&top),
+            [(5, "a".into()), (3, "b".into()), (2, "d".into())]
+        );
+        assert!(!top.index.contains_key("c"));
+        assert_eq!(top.index.len(), top.order.len());
+    }
+
+    #[test]
+    fn a_heavy_hitter_survives_a_stream_of_one_off_urls() {
+        let mut top = TopK::default();
+        for i in 0..10_000 {
+            top.record(&format!("noise-{i}"), 16);
+            if i % 10 == 0 {
+                top.record("hot", 16);
+            }
+        }
+        let (count, url) = top.descending().next().expect("one");
+        assert_eq!(url, "hot");
+        assert!(count >= 1_000, "{count}");
+        assert_eq!(top.slots.len(), 16);
+    }
+
+    #[test]
+    fn increments_are_taken_once_and_merged_with_the_store() {
+        let mut top = TopK::default();
+        top.record("a", 4);
+        top.record("a", 4);
+        top.record("b", 4);
+        let mut taken = top.take_increments();
+        taken.sort();
+        assert_eq!(taken, [("a".into(), 2), ("b".into(), 1)]);
+        assert!(top.take_increments().is_empty());
+        top.record("a", 4);
+        // The store has a = 7 (2 of ours and 5 of another instance), and c.
+        top.merge_persisted(vec![("a".into(), 7), ("c".into(), 4)], 4);
+        assert_eq!(
+            counts(&top),
+            [(8, "a".into()), (4, "c".into()), (1, "b".into())]
+        );
+    }
+
+    #[test]
+    fn bad_bounds_are_refused() {
+        for (k, tenants) in [(0, 1), (MAX_TOP_K + 1, 1), (10, 0)] {
+            let cfg = PopularityConfig {
+                top_k_per_tenant: k,
+                max_tenants: tenants,
+            };
+            assert!(cfg.validate().is_err(), "{cfg:?}");
+        }
+    }
+}
