@@ -61,7 +61,7 @@ grep -q '127.0.0.1/32' "$work/config/riptide.yml" || { echo "loadtest: could not
     cd "$work"
     REDIS_URL=$redis_url RIPTIDE_LISTEN=127.0.0.1:$RIPTIDE_PORT RIPTIDE_DATA_DIR=$work/data \
         RIPTIDE_LOG_LEVEL=warn \
-        taskset -c "$SERVER_CPU" "$OLDPWD/$BIN/riptide" serve >"$work/riptide.log" 2>&1
+        exec taskset -c "$SERVER_CPU" "$OLDPWD/$BIN/riptide" serve >"$work/riptide.log" 2>&1
 ) & pids+=($!)
 wait_http "http://127.0.0.1:$HELLO_PORT/"
 wait_http "http://127.0.0.1:$RIPTIDE_PORT/readyz"

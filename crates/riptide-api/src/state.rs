@@ -22,9 +22,22 @@ use riptide_persistence::{PersistentCacheManager, SharedStore};
 use crate::config::AppConfig;
 use crate::config::schema::ServiceSchema;
 
-/// Shared, cheaply cloned application state.
+/// Shared, cheaply cloned application state: one `Arc`, so the clone every `State`
+/// extractor and layer makes per request is one atomic increment. Its fields are
+/// [`AppStateInner`]'s, reached through `Deref` (`state.cache`).
 #[derive(Clone)]
-pub struct AppState {
+pub struct AppState(Arc<AppStateInner>);
+
+impl std::ops::Deref for AppState {
+    type Target = AppStateInner;
+
+    fn deref(&self) -> &AppStateInner {
+        &self.0
+    }
+}
+
+/// What [`AppState`] shares: the managers and handles every handler can reach.
+pub struct AppStateInner {
     /// The tenant-scoped cache over the store opened at startup.
     pub cache: Arc<PersistentCacheManager>,
     /// Tenant records, quotas, usage, keys, encryption and audit.
@@ -140,7 +153,7 @@ impl AppState {
         warming.set_loader(Arc::new(
             crate::warming::extract_loader::ExtractPageLoader::new(extractor.clone()),
         ));
-        Ok(Self {
+        Ok(Self(Arc::new(AppStateInner {
             cache,
             tenants,
             tenant_metrics,
@@ -150,7 +163,7 @@ impl AppState {
             extractor,
             admin_tokens,
             warming,
-        })
+        })))
     }
 
     /// The store under the cache.

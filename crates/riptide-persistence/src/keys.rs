@@ -68,9 +68,10 @@ pub struct ScopeKeys {
 impl ScopeKeys {
     /// Keys for `scope` under `prefix`.
     pub fn new(prefix: &str, scope: &Scope) -> Self {
+        // On every tenant request: one allocation, no formatting machinery.
         let base = match scope {
-            Scope::Global => format!("{prefix}:{{global}}"),
-            Scope::Tenant(t) => format!("{prefix}:tenant:{{{}}}", t.as_str()),
+            Scope::Global => [prefix, ":{global}"].concat(),
+            Scope::Tenant(t) => [prefix, ":tenant:{", t.as_str(), "}"].concat(),
         };
         Self { base }
     }
@@ -82,7 +83,7 @@ impl ScopeKeys {
 
     /// A record of this scope: `<base>:<suffix>`.
     pub fn record(&self, suffix: &str) -> String {
-        format!("{}:{suffix}", self.base)
+        [self.base.as_str(), ":", suffix].concat()
     }
 
     /// A cache entry's key.

@@ -9,16 +9,17 @@
 //! set bounded.
 
 pub mod catch_panic;
+pub mod request_id;
 pub mod request_metrics;
 pub mod tenant;
 pub mod timeout;
 pub mod trace;
 
 use axum::Router;
-use axum::middleware::{from_fn, from_fn_with_state};
+use axum::middleware::from_fn_with_state;
 use tower::ServiceBuilder;
 use tower_http::catch_panic::CatchPanicLayer;
-use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::request_id::{PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::trace::TraceLayer;
 
 use crate::config::ServerConfig;
@@ -27,10 +28,15 @@ use crate::config::ServerConfig;
 pub fn apply(router: Router, server: &ServerConfig) -> Router {
     router.layer(
         ServiceBuilder::new()
-            .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
+            .layer(SetRequestIdLayer::x_request_id(
+                request_id::SequentialRequestId::new(),
+            ))
             .layer(TraceLayer::new_for_http().make_span_with(trace::request_span))
             .layer(PropagateRequestIdLayer::x_request_id())
-            .layer(from_fn(request_metrics::record))
+            .layer(from_fn_with_state(
+                request_metrics::HttpMetrics::new(),
+                request_metrics::record,
+            ))
             .layer(CatchPanicLayer::custom(catch_panic::internal_error))
             .layer(from_fn_with_state(server.request_timeout(), timeout::limit)),
     )

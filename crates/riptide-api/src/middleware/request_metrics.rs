@@ -1,33 +1,98 @@
 //! Counts and times every request: `http_requests_total` and
 //! `http_request_duration_seconds`, labelled by method, route template and status.
+//!
+//! The metric handles of each (method, route, status) are registered once and kept in
+//! [`HttpMetrics`], so a request costs no label formatting and no registry lookup.
 
+use std::collections::HashMap;
+use std::sync::{Arc, PoisonError, RwLock};
 use std::time::Instant;
 
-use axum::extract::{MatchedPath, Request};
+use axum::extract::{MatchedPath, Request, State};
 use axum::http::Method;
 use axum::middleware::Next;
 use axum::response::Response;
+use metrics::{Counter, Histogram};
 
 /// Label of a request that matched no route (the 404 fallback).
 const UNMATCHED: &str = "unmatched";
 
+/// The registered handles of one series.
+struct Series {
+    method: &'static str,
+    status: u16,
+    requests: Counter,
+    duration: Histogram,
+}
+
+/// The handles of the series seen so far, by route template. The label set is bounded
+/// (route templates, known methods, statuses), so this never grows past it.
+#[derive(Default)]
+pub struct HttpMetrics {
+    routes: RwLock<HashMap<Arc<str>, Vec<Series>>>,
+}
+
+impl HttpMetrics {
+    /// An empty set of handles, shared by the middleware of one router.
+    pub fn new() -> Arc<Self> {
+        Arc::new(Self::default())
+    }
+
+    /// Counts one request and records its duration.
+    fn observe(&self, method: &'static str, route: &str, status: u16, seconds: f64) {
+        {
+            let routes = self.routes.read().unwrap_or_else(PoisonError::into_inner);
+            if let Some(series) = find(routes.get(route), method, status) {
+                series.requests.increment(1);
+                series.duration.record(seconds);
+                return;
+            }
+        }
+        let mut routes = self.routes.write().unwrap_or_else(PoisonError::into_inner);
+        let list = routes.entry(Arc::from(route)).or_default();
+        if find(Some(&*list), method, status).is_none() {
+            let labels = [
+                ("method", method.to_owned()),
+                ("route", route.to_owned()),
+                ("status", status.to_string()),
+            ];
+            list.push(Series {
+                method,
+                status,
+                requests: metrics::counter!("http_requests_total", &labels),
+                duration: metrics::histogram!("http_request_duration_seconds", &labels),
+            });
+        }
+        if let Some(series) = find(Some(&*list), method, status) {
+            series.requests.increment(1);
+            series.duration.record(seconds);
+        }
+    }
+}
+
+fn find<'a>(list: Option<&'a Vec<Series>>, method: &str, status: u16) -> Option<&'a Series> {
+    list?
+        .iter()
+        .find(|s| s.status == status && s.method == method)
+}
+
 /// Records one request once its response is ready.
-pub async fn record(request: Request, next: Next) -> Response {
+pub async fn record(
+    State(metrics): State<Arc<HttpMetrics>>,
+    request: Request,
+    next: Next,
+) -> Response {
     let started = Instant::now();
     let method = method_label(request.method());
-    let route = request
-        .extensions()
-        .get::<MatchedPath>()
-        .map_or_else(|| UNMATCHED.to_owned(), |path| path.as_str().to_owned());
+    // A clone of the matched path is a reference count, not a copy.
+    let route = request.extensions().get::<MatchedPath>().cloned();
     let response = next.run(request).await;
-    let labels = [
-        ("method", method.to_owned()),
-        ("route", route),
-        ("status", response.status().as_u16().to_string()),
-    ];
-    metrics::counter!("http_requests_total", &labels).increment(1);
-    metrics::histogram!("http_request_duration_seconds", &labels)
-        .record(started.elapsed().as_secs_f64());
+    metrics.observe(
+        method,
+        route.as_ref().map_or(UNMATCHED, MatchedPath::as_str),
+        response.status().as_u16(),
+        started.elapsed().as_secs_f64(),
+    );
     response
 }
 
@@ -56,7 +121,7 @@ mod tests {
     use axum::Router;
     use axum::body::Body;
     use axum::http::StatusCode;
-    use axum::middleware::from_fn;
+    use axum::middleware::from_fn_with_state;
     use axum::routing::get;
     use metrics_exporter_prometheus::PrometheusBuilder;
     use tower::ServiceExt;
@@ -79,7 +144,7 @@ mod tests {
             .route("/items/{id}", get(|| async { "item" }))
             .nest("/admin", admin)
             .fallback(|| async { StatusCode::NOT_FOUND })
-            .layer(from_fn(record))
+            .layer(from_fn_with_state(HttpMetrics::new(), record))
     }
 
     async fn call(app: &Router, method: Method, path: &str) -> StatusCode {

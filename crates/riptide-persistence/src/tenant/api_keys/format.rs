@@ -15,7 +15,7 @@ const SECRET_BODY_LEN: usize = (SECRET_BYTES * 4).div_ceil(3);
 /// Key id alphabet: lower-case RFC 4648 base32.
 const KEY_ID_ALPHABET: &[u8; 32] = b"abcdefghijklmnopqrstuvwxyz234567";
 
-type HmacSha256 = Hmac<Sha256>;
+pub(super) type HmacSha256 = Hmac<Sha256>;
 
 /// `HMAC-SHA256(pepper, secret)`.
 pub(super) type Digest = [u8; 32];
@@ -25,6 +25,7 @@ impl ApiKeys {
         is_well_formed(&self.prefix, presented)
     }
 
+    /// `HMAC-SHA256(pepper, secret)`; `Crypto` when the pepper is too short.
     pub(super) fn mac(&self, secret: &str) -> TenantResult<Digest> {
         if self.pepper.len() < MIN_PEPPER_LEN {
             return Err(TenantError::Crypto(format!(
@@ -32,8 +33,11 @@ impl ApiKeys {
                 self.pepper.len()
             )));
         }
-        let mut mac = <HmacSha256 as KeyInit>::new_from_slice(&self.pepper)
-            .map_err(|_| TenantError::Crypto("HMAC refused the api key pepper".to_owned()))?;
+        // The pepper's HMAC state is computed once; each key costs a clone of it.
+        let mut mac = self
+            .keyed
+            .clone()
+            .ok_or_else(|| TenantError::Crypto("HMAC refused the api key pepper".to_owned()))?;
         mac.update(secret.as_bytes());
         Ok(mac.finalize().into_bytes().into())
     }
@@ -57,6 +61,15 @@ fn is_well_formed(prefix: &str, presented: &str) -> bool {
         && rest[KEY_ID_LEN + 1..]
             .iter()
             .all(|&c| c.is_ascii_alphanumeric() || c == b'-' || c == b'_')
+}
+
+/// The HMAC keyed with `pepper`, ready to hash secrets; `None` when the pepper is too
+/// short or refused.
+pub(super) fn keyed_mac(pepper: &[u8]) -> Option<HmacSha256> {
+    if pepper.len() < MIN_PEPPER_LEN {
+        return None;
+    }
+    <HmacSha256 as KeyInit>::new_from_slice(pepper).ok()
 }
 
 pub(super) fn random_key_id() -> String {

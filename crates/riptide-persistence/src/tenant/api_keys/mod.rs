@@ -38,7 +38,7 @@ use rand::RngCore;
 use serde::{Deserialize, Serialize};
 
 use self::auth::Cached;
-use self::format::{Digest, random_key_id};
+use self::format::{Digest, HmacSha256, keyed_mac, random_key_id};
 use self::records::{
     KeyRecord, LookupRecord, corrupt, datetime, not_found, parse, scope, score, to_json,
     validate_label,
@@ -145,6 +145,8 @@ pub struct ApiKeys {
     store: SharedStore,
     clock: SharedClock,
     pepper: Vec<u8>,
+    /// The HMAC with the pepper absorbed (`None` when the pepper is unusable).
+    keyed: Option<HmacSha256>,
     prefix: String,
     overlap_ms: u64,
     /// Outcome per presented key's HMAC (never the key itself).
@@ -179,6 +181,7 @@ impl ApiKeys {
         Self {
             store,
             clock,
+            keyed: keyed_mac(&pepper),
             pepper,
             prefix: cfg.api_key_prefix.clone(),
             overlap_ms: cfg.api_key_rotation_overlap_seconds.saturating_mul(1_000),
