@@ -1,6 +1,6 @@
 //! [`TenantContext`]: who a tenant request is for, as the tenant middleware established
 //! it, handed to handlers as an extractor; and [`OperationCount`], what a handler tells
-//! the middleware to meter.
+//! the middleware to meter, and [`CacheUse`], the cache hits and misses it meters with it.
 
 use std::sync::Arc;
 
@@ -59,6 +59,16 @@ impl<S: Send + Sync> FromRequestParts<S> for TenantContext {
 /// response's extensions by the handler; the middleware meters 1 when it is absent.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct OperationCount(pub u64);
+
+/// The cache hits and misses a response stands for, put in the response's extensions by
+/// the handler; the middleware records them with the request's usage, in one step.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct CacheUse {
+    /// Lookups answered from the cache.
+    pub hits: u64,
+    /// Lookups that had to load the value.
+    pub misses: u64,
+}
 
 #[cfg(test)]
 mod tests {

@@ -1,6 +1,7 @@
 //! Validated tenant identifiers: the only way a tenant id reaches a store key.
 
 use std::fmt;
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
@@ -13,15 +14,17 @@ pub const MAX_TENANT_ID_LEN: usize = 64;
 ///
 /// Cache and record keys are built from this type, never from a raw string, so a
 /// hash-tag brace, a `:` or a glob character can never leak into a key.
-#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
-#[serde(transparent)]
-pub struct TenantId(String);
+///
+/// The id is shared (`Arc<str>`), so a clone (request context, usage and metrics keys)
+/// is a reference count, not a copy.
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct TenantId(Arc<str>);
 
 impl TenantId {
     /// Validates `raw` and wraps it.
     pub fn parse(raw: &str) -> Result<Self, InvalidInput> {
         if is_valid_tenant_id(raw) {
-            Ok(Self(raw.to_owned()))
+            Ok(Self(Arc::from(raw)))
         } else {
             Err(InvalidInput::TenantId(truncate_for_error(raw)))
         }
@@ -84,6 +87,12 @@ impl std::str::FromStr for TenantId {
     }
 }
 
+impl Serialize for TenantId {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.0)
+    }
+}
+
 impl<'de> Deserialize<'de> for TenantId {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let raw = String::deserialize(d)?;
@@ -110,6 +119,15 @@ mod tests {
         ] {
             assert!(TenantId::parse(bad).is_err(), "{bad:?}");
         }
+    }
+
+    #[test]
+    fn serializes_as_a_plain_string() {
+        let id = TenantId::parse("acme").expect("id");
+        assert_eq!(serde_json::to_string(&id).expect("json"), "\"acme\"");
+        let back: TenantId = serde_json::from_str("\"acme\"").expect("parse");
+        assert_eq!(back, id);
+        assert!(serde_json::from_str::<TenantId>("\"Not Valid\"").is_err());
     }
 
     #[test]

@@ -15,7 +15,8 @@
 //! 7. Usage is recorded for every request that reached the handler, whatever its
 //!    answer: the operation count the handler reports ([`OperationCount`],
 //!    else 1), the response body's bytes (from its exact size or `Content-Length`; a
-//!    streamed body is never buffered for this) and the time spent. A failed record is
+//!    streamed body is never buffered for this), the time spent, and the cache hits and
+//!    misses the handler reports ([`CacheUse`]), in one step. A failed record is
 //!    logged and counted in `tenant_usage_record_failures_total`, never an error to
 //!    the caller.
 //!
@@ -38,14 +39,15 @@ use axum::middleware::{Next, from_fn_with_state};
 use axum::response::{IntoResponse, Response};
 use axum::routing::MethodRouter;
 use chrono::Utc;
+use riptide_persistence::TenantId;
 use riptide_persistence::store::GcraDecision;
-use riptide_persistence::tenant::{ResourceUsageRecord, Tenant, TenantError};
+use riptide_persistence::tenant::{ResourceUsageRecord, TenantError};
 
 use self::identity::{DefaultTenant, Identified};
 use self::transfer::TransferGuard;
 use crate::error::ApiError;
 use crate::state::AppState;
-use crate::tenant_context::{OperationCount, TenantContext};
+use crate::tenant_context::{CacheUse, OperationCount, TenantContext};
 
 /// What a tenant route is, for the access check and the usage record.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -118,7 +120,7 @@ async fn run(guard: &TenantGuard, route: &RouteSpec, mut request: Request, next:
         Ok(context) => context,
         Err(e) => return e.into_response(),
     };
-    let tenant = context.tenant.clone();
+    let tenant_id = context.tenant_id.clone();
     let rate = context.rate;
     request.extensions_mut().insert(context);
 
@@ -128,8 +130,12 @@ async fn run(guard: &TenantGuard, route: &RouteSpec, mut request: Request, next:
         .extensions_mut()
         .remove::<OperationCount>()
         .map_or(1, |n| n.0);
+    let cache = response
+        .extensions_mut()
+        .remove::<CacheUse>()
+        .unwrap_or_default();
     let bytes = body_bytes(&response);
-    record(guard, route, &tenant, operations, bytes, started).await;
+    record(guard, route, &tenant_id, operations, cache, bytes, started);
     if let Some(decision) = rate {
         set_rate_headers(response.headers_mut(), &decision);
     }
@@ -155,12 +161,12 @@ async fn admit(
     if !tenant.is_active() {
         return Err(TenantError::Suspended(tenant_id.to_string()).into());
     }
-    tenants
-        .validate_access(tenant_id.as_str(), route.resource, route.action)
-        .await?;
+    // The record authentication read is the one every later step judges: it is read
+    // once per request (at most `record_cache_ttl_ms` old), not once per step.
+    tenants.validate_access_of(&tenant, route.resource, route.action)?;
     guard.transfer.check(tenants, &tenant_id, &tenant).await?;
     let decision = tenants
-        .check_rate(tenant_id.as_str(), 1)
+        .check_rate_of(&tenant_id, &tenant, 1)
         .await
         .map_err(rate_limited)?;
     let rate = (decision.limit != u64::MAX).then_some(decision);
@@ -216,12 +222,14 @@ fn set_rate_headers(headers: &mut HeaderMap, decision: &GcraDecision) {
     );
 }
 
-/// Step 7: meters the request. Never fails the request.
-async fn record(
+/// Step 7: meters the request (and the cache use the handler reported with it). Never
+/// fails the request.
+fn record(
     guard: &TenantGuard,
     route: &RouteSpec,
-    tenant: &Tenant,
+    tenant_id: &TenantId,
     operations: u64,
+    cache: CacheUse,
     bytes: u64,
     started: Instant,
 ) {
@@ -232,15 +240,17 @@ async fn record(
         storage_bytes: 0,
         timestamp: Utc::now(),
     };
-    let recorded = guard
-        .state
-        .tenants
-        .record_usage(tenant.id(), route.operation, usage)
-        .await;
+    let recorded = guard.state.tenants.record_request_usage(
+        tenant_id,
+        route.operation,
+        &usage,
+        cache.hits,
+        cache.misses,
+    );
     if let Err(e) = recorded {
         metrics::counter!("tenant_usage_record_failures_total").increment(1);
         tracing::warn!(
-            tenant.id = tenant.id(),
+            tenant.id = %tenant_id,
             operation = route.operation,
             error = %e,
             "recording a request's usage failed"

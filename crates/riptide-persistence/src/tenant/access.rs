@@ -4,7 +4,7 @@
 use super::billing::{Bill, Period, compute_bill};
 use super::error::{TenantError, TenantResult};
 use super::manager::TenantManager;
-use super::model::{ResourceUsageRecord, TenantStatus};
+use super::model::{ResourceUsageRecord, Tenant, TenantStatus};
 use super::resource::{Permission, Resource};
 use super::usage::UsageSummary;
 use crate::tenant_id::TenantId;
@@ -20,8 +20,19 @@ impl TenantManager {
         action: &str,
     ) -> TenantResult<()> {
         let (_, tenant) = self.require(tenant_id).await?;
+        self.validate_access_of(&tenant, resource, action)
+    }
+
+    /// [`Self::validate_access`] for a tenant record the caller already holds (read
+    /// through this manager, e.g. by [`Self::authenticate`]), without reading it again.
+    pub fn validate_access_of(
+        &self,
+        tenant: &Tenant,
+        resource: &str,
+        action: &str,
+    ) -> TenantResult<()> {
         if let TenantStatus::Suspended { .. } = tenant.status {
-            return Err(TenantError::Suspended(tenant_id.to_owned()));
+            return Err(TenantError::Suspended(tenant.id().to_owned()));
         }
         let permission = Permission::from_pair(resource, action).ok_or_else(|| {
             TenantError::AccessDenied(format!("unknown permission {resource}:{action}"))
@@ -50,6 +61,22 @@ impl TenantManager {
     ) -> TenantResult<()> {
         let id = TenantId::parse(tenant_id)?;
         self.usage.record(&id, operation, &usage).map(drop)
+    }
+
+    /// One request's usage and its cache hits and misses, recorded in one step for the
+    /// tenant the caller already validated (what [`Self::record_usage`] and
+    /// [`Self::record_cache_use`] record, in the month of `usage.timestamp`).
+    pub fn record_request_usage(
+        &self,
+        tenant_id: &TenantId,
+        operation: &str,
+        usage: &ResourceUsageRecord,
+        cache_hits: u64,
+        cache_misses: u64,
+    ) -> TenantResult<()> {
+        self.usage
+            .record_with_cache(tenant_id, operation, usage, cache_hits, cache_misses)
+            .map(drop)
     }
 
     /// Cache hits and misses of a tenant, for its monthly usage.

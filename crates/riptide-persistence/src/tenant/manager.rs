@@ -20,7 +20,7 @@ use super::live_settings::LiveTenantSettings;
 use super::metrics::TenantMetrics;
 use super::model::{BillingPlan, Tenant, TenantOwner};
 use super::policy::AccessPolicy;
-use super::quota::{BudgetHandle, BudgetSource, TenantBudgets};
+use super::quota::{BudgetHandle, BudgetSource, RateArgs, TenantBudgets, rate_args_cache};
 use super::registry::Registry;
 use super::secrets::load_pepper;
 use super::usage::UsageMeter;
@@ -104,6 +104,8 @@ pub struct TenantManager {
     tasks: Mutex<Vec<JoinHandle<()>>>,
     pub(super) instance_id: String,
     batch_seq: AtomicU64,
+    /// The rate limiter's arguments per tenant (see `quota.rs`).
+    pub(super) rate_args: quick_cache::sync::Cache<TenantId, Arc<RateArgs>>,
 }
 
 impl TenantManager {
@@ -163,6 +165,7 @@ impl TenantManager {
             tasks: Mutex::new(vec![flusher, pruner]),
             instance_id: random_id(8),
             batch_seq: AtomicU64::new(0),
+            rate_args: rate_args_cache(),
             usage,
             metrics,
             cancel,

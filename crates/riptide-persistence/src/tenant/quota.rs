@@ -28,6 +28,40 @@ const RATE_PERIOD_MS: u64 = 60_000;
 /// Tenants whose cache budget is remembered; beyond it the default plan's applies.
 const BUDGET_CAPACITY: u64 = 1_000_000;
 
+/// Tenants whose rate-limiter arguments are remembered; beyond it they are built again.
+const RATE_ARGS_CAPACITY: usize = 100_000;
+
+/// The rate limiter's arguments for one tenant, built once instead of per request: the
+/// bucket's key (`rl`) and the limit naming the overrides record (`q`) and its fields.
+/// The keys depend on the tenant id alone; `rate` and `burst` are checked on every use.
+pub(super) struct RateArgs {
+    key: String,
+    limit: GcraLimit,
+}
+
+impl RateArgs {
+    fn new(keys: &crate::keys::ScopeKeys, rate: u64, burst: u64) -> Self {
+        Self {
+            key: keys.record("rl"),
+            limit: GcraLimit {
+                rate,
+                period_ms: RATE_PERIOD_MS,
+                burst,
+                overrides: Some((
+                    keys.record("q"),
+                    Resource::OperationsPerMinute.as_str().to_owned(),
+                    Resource::Burst.as_str().to_owned(),
+                )),
+            },
+        }
+    }
+}
+
+/// The remembered [`RateArgs`] of recently seen tenants.
+pub(super) fn rate_args_cache() -> quick_cache::sync::Cache<TenantId, Arc<RateArgs>> {
+    quick_cache::sync::Cache::new(RATE_ARGS_CAPACITY)
+}
+
 /// The limit of `resource` for `tenant`: its own override, else its plan's default, else
 /// none (unlimited).
 pub fn effective_quota(
@@ -179,11 +213,24 @@ impl TenantManager {
     /// decision (limit, remaining, reset) for `RateLimit-*` headers when admitted.
     pub async fn check_rate(&self, tenant_id: &str, cost: u64) -> TenantResult<GcraDecision> {
         let (id, tenant) = self.require(tenant_id).await?;
+        self.check_rate_of(&id, &tenant, cost).await
+    }
+
+    /// [`Self::check_rate`] for a tenant record the caller already holds (read through
+    /// this manager, e.g. by [`Self::authenticate`]), without reading it again. The
+    /// stored quota overrides are still read in the rate limiter's own round trip, so a
+    /// changed quota applies at once.
+    pub async fn check_rate_of(
+        &self,
+        id: &TenantId,
+        tenant: &Tenant,
+        cost: u64,
+    ) -> TenantResult<GcraDecision> {
         let (rate, burst) = {
             let live = self.live.load();
             (
-                effective_quota(&tenant, &live.plans, Resource::OperationsPerMinute),
-                effective_quota(&tenant, &live.plans, Resource::Burst).unwrap_or(1),
+                effective_quota(tenant, &live.plans, Resource::OperationsPerMinute),
+                effective_quota(tenant, &live.plans, Resource::Burst).unwrap_or(1),
             )
         };
         let Some(rate) = rate else {
@@ -197,27 +244,24 @@ impl TenantManager {
                 reset_after_ms: 0,
             });
         };
-        let keys = self.registry.keys(&id);
-        let limit = GcraLimit {
-            rate,
-            period_ms: RATE_PERIOD_MS,
-            burst,
-            overrides: Some((
-                keys.record("q"),
-                Resource::OperationsPerMinute.as_str().to_owned(),
-                Resource::Burst.as_str().to_owned(),
-            )),
+        let args = match self.rate_args.get(id) {
+            Some(args) if args.limit.rate == rate && args.limit.burst == burst => args,
+            _ => {
+                let args = Arc::new(RateArgs::new(&self.registry.keys(id), rate, burst));
+                self.rate_args.insert(id.clone(), args.clone());
+                args
+            }
         };
         let decision = self
             .store
-            .gcra(&keys.record("rl"), &limit, self.clock.now_ms(), cost)
+            .gcra(&args.key, &args.limit, self.clock.now_ms(), cost)
             .await?;
         let used = decision.burst.saturating_sub(decision.remaining);
-        self.metrics_quota_usage(&id, Resource::OperationsPerMinute, used, decision.burst);
+        self.metrics_quota_usage(id, Resource::OperationsPerMinute, used, decision.burst);
         if decision.allowed {
             Ok(decision)
         } else {
-            self.metrics_denied(&id, Resource::OperationsPerMinute);
+            self.metrics_denied(id, Resource::OperationsPerMinute);
             Err(TenantError::QuotaExceeded {
                 resource: Resource::OperationsPerMinute.as_str().to_owned(),
                 limit: decision.limit,

@@ -27,7 +27,7 @@ use super::fetch::{fetch_body, session_headers};
 use super::sessions;
 use crate::error::{ApiError, ApiResult};
 use crate::state::AppState;
-use crate::tenant_context::TenantContext;
+use crate::tenant_context::{CacheUse, TenantContext};
 
 /// Longest `ttl_seconds` accepted: 30 days.
 pub const MAX_TTL_SECONDS: u64 = 30 * 24 * 3600;
@@ -112,13 +112,13 @@ pub async fn post_extract(
         state.warming.record_access(&ctx.tenant_id, url.as_str());
     }
     let hit = cache == "HIT";
-    if let Err(e) = state
-        .tenants
-        .record_cache_use(&ctx.tenant_id, u64::from(hit), u64::from(!hit))
-    {
-        tracing::warn!(tenant.id = %ctx.tenant_id, error = %e, "recording cache use failed");
-    }
-    Ok(json_response(body, cache))
+    let mut response = json_response(body, cache);
+    // Recorded by the tenant middleware with the request's usage, in one step.
+    response.extensions_mut().insert(CacheUse {
+        hits: u64::from(hit),
+        misses: u64::from(!hit),
+    });
+    Ok(response)
 }
 
 /// A 200 JSON response of `body` with `X-Cache: cache`.

@@ -272,9 +272,26 @@ impl UsageMeter {
         operation: &str,
         rec: &ResourceUsageRecord,
     ) -> TenantResult<Recorded> {
+        self.record_with_cache(tenant, operation, rec, 0, 0)
+    }
+
+    /// [`Self::record`] and [`Self::record_cache`] of one request in one step (one
+    /// aggregate update): the observation and `cache_hits`/`cache_misses`, all in the
+    /// month of `rec.timestamp`.
+    pub fn record_with_cache(
+        &self,
+        tenant: &TenantId,
+        operation: &str,
+        rec: &ResourceUsageRecord,
+        cache_hits: u64,
+        cache_misses: u64,
+    ) -> TenantResult<Recorded> {
         validate_operation(operation)?;
         let period = Period::of(&rec.timestamp)?;
-        let outcome = self.add(tenant, period, |agg| agg.add_record(operation, rec));
+        let outcome = self.add(tenant, period, |agg| {
+            agg.add_record(operation, rec);
+            agg.add_cache(cache_hits, cache_misses);
+        });
         read(&self.metrics).record_operation(tenant, operation, rec.operation_count);
         Ok(outcome)
     }
