@@ -15,6 +15,11 @@ use clap::{Args, CommandFactory, Parser, Subcommand};
 use riptide_api::cli::{self, AdminCommand};
 use riptide_api::config::{self, Overrides};
 
+/// mimalloc instead of glibc's malloc: the request path allocates and frees many small
+/// buffers, and glibc's free lists showed as ~8% of a cached `/extract` in profiles.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// RipTide: multi-tenant web-content extraction API.
 #[derive(Debug, Parser)]
 #[command(name = "riptide", version)]
