@@ -111,18 +111,27 @@ impl RedisStore {
 
     /// Runs a script command built by `scripts`, loading the script first when the
     /// server does not know it yet (new server, restart, failover, `SCRIPT FLUSH`).
+    /// A flush can land between the load and the retry, so a few loads are allowed
+    /// before the error is returned.
     async fn eval<T: FromRedisValue>(&self, script: &Script, cmd: &Cmd) -> StoreResult<T> {
+        const LOADS: usize = 3;
         let mut conn = self.pool.get();
-        match cmd.query_async(&mut conn).await {
-            Err(e) if e.kind() == ErrorKind::Server(ServerErrorKind::NoScript) => {
-                script
-                    .prepare_invoke()
-                    .load_async(&mut conn)
-                    .await
-                    .map_err(from_redis)?;
-                cmd.query_async(&mut conn).await.map_err(from_redis)
+        let mut loads = 0;
+        loop {
+            match cmd.query_async(&mut conn).await {
+                Err(e) if e.kind() == ErrorKind::Server(ServerErrorKind::NoScript) => {
+                    if loads == LOADS {
+                        return Err(from_redis(e));
+                    }
+                    loads += 1;
+                    script
+                        .prepare_invoke()
+                        .load_async(&mut conn)
+                        .await
+                        .map_err(from_redis)?;
+                }
+                result => return result.map_err(from_redis),
             }
-            result => result.map_err(from_redis),
         }
     }
 
