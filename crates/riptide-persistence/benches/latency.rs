@@ -14,83 +14,16 @@
 //! 50 KB page per codec, and a breakdown of the per-call key work a cache get does before
 //! it reaches L1 or the store.
 
+#[macro_use]
 mod common;
 
 use std::hint::black_box;
 use std::time::Instant;
 
 use bytes::Bytes;
-use common::{BATCH, CODECS, KEYS, PAGE_KEYS, PAGE_LEN, TENANT};
+use common::{BATCH, CODECS, Dist, KEYS, PAGE_KEYS, PAGE_LEN, TENANT, fmt_ns};
 use riptide_persistence::TenantId;
 use riptide_persistence::keys::{KeyHash, Namespace, Scope, ScopeKeys};
-
-/// Runs the given cases (closures `FnMut(usize) -> impl Future`) interleaved: after
-/// `warm` untimed calls of each, `n` timed calls of each in chunks of `chunk`, the order
-/// of the cases rotating every chunk. Evaluates to one `Vec<u64>` of nanoseconds per case.
-macro_rules! interleave {
-    (n: $n:expr, chunk: $chunk:expr, warm: $warm:expr; $($case:ident),+ $(,)?) => {{
-        let n: usize = $n;
-        let chunk: usize = $chunk;
-        $(
-            for i in 0..$warm {
-                $case(i).await;
-            }
-        )+
-        let mut out = [$({
-            let _ = stringify!($case);
-            Vec::<u64>::with_capacity(n)
-        }),+];
-        let cases = out.len();
-        let (mut done, mut round) = (0usize, 0usize);
-        while done < n {
-            let c = chunk.min(n - done);
-            for slot in 0..cases {
-                let which = (slot + round) % cases;
-                let mut idx = 0usize;
-                $(
-                    if idx == which {
-                        for i in done..done + c {
-                            let t = Instant::now();
-                            $case(i).await;
-                            out[idx].push(t.elapsed().as_nanos() as u64);
-                        }
-                    }
-                    idx += 1;
-                )+
-                let _ = idx;
-            }
-            done += c;
-            round += 1;
-        }
-        out
-    }};
-}
-
-/// Sorted samples of one case.
-struct Dist {
-    ns: Vec<u64>,
-}
-
-impl Dist {
-    fn new(mut ns: Vec<u64>) -> Self {
-        ns.sort_unstable();
-        Self { ns }
-    }
-
-    /// Nearest-rank percentile, `q` in (0, 1].
-    fn p(&self, q: f64) -> u64 {
-        let rank = ((q * self.ns.len() as f64).ceil() as usize).clamp(1, self.ns.len());
-        self.ns[rank - 1]
-    }
-
-    fn p50(&self) -> u64 {
-        self.p(0.50)
-    }
-
-    fn p99(&self) -> u64 {
-        self.p(0.99)
-    }
-}
 
 /// A budget row's limit.
 enum Budget {
@@ -109,17 +42,6 @@ struct Row {
     budget_text: &'static str,
     budget: Budget,
     samples: usize,
-}
-
-fn fmt_ns(ns: u64) -> String {
-    let ns = ns as f64;
-    if ns < 10_000.0 {
-        format!("{:.2} µs", ns / 1_000.0)
-    } else if ns < 1_000_000.0 {
-        format!("{:.1} µs", ns / 1_000.0)
-    } else {
-        format!("{:.2} ms", ns / 1_000_000.0)
-    }
 }
 
 fn missed(by: f64) -> String {

@@ -66,8 +66,11 @@ use riptide_persistence::tenant::{
 use riptide_persistence::{CacheConfig, PersistentCacheManager, SharedStore, TenantId};
 use tokio::sync::Notify;
 
+mod common;
+use common::{Dist, fmt_ns};
+
 // ---------------------------------------------------------------- percentiles
-// (the method of `benches/common/mod.rs`, copied: that file is shared with other benches)
+// (`Dist` and `fmt_ns` are the shared ones of `benches/common/mod.rs`)
 
 /// Runs the given cases (closures `Fn(usize) -> impl Future<Output = u64>`, each returning
 /// its own sample in nanoseconds) interleaved: after `warm` calls of each, `n` calls of
@@ -118,54 +121,6 @@ macro_rules! interleave {
         }
         out
     }};
-}
-
-/// Sorted samples of one case (nanoseconds).
-#[derive(Clone)]
-struct Dist {
-    ns: Vec<u64>,
-}
-
-impl Dist {
-    fn new(mut ns: Vec<u64>) -> Self {
-        ns.sort_unstable();
-        Self { ns }
-    }
-
-    /// Nearest-rank percentile, `q` in (0, 1].
-    fn p(&self, q: f64) -> u64 {
-        let rank = ((q * self.ns.len() as f64).ceil() as usize).clamp(1, self.ns.len());
-        self.ns[rank - 1]
-    }
-
-    fn p50(&self) -> u64 {
-        self.p(0.50)
-    }
-
-    fn p99(&self) -> u64 {
-        self.p(0.99)
-    }
-
-    /// `| p50 | p90 | p99 | p99.9 | max |` cells.
-    fn tail_cells(&self) -> String {
-        [0.50, 0.90, 0.99, 0.999, 1.0]
-            .iter()
-            .map(|&q| fmt_ns(self.p(q)))
-            .collect::<Vec<_>>()
-            .join(" | ")
-    }
-}
-
-/// Nanoseconds as µs or ms with three significant digits or so.
-fn fmt_ns(ns: u64) -> String {
-    let ns = ns as f64;
-    if ns < 10_000.0 {
-        format!("{:.2} µs", ns / 1_000.0)
-    } else if ns < 1_000_000.0 {
-        format!("{:.1} µs", ns / 1_000.0)
-    } else {
-        format!("{:.2} ms", ns / 1_000_000.0)
-    }
 }
 
 fn fmt_dur(d: Duration) -> String {
@@ -280,7 +235,11 @@ fn table(rows: &[Row]) -> String {
     rows.iter().for_each(|r| s.push_str(&r.markdown()));
     s.push_str("\n| distribution | p50 | p90 | p99 | p99.9 | max |\n|---|---|---|---|---|---|\n");
     for r in rows {
-        s.push_str(&format!("| {} | {} |\n", r.case, r.dist.tail_cells()));
+        s.push_str(&format!(
+            "| {} | {} |\n",
+            r.case,
+            r.dist.tail_cells_at(&[0.50, 0.90, 0.99, 0.999, 1.0])
+        ));
     }
     s
 }

@@ -1,4 +1,5 @@
-//! Fixtures shared by the `cache` (criterion) and `latency` (percentile) benches.
+//! Fixtures shared by the `cache` (criterion) and the percentile benches (`latency`,
+//! `tenants`, `state`).
 //!
 //! Everything here is deterministic: the same keys, values and HTML page in every run,
 //! so runs on different days compare. Redis is always the bench's own `redis-server`
@@ -473,8 +474,8 @@ pub fn page_keys(name: &str) -> Vec<String> {
         .collect()
 }
 
-// ---- Percentiles, shared by the percentile benches (`tenants`; `latency` has its own
-// copy of the same method) ----
+// ---- Percentiles, shared by the percentile benches (`latency`, `tenants`; `state`
+// shares `Dist` but interleaves its own way) ----
 
 /// Runs the given cases (closures `FnMut(usize) -> impl Future`) interleaved: after
 /// `warm` untimed calls of each, `n` timed calls of each in chunks of `chunk`, the order
@@ -558,8 +559,12 @@ impl Dist {
 
     /// `| p50 | p90 | p95 | p98 | p99 | p99.9 | max |` cells.
     pub fn tail_cells(&self) -> String {
-        [0.50, 0.90, 0.95, 0.98, 0.99, 0.999, 1.0]
-            .iter()
+        self.tail_cells_at(&[0.50, 0.90, 0.95, 0.98, 0.99, 0.999, 1.0])
+    }
+
+    /// Table cells of the percentiles `qs`, joined by ` | `.
+    pub fn tail_cells_at(&self, qs: &[f64]) -> String {
+        qs.iter()
             .map(|&q| fmt_ns(self.p(q)))
             .collect::<Vec<_>>()
             .join(" | ")
