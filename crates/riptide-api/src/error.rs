@@ -5,7 +5,7 @@
 //! internal details: those are logged here, once, with the cause.
 
 use axum::Json;
-use axum::http::header::{RETRY_AFTER, WWW_AUTHENTICATE};
+use axum::http::header::{CONNECTION, RETRY_AFTER, WWW_AUTHENTICATE};
 use axum::http::{HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use riptide_persistence::StoreError;
@@ -26,6 +26,22 @@ pub enum ApiError {
     Timeout {
         /// The limit that was hit.
         timeout_ms: u64,
+    },
+    /// 408: the request body did not arrive whole within `server.body_read_timeout_ms`.
+    /// The connection is closed after the answer (`Connection: close`): the rest of the
+    /// body may still be on its way.
+    #[error("the request body did not arrive within {timeout_ms} ms")]
+    BodyTimeout {
+        /// The limit that was hit.
+        timeout_ms: u64,
+    },
+    /// 503: the server already holds `server.max_connections` connections. Written as
+    /// canned bytes by [`crate::server`] without reading the request, with
+    /// `Retry-After: 1` and `Connection: close`; never returned by a handler.
+    #[error("the server is at its limit of {max} open connections; retry shortly")]
+    TooManyConnections {
+        /// The limit in force.
+        max: usize,
     },
     /// The store did not answer; the operation cannot degrade.
     #[error("the store is unavailable")]
@@ -164,9 +180,10 @@ impl ApiError {
         match self {
             ApiError::NotFound | ApiError::Missing { .. } => StatusCode::NOT_FOUND,
             ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
-            ApiError::Timeout { .. } | ApiError::StoreUnavailable(_) => {
-                StatusCode::SERVICE_UNAVAILABLE
-            }
+            ApiError::Timeout { .. }
+            | ApiError::StoreUnavailable(_)
+            | ApiError::TooManyConnections { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::BodyTimeout { .. } => StatusCode::REQUEST_TIMEOUT,
             ApiError::Internal => StatusCode::INTERNAL_SERVER_ERROR,
             ApiError::BadRequest { .. } => StatusCode::BAD_REQUEST,
             ApiError::Unauthorized { .. } => StatusCode::UNAUTHORIZED,
@@ -187,6 +204,8 @@ impl ApiError {
             ApiError::NotFound | ApiError::Missing { .. } => "not_found",
             ApiError::MethodNotAllowed => "method_not_allowed",
             ApiError::Timeout { .. } => "timeout",
+            ApiError::BodyTimeout { .. } => "body_timeout",
+            ApiError::TooManyConnections { .. } => "too_many_connections",
             ApiError::StoreUnavailable(_) => "store_unavailable",
             ApiError::Internal => "internal",
             ApiError::Unauthorized { .. } => "unauthorized",
@@ -199,6 +218,11 @@ impl ApiError {
             | ApiError::TooLarge { code, .. }
             | ApiError::Upstream { code, .. } => code,
         }
+    }
+
+    /// The JSON body: `{"error":{"code","message"}}`.
+    pub fn body(&self) -> serde_json::Value {
+        json!({ "error": { "code": self.code(), "message": self.to_string() } })
     }
 }
 
@@ -273,8 +297,7 @@ impl IntoResponse for ApiError {
             ApiError::Timeout { timeout_ms } => tracing::warn!(timeout_ms, "request timed out"),
             _ => {}
         }
-        let body = json!({ "error": { "code": self.code(), "message": self.to_string() } });
-        let mut response = (self.status(), Json(body)).into_response();
+        let mut response = (self.status(), Json(self.body())).into_response();
         let headers = response.headers_mut();
         match &self {
             ApiError::RateLimited {
@@ -296,6 +319,13 @@ impl IntoResponse for ApiError {
             }
             ApiError::Unauthorized { .. } => {
                 headers.insert(WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+            }
+            ApiError::TooManyConnections { .. } => {
+                headers.insert(RETRY_AFTER, HeaderValue::from_static("1"));
+                headers.insert(CONNECTION, HeaderValue::from_static("close"));
+            }
+            ApiError::BodyTimeout { .. } => {
+                headers.insert(CONNECTION, HeaderValue::from_static("close"));
             }
             _ => {}
         }
@@ -328,6 +358,12 @@ mod tests {
                 "store_unavailable",
             ),
             (ApiError::Internal, 500, "internal"),
+            (ApiError::BodyTimeout { timeout_ms: 5 }, 408, "body_timeout"),
+            (
+                ApiError::TooManyConnections { max: 5 },
+                503,
+                "too_many_connections",
+            ),
         ];
         for (err, status, code) in cases {
             let (got_status, body) = body_of(err).await;

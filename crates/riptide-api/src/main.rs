@@ -100,8 +100,7 @@ fn serve(config_file: Option<PathBuf>, overrides: Overrides) -> ExitCode {
         .and_then(|runtime| {
             runtime.block_on(async {
                 let listen = config.server.listen;
-                let listener = tokio::net::TcpListener::bind(listen)
-                    .await
+                let listener = riptide_api::server::bind(listen, config.server.listen_backlog)
                     .with_context(|| format!("binding {listen}"))?;
                 riptide_api::run(config, listener, riptide_api::shutdown::signal_received()).await
             })

@@ -55,7 +55,7 @@ enum Kind {
 
 /// `# HELP` texts of the series the service and its persistence layer emit (the seed's
 /// names first), with their kind and unit.
-const DESCRIPTIONS: [(&str, Kind, Option<Unit>, &str); 18] = [
+const DESCRIPTIONS: [(&str, Kind, Option<Unit>, &str); 22] = [
     (
         "http_requests_total",
         Kind::Counter,
@@ -67,6 +67,30 @@ const DESCRIPTIONS: [(&str, Kind, Option<Unit>, &str); 18] = [
         Kind::Histogram,
         Some(Unit::Seconds),
         "Time from receiving a request to its response, by method, route template and status",
+    ),
+    (
+        "http_connections_open",
+        Kind::Gauge,
+        None,
+        "Client connections open now",
+    ),
+    (
+        "http_connections_max",
+        Kind::Gauge,
+        None,
+        "server.max_connections as enforced (lowered to fit the open-file limit)",
+    ),
+    (
+        "http_connections_refused_total",
+        Kind::Counter,
+        None,
+        "Connections answered 503 too_many_connections because max_connections were open",
+    ),
+    (
+        "http_connections_timed_out_total",
+        Kind::Counter,
+        None,
+        "Connections closed by a timeout: header (request head), idle (keep-alive), body (408)",
     ),
     (
         "cache_operations_total",

@@ -3,7 +3,7 @@
 //! requests drain, then shuts the persistence layer down, all within
 //! `server.shutdown_timeout_ms`.
 
-use std::future::{Future, IntoFuture};
+use std::future::Future;
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
@@ -17,7 +17,7 @@ use tokio_util::task::TaskTracker;
 use crate::config::AppConfig;
 use crate::config::schema::ServiceSchema;
 use crate::state::AppState;
-use crate::{live_config, middleware, recorder, routes};
+use crate::{live_config, middleware, recorder, routes, server};
 
 /// A built service, ready to serve.
 pub struct Service {
@@ -96,11 +96,8 @@ impl Service {
                 let _ = draining_tx.send(());
             }
         };
-        let server = axum::serve(listener, app)
-            .with_graceful_shutdown(graceful)
-            .into_future();
         let drained = tokio::select! {
-            served = server => served.context("serving HTTP"),
+            () = server::serve(listener, app, &config.server, graceful) => Ok(()),
             () = async {
                 if draining_rx.await.is_err() {
                     std::future::pending::<()>().await;

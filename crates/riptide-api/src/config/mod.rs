@@ -51,6 +51,12 @@ pub struct AppConfig {
 }
 
 /// HTTP server settings.
+///
+/// The connection limits are what keeps one client's sockets from hurting anyone else
+/// (see [`crate::server`]): a connection that is not sending a request head, not
+/// waiting for a response and not idle within its allowance is closed, and past
+/// `max_connections` a new one is refused at once. Their defaults are what a service
+/// facing the internet directly would choose; each says why.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
 pub struct ServerConfig {
@@ -62,6 +68,36 @@ pub struct ServerConfig {
     /// After the shutdown signal, in-flight requests get this many milliseconds to finish;
     /// past it the process stops anyway and reports the failure. Must be greater than 0.
     pub shutdown_timeout_ms: u64,
+    /// A client must send a whole request head (request line and headers) within this
+    /// many milliseconds: from the moment its connection is accepted, and on a kept-alive
+    /// connection from the first byte of each later request. Past it the connection is
+    /// closed without an answer. 10 s: a head is at most a few KiB, which any live client
+    /// sends in well under a second; a longer allowance only lets half-sent heads
+    /// (slowloris) hold sockets. Must be greater than 0.
+    pub header_read_timeout_ms: u64,
+    /// A kept-alive connection with no request in flight and no byte of a next request
+    /// for this many milliseconds is closed. 75 s: longer than the idle timeout of the
+    /// common load balancers and proxies that pool connections to us (60 s for AWS ALB
+    /// and nginx), so they close first and never send a request on a connection we are
+    /// closing; short enough that idle sockets do not pile up. Must be greater than 0.
+    pub keep_alive_timeout_ms: u64,
+    /// A request body must arrive whole within this many milliseconds of the handler
+    /// starting to read it; past it the request is answered 408 `body_timeout` and the
+    /// connection closed. 10 s: a tenant body is at most 1 MiB, which takes 10 s only
+    /// below ~100 KiB/s. Must be greater than 0.
+    pub body_read_timeout_ms: u64,
+    /// Connections the kernel may hold, fully established, before the accept loop takes
+    /// them (the `listen(2)` backlog; capped by `net.core.somaxconn`). 1024: a burst of
+    /// new connections (a flood, or many clients reconnecting at once) overflows the
+    /// usual 128, and each connection dropped from the queue retries its handshake a
+    /// second later. At least 1.
+    pub listen_backlog: u32,
+    /// Most connections open at once. A connection beyond it is answered at once with
+    /// 503 `too_many_connections` (`Retry-After: 1`, `Connection: close`) without its
+    /// request being read, and closed. 4096: far more concurrent clients than two cores
+    /// serve usefully, at a bounded cost (a few tens of KiB each). Lowered at startup,
+    /// with a warning, to what the open-file limit leaves room for. At least 1.
+    pub max_connections: u32,
 }
 
 impl Default for ServerConfig {
@@ -70,6 +106,11 @@ impl Default for ServerConfig {
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
             request_timeout_ms: 30_000,
             shutdown_timeout_ms: 10_000,
+            header_read_timeout_ms: 10_000,
+            keep_alive_timeout_ms: 75_000,
+            body_read_timeout_ms: 10_000,
+            listen_backlog: 1024,
+            max_connections: 4096,
         }
     }
 }
@@ -83,6 +124,31 @@ impl ServerConfig {
     /// [`Self::shutdown_timeout_ms`] as a duration.
     pub fn shutdown_timeout(&self) -> Duration {
         Duration::from_millis(self.shutdown_timeout_ms)
+    }
+
+    /// [`Self::body_read_timeout_ms`] as a duration.
+    pub fn body_read_timeout(&self) -> Duration {
+        Duration::from_millis(self.body_read_timeout_ms)
+    }
+
+    /// Checks the values whose type alone does not make them valid.
+    fn validate(&self) -> Result<(), Invalid> {
+        let positive = [
+            ("request_timeout_ms", self.request_timeout_ms),
+            ("shutdown_timeout_ms", self.shutdown_timeout_ms),
+            ("header_read_timeout_ms", self.header_read_timeout_ms),
+            ("keep_alive_timeout_ms", self.keep_alive_timeout_ms),
+            ("body_read_timeout_ms", self.body_read_timeout_ms),
+            ("listen_backlog", u64::from(self.listen_backlog)),
+            ("max_connections", u64::from(self.max_connections)),
+        ];
+        if let Some((key, _)) = positive.iter().find(|(_, value)| *value == 0) {
+            return Err(Invalid::new(
+                format!("server.{key}"),
+                "must be greater than 0",
+            ));
+        }
+        Ok(())
     }
 }
 
@@ -163,18 +229,7 @@ impl Invalid {
 impl AppConfig {
     /// Checks every value whose type alone does not make it valid.
     pub fn validate(&self) -> Result<(), Invalid> {
-        if self.server.request_timeout_ms == 0 {
-            return Err(Invalid::new(
-                "server.request_timeout_ms",
-                "must be greater than 0",
-            ));
-        }
-        if self.server.shutdown_timeout_ms == 0 {
-            return Err(Invalid::new(
-                "server.shutdown_timeout_ms",
-                "must be greater than 0",
-            ));
-        }
+        self.server.validate()?;
         validate_log_level(&self.log.level).map_err(|reason| Invalid::new("log.level", reason))?;
         self.warming.validate()?;
         self.extract
@@ -279,13 +334,24 @@ mod tests {
     #[test]
     fn out_of_range_values_name_their_key() {
         type Case = (&'static str, fn(&mut AppConfig));
-        let cases: [Case; 5] = [
+        let cases: [Case; 10] = [
             ("server.request_timeout_ms", |c| {
                 c.server.request_timeout_ms = 0
             }),
             ("server.shutdown_timeout_ms", |c| {
                 c.server.shutdown_timeout_ms = 0
             }),
+            ("server.header_read_timeout_ms", |c| {
+                c.server.header_read_timeout_ms = 0
+            }),
+            ("server.keep_alive_timeout_ms", |c| {
+                c.server.keep_alive_timeout_ms = 0
+            }),
+            ("server.body_read_timeout_ms", |c| {
+                c.server.body_read_timeout_ms = 0
+            }),
+            ("server.max_connections", |c| c.server.max_connections = 0),
+            ("server.listen_backlog", |c| c.server.listen_backlog = 0),
             ("log.level", |c| c.log.level = "verbose".into()),
             ("persistence.redis.url", |c| {
                 c.persistence.redis.url = "memcached://x".into()

@@ -2,12 +2,14 @@
 //!
 //! Outermost first: a request id is assigned (or the client's `X-Request-Id` kept), the
 //! request gets a tracing span carrying it, the id is echoed on the response, the request
-//! is counted and timed, a panic becomes a 500, and a slow request a 503.
+//! is counted and timed, a panic becomes a 500, a slow request a 503, and a slow request
+//! body a 408.
 //!
 //! The stack is applied with `Router::layer`, so it runs after routing: the metrics see
 //! the matched route template (`/healthz`), never the raw path, which keeps their label
 //! set bounded.
 
+pub mod body_timeout;
 pub mod catch_panic;
 pub mod request_id;
 pub mod request_metrics;
@@ -38,6 +40,10 @@ pub fn apply(router: Router, server: &ServerConfig) -> Router {
                 request_metrics::record,
             ))
             .layer(CatchPanicLayer::custom(catch_panic::internal_error))
-            .layer(from_fn_with_state(server.request_timeout(), timeout::limit)),
+            .layer(from_fn_with_state(server.request_timeout(), timeout::limit))
+            .layer(from_fn_with_state(
+                server.body_read_timeout(),
+                body_timeout::limit,
+            )),
     )
 }

@@ -40,6 +40,7 @@ pub const TENANT_BODY: &[Failure] = &[
     (400, "invalid_json"),
     (400, "invalid_request"),
     (400, "invalid_body"),
+    (408, "body_timeout"),
     (413, "body_too_large"),
 ];
 
@@ -55,6 +56,7 @@ pub const ADMIN_BODY: &[Failure] = &[
     (400, "invalid_json"),
     (400, "invalid_content_type"),
     (400, "invalid_body"),
+    (408, "body_timeout"),
     (413, "body_too_large"),
 ];
 

@@ -111,7 +111,10 @@ fn info() -> Value {
             statuses it answers and their codes (`x-error-codes`). A path that does not \
             exist is 404 `not_found`; a method a path does not have is 405 \
             `method_not_allowed`. A request that does not finish within \
-            `server.request_timeout_ms` is 503 `timeout`.\n\n\
+            `server.request_timeout_ms` is 503 `timeout`. A connection opened while \
+            `server.max_connections` are open is answered 503 `too_many_connections` with \
+            `Retry-After` before its request is read (so without `X-Request-Id`), and \
+            closed.\n\n\
             Tenant routes take an API key and `X-Tenant-ID` (security scheme `apiKey`), \
             are rate limited (`RateLimit-*` headers; 429 with `Retry-After`) and metered. \
             Admin routes take an admin token (security scheme `adminToken`) whose role \

@@ -12,13 +12,19 @@
 //! | [`isolation`] | two tenants on one URL: cache, sessions, usage and invalidation stay apart |
 //! | [`two_instances`] | two binaries on one Redis: tenants, suspensions, invalidations, revocations |
 //! | [`sigterm`] | SIGTERM under load: exit 0 in time, no failed request, no lost usage |
+//! | [`slow_clients`] | half-sent heads, idle and slow-body connections are cut; everyone else is served |
+//! | [`connection_limit`] | past `server.max_connections` a fast 503; the open-file limit raised and respected |
 //!
-//! [`process`] starts and stops the binary and holds the HTTP helpers.
+//! [`process`] starts and stops the binary and holds the HTTP helpers; [`raw`] speaks
+//! raw TCP for the clients an HTTP library cannot be.
 
+mod connection_limit;
 mod flows;
 mod isolation;
 mod process;
+mod raw;
 mod sigterm;
+mod slow_clients;
 mod statuses;
 mod two_instances;
 

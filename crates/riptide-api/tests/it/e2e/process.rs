@@ -69,6 +69,8 @@ pub struct Launch {
     backend: Backend,
     config: Value,
     env: Vec<(String, String)>,
+    /// Soft and hard `RLIMIT_NOFILE` to start with (through `prlimit`), if set.
+    open_files: Option<(u64, u64)>,
 }
 
 impl Launch {
@@ -80,6 +82,7 @@ impl Launch {
             backend: backend.clone(),
             config: json!({}),
             env: Vec::new(),
+            open_files: None,
         };
         let launch = launch
             .set("extract.allow_addresses", json!(["127.0.0.1/32"]))
@@ -115,6 +118,13 @@ impl Launch {
     /// Adds the environment variable `name=value`.
     pub fn env(mut self, name: &str, value: &str) -> Self {
         self.env.push((name.to_owned(), value.to_owned()));
+        self
+    }
+
+    /// Starts the binary with the open-file limits `soft` and `hard` (through
+    /// `prlimit`, which sets them and execs the binary in the same process).
+    pub fn open_files(mut self, soft: u64, hard: u64) -> Self {
+        self.open_files = Some((soft, hard));
         self
     }
 }
@@ -159,7 +169,14 @@ impl Riptide {
             .open(&log)
             .expect("open the log file");
         let started_at = std::fs::metadata(&log).map_or(0, |m| m.len());
-        let mut command = Command::new(BIN);
+        let mut command = match launch.open_files {
+            Some((soft, hard)) => {
+                let mut prlimit = Command::new("prlimit");
+                prlimit.arg(format!("--nofile={soft}:{hard}")).arg(BIN);
+                prlimit
+            }
+            None => Command::new(BIN),
+        };
         command
             .current_dir(dir)
             .env_clear()
@@ -274,6 +291,22 @@ impl Riptide {
     /// The process id.
     pub fn pid(&self) -> u32 {
         self.child.as_ref().expect("running").id()
+    }
+
+    /// File descriptors the process has open now (`/proc/<pid>/fd`).
+    pub fn open_fds(&self) -> usize {
+        let dir = format!("/proc/{}/fd", self.pid());
+        std::fs::read_dir(&dir)
+            .unwrap_or_else(|e| panic!("{dir}: {e}"))
+            .count()
+    }
+
+    /// `GET /metrics`, parsed.
+    pub async fn metrics(&self) -> crate::metrics_scrape::Exposition {
+        let response = self.get("/metrics").await;
+        assert_eq!(response.status(), 200);
+        let text = response.text().await.expect("metrics text");
+        crate::metrics_scrape::Exposition::parse(&text).unwrap_or_else(|e| panic!("{e}\n{text}"))
     }
 
     /// Its stdout and stderr so far.
