@@ -43,6 +43,14 @@ pub enum ApiError {
         /// The limit in force.
         max: usize,
     },
+    /// 429: this client address made more failed authentications than
+    /// `server.auth_failure_limit` per `server.auth_failure_window_ms`; refused before
+    /// any credential is checked, with `Retry-After`.
+    #[error("too many failed authentications from this address: retry after {retry_after_secs} s")]
+    TooManyAuthFailures {
+        /// Seconds until one more attempt is admitted.
+        retry_after_secs: u64,
+    },
     /// The store did not answer; the operation cannot degrade.
     #[error("the store is unavailable")]
     StoreUnavailable(#[source] StoreError),
@@ -191,9 +199,9 @@ impl ApiError {
             ApiError::Conflict { .. } => StatusCode::CONFLICT,
             ApiError::Unprocessable { .. } => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
-            ApiError::RateLimited { .. } | ApiError::QuotaExceeded { .. } => {
-                StatusCode::TOO_MANY_REQUESTS
-            }
+            ApiError::RateLimited { .. }
+            | ApiError::QuotaExceeded { .. }
+            | ApiError::TooManyAuthFailures { .. } => StatusCode::TOO_MANY_REQUESTS,
             ApiError::Upstream { status, .. } => *status,
         }
     }
@@ -206,6 +214,7 @@ impl ApiError {
             ApiError::Timeout { .. } => "timeout",
             ApiError::BodyTimeout { .. } => "body_timeout",
             ApiError::TooManyConnections { .. } => "too_many_connections",
+            ApiError::TooManyAuthFailures { .. } => "too_many_auth_failures",
             ApiError::StoreUnavailable(_) => "store_unavailable",
             ApiError::Internal => "internal",
             ApiError::Unauthorized { .. } => "unauthorized",
@@ -320,6 +329,9 @@ impl IntoResponse for ApiError {
             ApiError::Unauthorized { .. } => {
                 headers.insert(WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
             }
+            ApiError::TooManyAuthFailures { retry_after_secs } => {
+                headers.insert(RETRY_AFTER, HeaderValue::from(*retry_after_secs));
+            }
             ApiError::TooManyConnections { .. } => {
                 headers.insert(RETRY_AFTER, HeaderValue::from_static("1"));
                 headers.insert(CONNECTION, HeaderValue::from_static("close"));
@@ -364,6 +376,13 @@ mod tests {
                 503,
                 "too_many_connections",
             ),
+            (
+                ApiError::TooManyAuthFailures {
+                    retry_after_secs: 3,
+                },
+                429,
+                "too_many_auth_failures",
+            ),
         ];
         for (err, status, code) in cases {
             let (got_status, body) = body_of(err).await;
@@ -376,6 +395,20 @@ mod tests {
                 "{body}"
             );
         }
+    }
+
+    #[test]
+    fn refusals_carry_their_headers() {
+        let throttled = ApiError::TooManyAuthFailures {
+            retry_after_secs: 3,
+        }
+        .into_response();
+        assert_eq!(throttled.headers()[RETRY_AFTER], "3");
+        let body = ApiError::BodyTimeout { timeout_ms: 5 }.into_response();
+        assert_eq!(body.headers()[CONNECTION], "close");
+        let full = ApiError::TooManyConnections { max: 1 }.into_response();
+        assert_eq!(full.headers()[RETRY_AFTER], "1");
+        assert_eq!(full.headers()[CONNECTION], "close");
     }
 
     #[tokio::test]

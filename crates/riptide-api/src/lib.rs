@@ -6,6 +6,7 @@
 //! [`service::Service::serve`]) when they need to reach the managers in between.
 
 pub mod admin;
+pub mod auth_failures;
 pub mod cli;
 pub mod config;
 pub mod error;

@@ -55,7 +55,7 @@ enum Kind {
 
 /// `# HELP` texts of the series the service and its persistence layer emit (the seed's
 /// names first), with their kind and unit.
-const DESCRIPTIONS: [(&str, Kind, Option<Unit>, &str); 22] = [
+const DESCRIPTIONS: [(&str, Kind, Option<Unit>, &str); 24] = [
     (
         "http_requests_total",
         Kind::Counter,
@@ -91,6 +91,18 @@ const DESCRIPTIONS: [(&str, Kind, Option<Unit>, &str); 22] = [
         Kind::Counter,
         None,
         "Connections closed by a timeout: header (request head), idle (keep-alive), body (408)",
+    ),
+    (
+        "auth_failures_total",
+        Kind::Counter,
+        None,
+        "Presented API keys or admin tokens that identified nobody, by credential",
+    ),
+    (
+        "auth_throttled_total",
+        Kind::Counter,
+        None,
+        "Requests refused 429 too_many_auth_failures before authentication, by credential",
     ),
     (
         "cache_operations_total",

@@ -57,6 +57,8 @@ pub struct AppStateInner {
     pub admin_tokens: Arc<crate::admin::AdminTokens>,
     /// Cache warming: access counts (`record_access`), the three tiers, warm jobs.
     pub warming: Arc<crate::warming::WarmingService>,
+    /// Failed authentications per client address, checked before any credential.
+    pub auth_failures: Arc<crate::auth_failures::AuthFailures>,
 }
 
 impl AppState {
@@ -140,7 +142,7 @@ impl AppState {
             tenants.clone(),
             sync.clone(),
             &state_manager,
-            clock,
+            clock.clone(),
         ) {
             Ok(warming) => warming,
             Err(e) => {
@@ -163,6 +165,10 @@ impl AppState {
             extractor,
             admin_tokens,
             warming,
+            auth_failures: Arc::new(crate::auth_failures::AuthFailures::new(
+                &config.server,
+                clock,
+            )),
         })))
     }
 

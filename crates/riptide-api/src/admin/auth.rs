@@ -2,12 +2,17 @@
 //! token of `Authorization: Bearer <token>` and gives the handler who is calling and
 //! with which role; the handler then checks its [`AdminAction`] with
 //! [`AdminCaller::require`].
+//!
+//! A client address over its limit of failed authentications is refused first (429
+//! `too_many_auth_failures`), without its token being hashed or looked up; a token that
+//! identifies nobody counts as one failure of its address ([`crate::auth_failures`]).
 
 use axum::extract::FromRequestParts;
 use axum::http::header::AUTHORIZATION;
 use axum::http::request::Parts;
 use riptide_persistence::tenant::{AdminAction, AdminRole};
 
+use crate::auth_failures::{Credential, client_ip};
 use crate::error::ApiError;
 use crate::state::AppState;
 
@@ -100,6 +105,8 @@ impl FromRequestParts<AppState> for AdminCaller {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        let client = client_ip(&parts.extensions);
+        state.auth_failures.admit(client, Credential::AdminToken)?;
         let token = bearer(parts)?;
         match state.admin_tokens.authenticate(token).await? {
             Some(who) => Ok(AdminCaller {
@@ -107,7 +114,10 @@ impl FromRequestParts<AppState> for AdminCaller {
                 name: who.name,
                 role: who.role,
             }),
-            None => Err(ApiError::unauthorized("invalid admin token")),
+            None => {
+                state.auth_failures.failed(client, Credential::AdminToken);
+                Err(ApiError::unauthorized("invalid admin token"))
+            }
         }
     }
 }

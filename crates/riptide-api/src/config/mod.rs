@@ -98,6 +98,19 @@ pub struct ServerConfig {
     /// serve usefully, at a bounded cost (a few tens of KiB each). Lowered at startup,
     /// with a warning, to what the open-file limit leaves room for. At least 1.
     pub max_connections: u32,
+    /// Failed authentications (an API key or admin token that identifies nobody) a client
+    /// address (IPv6: its /64) may make per `auth_failure_window_ms`; past it, its
+    /// requests to authenticated routes are answered 429 `too_many_auth_failures` before
+    /// any credential is checked, good ones included, until the rate falls back under
+    /// the limit. 30 per minute: far above a person retyping a key, far below guessing.
+    /// 0 turns the throttle off (for example behind a proxy, where every client has the
+    /// proxy's address).
+    pub auth_failure_limit: u32,
+    /// The window of `auth_failure_limit`, ms. At least 1000.
+    pub auth_failure_window_ms: u64,
+    /// Most client addresses whose failures are remembered (about 64 bytes each); past
+    /// it the least recently failing are forgotten. At least 1.
+    pub auth_failure_clients_tracked: u32,
 }
 
 impl Default for ServerConfig {
@@ -111,6 +124,9 @@ impl Default for ServerConfig {
             body_read_timeout_ms: 10_000,
             listen_backlog: 1024,
             max_connections: 4096,
+            auth_failure_limit: 30,
+            auth_failure_window_ms: 60_000,
+            auth_failure_clients_tracked: 100_000,
         }
     }
 }
@@ -141,11 +157,21 @@ impl ServerConfig {
             ("body_read_timeout_ms", self.body_read_timeout_ms),
             ("listen_backlog", u64::from(self.listen_backlog)),
             ("max_connections", u64::from(self.max_connections)),
+            (
+                "auth_failure_clients_tracked",
+                u64::from(self.auth_failure_clients_tracked),
+            ),
         ];
         if let Some((key, _)) = positive.iter().find(|(_, value)| *value == 0) {
             return Err(Invalid::new(
                 format!("server.{key}"),
                 "must be greater than 0",
+            ));
+        }
+        if !(1_000..=86_400_000).contains(&self.auth_failure_window_ms) {
+            return Err(Invalid::new(
+                "server.auth_failure_window_ms",
+                "must be between 1000 (1 s) and 86400000 (a day)",
             ));
         }
         Ok(())
@@ -334,7 +360,7 @@ mod tests {
     #[test]
     fn out_of_range_values_name_their_key() {
         type Case = (&'static str, fn(&mut AppConfig));
-        let cases: [Case; 10] = [
+        let cases: [Case; 12] = [
             ("server.request_timeout_ms", |c| {
                 c.server.request_timeout_ms = 0
             }),
@@ -352,6 +378,12 @@ mod tests {
             }),
             ("server.max_connections", |c| c.server.max_connections = 0),
             ("server.listen_backlog", |c| c.server.listen_backlog = 0),
+            ("server.auth_failure_window_ms", |c| {
+                c.server.auth_failure_window_ms = 999
+            }),
+            ("server.auth_failure_clients_tracked", |c| {
+                c.server.auth_failure_clients_tracked = 0
+            }),
             ("log.level", |c| c.log.level = "verbose".into()),
             ("persistence.redis.url", |c| {
                 c.persistence.redis.url = "memcached://x".into()

@@ -1,7 +1,10 @@
 //! The tenant middleware: every tenant route runs behind it, in this order.
 //!
 //! 1. `Authorization: Bearer <api key>` is authenticated (missing, malformed, unknown or
-//!    revoked: 401).
+//!    revoked: 401). First, though, a client address over its limit of failed
+//!    authentications is refused (429 `too_many_auth_failures`) without its key being
+//!    looked at; an unknown or revoked key counts as one failure of its address (see
+//!    [`crate::auth_failures`]).
 //! 2. `X-Tenant-ID` must be there (400 `missing_tenant_header`), be a valid tenant id
 //!    (400 `invalid_tenant_id`) and name the key's tenant (403 `tenant_mismatch`).
 //! 3. The tenant must be active (403 `tenant_suspended`).
@@ -28,6 +31,7 @@
 mod identity;
 mod transfer;
 
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -45,6 +49,7 @@ use riptide_persistence::tenant::{ResourceUsageRecord, TenantError};
 
 use self::identity::{DefaultTenant, Identified};
 use self::transfer::TransferGuard;
+use crate::auth_failures::client_ip;
 use crate::error::ApiError;
 use crate::state::AppState;
 use crate::tenant_context::{CacheUse, OperationCount, TenantContext};
@@ -116,7 +121,8 @@ async fn guarded(State(guarded): State<Guarded>, request: Request, next: Next) -
 /// Steps 1 to 7 of the module documentation.
 async fn run(guard: &TenantGuard, route: &RouteSpec, mut request: Request, next: Next) -> Response {
     let started = Instant::now();
-    let context = match admit(guard, route, request.headers()).await {
+    let client = client_ip(request.extensions());
+    let context = match admit(guard, route, request.headers(), client).await {
         Ok(context) => context,
         Err(e) => return e.into_response(),
     };
@@ -147,6 +153,7 @@ async fn admit(
     guard: &TenantGuard,
     route: &RouteSpec,
     headers: &HeaderMap,
+    client: Option<IpAddr>,
 ) -> Result<TenantContext, ApiError> {
     let tenants = &guard.state.tenants;
     let Identified {
@@ -154,7 +161,7 @@ async fn admit(
         key_id,
         tenant,
     } = if guard.multi_tenancy() {
-        identity::authenticate(tenants, headers).await?
+        identity::authenticate(tenants, &guard.state.auth_failures, client, headers).await?
     } else {
         guard.default_tenant.get(tenants).await?
     };

@@ -30,6 +30,7 @@ pub const TENANT_GUARD: &[Failure] = &[
     (403, "tenant_mismatch"),
     (403, "tenant_suspended"),
     (403, "access_denied"),
+    (429, "too_many_auth_failures"),
     (429, "rate_limited"),
     (429, "quota_exceeded"),
     (503, "store_unavailable"),
@@ -48,6 +49,7 @@ pub const TENANT_BODY: &[Failure] = &[
 pub const ADMIN_GUARD: &[Failure] = &[
     (401, "unauthorized"),
     (403, "insufficient_role"),
+    (429, "too_many_auth_failures"),
     (503, "store_unavailable"),
 ];
 

@@ -117,6 +117,10 @@ fn info() -> Value {
             closed.\n\n\
             Tenant routes take an API key and `X-Tenant-ID` (security scheme `apiKey`), \
             are rate limited (`RateLimit-*` headers; 429 with `Retry-After`) and metered. \
+            A client address that fails authentication (tenant or admin) more than \
+            `server.auth_failure_limit` times per `server.auth_failure_window_ms` gets 429 \
+            `too_many_auth_failures` with `Retry-After` on authenticated routes, before \
+            its credentials are checked. \
             Admin routes take an admin token (security scheme `adminToken`) whose role \
             must allow the operation (`x-required-roles`).",
         "license": {

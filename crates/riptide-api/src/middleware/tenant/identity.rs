@@ -1,6 +1,7 @@
 //! Who a request is: the API key's tenant, checked against `X-Tenant-ID` (multi-tenancy
 //! on), or the built-in `default` tenant (multi-tenancy off).
 
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -12,6 +13,7 @@ use riptide_persistence::tenant::validate::DEFAULT_TENANT;
 use riptide_persistence::tenant::{Tenant, TenantError, TenantManager};
 use riptide_persistence::tenant_id::is_valid_tenant_id;
 
+use crate::auth_failures::{AuthFailures, Credential};
 use crate::error::ApiError;
 
 /// The header naming the tenant a request is for.
@@ -26,15 +28,25 @@ pub(super) struct Identified {
 
 /// Steps 1 and 2: the key authenticates, and `X-Tenant-ID` names its tenant.
 ///
+/// A `client` over its limit of failed authentications is refused before its key is
+/// read; a key that identifies nobody is one failure of `client`.
+///
 /// A key whose tenant is suspended still authenticates the caller: the tenant header is
 /// checked first, then the suspension is reported (403 `tenant_suspended`).
 pub(super) async fn authenticate(
     tenants: &TenantManager,
+    failures: &AuthFailures,
+    client: Option<IpAddr>,
     headers: &HeaderMap,
 ) -> Result<Identified, ApiError> {
+    failures.admit(client, Credential::ApiKey)?;
     let presented = bearer(headers)?;
     let (key, tenant) = match tenants.authenticate(presented).await {
         Ok(found) => found,
+        Err(TenantError::InvalidApiKey) => {
+            failures.failed(client, Credential::ApiKey);
+            return Err(TenantError::InvalidApiKey.into());
+        }
         Err(TenantError::Suspended(id)) => {
             tenant_header_matches(headers, &id)?;
             return Err(TenantError::Suspended(id).into());

@@ -14,10 +14,12 @@
 //! | [`sigterm`] | SIGTERM under load: exit 0 in time, no failed request, no lost usage |
 //! | [`slow_clients`] | half-sent heads, idle and slow-body connections are cut; everyone else is served |
 //! | [`connection_limit`] | past `server.max_connections` a fast 503; the open-file limit raised and respected |
+//! | [`auth_throttle`] | failed authentication throttled per client address, before any store lookup |
 //!
 //! [`process`] starts and stops the binary and holds the HTTP helpers; [`raw`] speaks
 //! raw TCP for the clients an HTTP library cannot be.
 
+mod auth_throttle;
 mod connection_limit;
 mod flows;
 mod isolation;
