@@ -16,6 +16,7 @@
 
 mod cleanup;
 mod cluster;
+pub mod hostile;
 mod resp;
 mod server;
 mod spawner;
