@@ -1,4 +1,7 @@
-//! Test harness: real `redis-server` and Redis Cluster processes, started by the test binary itself.
+//! Test harness: real `redis-server` and Redis Cluster processes started by the test binary
+//! itself, and a corpus of hostile pages with the local site that serves them.
+//!
+//! # Redis
 //!
 //! Tests that need Redis call [`redis_server`] (one shared standalone server per test binary) or
 //! [`redis_cluster`] (one shared three-master cluster), and isolate themselves from each other
@@ -13,9 +16,17 @@
 //! Needs `redis-server` and `redis-cli` (Debian: `sudo apt-get install -y redis-server
 //! redis-tools`); `RIPTIDE_REDIS_SERVER` and `RIPTIDE_REDIS_CLI` may point at the binaries.
 //! Linux only (PDEATHSIG, `/proc`).
+//!
+//! # Hostile pages
+//!
+//! [`hostile`] holds pages built to hurt an extraction service (deep nesting, element floods,
+//! compression bombs, redirect loops, endless bodies, a lying `Content-Length`…), each with the
+//! answer the service must give it, and [`hostile::HostileSite`], an axum server on loopback
+//! that serves them. Everything is generated in code: no files, no network.
 
 mod cleanup;
 mod cluster;
+pub mod hostile;
 mod resp;
 mod server;
 mod spawner;
