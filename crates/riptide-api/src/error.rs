@@ -136,7 +136,17 @@ pub enum ApiError {
         /// When a retry can succeed, if known.
         retry_after_secs: Option<u64>,
     },
-    /// A failure of the fetched site or the way to it (502, 504, 415...).
+    /// 429: the tenant already has as many pages waiting to be fetched or extracted as
+    /// `extract.max_queued_per_tenant` allows; refused at once, with `Retry-After`.
+    #[error("{message}")]
+    Busy {
+        /// What is full, for people.
+        message: String,
+        /// Seconds after which a retry may find room.
+        retry_after_secs: u64,
+    },
+    /// A failure of the fetched site or the way to it (502, 504, 415...), or of this
+    /// service's extraction workers (503 `extraction_unavailable`).
     #[error("{message}")]
     Upstream {
         /// The status answered.
@@ -201,7 +211,8 @@ impl ApiError {
             ApiError::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::RateLimited { .. }
             | ApiError::QuotaExceeded { .. }
-            | ApiError::TooManyAuthFailures { .. } => StatusCode::TOO_MANY_REQUESTS,
+            | ApiError::TooManyAuthFailures { .. }
+            | ApiError::Busy { .. } => StatusCode::TOO_MANY_REQUESTS,
             ApiError::Upstream { status, .. } => *status,
         }
     }
@@ -215,6 +226,7 @@ impl ApiError {
             ApiError::BodyTimeout { .. } => "body_timeout",
             ApiError::TooManyConnections { .. } => "too_many_connections",
             ApiError::TooManyAuthFailures { .. } => "too_many_auth_failures",
+            ApiError::Busy { .. } => "queue_full",
             ApiError::StoreUnavailable(_) => "store_unavailable",
             ApiError::Internal => "internal",
             ApiError::Unauthorized { .. } => "unauthorized",
@@ -329,7 +341,10 @@ impl IntoResponse for ApiError {
             ApiError::Unauthorized { .. } => {
                 headers.insert(WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
             }
-            ApiError::TooManyAuthFailures { retry_after_secs } => {
+            ApiError::TooManyAuthFailures { retry_after_secs }
+            | ApiError::Busy {
+                retry_after_secs, ..
+            } => {
                 headers.insert(RETRY_AFTER, HeaderValue::from(*retry_after_secs));
             }
             ApiError::TooManyConnections { .. } => {
@@ -382,6 +397,14 @@ mod tests {
                 },
                 429,
                 "too_many_auth_failures",
+            ),
+            (
+                ApiError::Busy {
+                    message: "full".into(),
+                    retry_after_secs: 1,
+                },
+                429,
+                "queue_full",
             ),
         ];
         for (err, status, code) in cases {

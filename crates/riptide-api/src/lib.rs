@@ -26,6 +26,10 @@ pub mod warming;
 
 use std::future::Future;
 
+/// The subcommand that runs the binary as an extraction worker
+/// ([`riptide_extract::worker::serve_stdio`]): internal, started by the service itself.
+pub const EXTRACT_WORKER_COMMAND: &str = "extract-worker";
+
 use tokio::net::TcpListener;
 
 use crate::config::AppConfig;

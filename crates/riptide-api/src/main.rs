@@ -48,6 +48,9 @@ struct ServeArgs {
 enum Command {
     /// Run the HTTP service (the default)
     Serve(ServeArgs),
+    /// Internal: extract pages sent on stdin (the service starts these itself)
+    #[command(name = "extract-worker", hide = true)]
+    ExtractWorker,
     #[command(flatten)]
     Admin(Box<AdminCommand>),
 }
@@ -63,6 +66,7 @@ fn main() -> ExitCode {
                 listen: args.listen.or(top.listen),
             },
         ),
+        Some(Command::ExtractWorker) => riptide_extract::worker::serve_stdio(),
         Some(Command::Admin(command)) => {
             if top.config.is_some() || top.listen.is_some() {
                 Cli::command()

@@ -13,6 +13,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use metrics_exporter_prometheus::PrometheusHandle;
+use riptide_extract::{Extractor, WorkerProgram};
 use riptide_persistence::clock::{SharedClock, system_clock};
 use riptide_persistence::state::{ShutdownReport, StateManager};
 use riptide_persistence::sync::DistributedSync;
@@ -52,13 +53,26 @@ pub struct AppStateInner {
     pub metrics: PrometheusHandle,
     /// Fetches pages and extracts their content for `/extract` and `/crawl`
     /// (configured by the `extract` section).
-    pub extractor: Arc<riptide_extract::Extractor>,
+    pub extractor: Arc<Extractor>,
     /// Admin tokens: what [`crate::admin::AdminCaller`] authenticates against.
     pub admin_tokens: Arc<crate::admin::AdminTokens>,
     /// Cache warming: access counts (`record_access`), the three tiers, warm jobs.
     pub warming: Arc<crate::warming::WarmingService>,
     /// Failed authentications per client address, checked before any credential.
     pub auth_failures: Arc<crate::auth_failures::AuthFailures>,
+}
+
+/// The extractor of `config.extract`, its workers running `config.extract_worker` or
+/// this executable's `extract-worker` subcommand.
+async fn start_extractor(config: &AppConfig) -> anyhow::Result<Extractor> {
+    let worker = match &config.extract_worker {
+        Some(program) => program.clone(),
+        None => WorkerProgram::current_exe(&[crate::EXTRACT_WORKER_COMMAND])
+            .context("finding this executable to run extraction workers")?,
+    };
+    Extractor::start(&config.extract, worker)
+        .await
+        .context("starting the extractor and its workers")
 }
 
 impl AppState {
@@ -70,9 +84,7 @@ impl AppState {
         metrics: PrometheusHandle,
     ) -> anyhow::Result<Self> {
         let clock: SharedClock = system_clock();
-        let extractor = Arc::new(
-            riptide_extract::Extractor::new(&config.extract).context("building the extractor")?,
-        );
+        let extractor = Arc::new(start_extractor(config).await?);
         let persistence = &config.persistence;
         let cache = Arc::new(
             PersistentCacheManager::with_store_and_clock(

@@ -5,20 +5,26 @@
 //! When dom_smoothie finds no article (navigation pages, very short pages, app shells),
 //! the whole `<body>` is used instead: its text with scripts, styles and templates
 //! removed, the `<title>` as title, and the page's metadata. A page always yields a
-//! result; only a Markdown conversion failure is an error.
+//! result, unless it is beyond the [`PageLimits`] (see [`crate::limits`]) or its
+//! Markdown conversion fails.
+//!
+//! This runs inside an extraction worker process (see [`crate::worker`]), never in the
+//! service's own process: only there can its time and memory be bounded for sure.
 
 use dom_query::Document;
 use dom_smoothie::{Article, Config, Readability, TextMode};
+use serde::{Deserialize, Serialize};
 use url::Url;
 
 use crate::error::ExtractError;
 use crate::extraction::Link;
 use crate::language::page_language;
-use crate::links::{collapse_whitespace, collect_links};
+use crate::limits::{PageLimits, check_markup, check_output, check_tree};
+use crate::links::{Links, collapse_whitespace, collect_links};
 use crate::published::{normalize_time, published_in_markup};
 
 /// What the page says, before the fetch facts are added.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub(crate) struct Content {
     pub title: Option<String>,
     pub byline: Option<String>,
@@ -28,15 +34,25 @@ pub(crate) struct Content {
     pub links: Vec<Link>,
     pub language: Option<String>,
     pub published: Option<String>,
+    /// Links left out for being longer than `max_url_bytes`.
+    pub dropped_links: usize,
 }
 
 /// Elements whose text is never content.
 const NOT_CONTENT: &str = "script, style, noscript, template, svg, iframe, head";
 
-/// Extracts `html`, fetched from `base`. CPU-bound: call from a blocking thread.
-pub(crate) fn extract_content(html: &str, base: &Url) -> Result<Content, ExtractError> {
+/// Extracts `html`, fetched from `base`, within `limits`. CPU-bound, and its cost is up
+/// to the page: call it where it can be stopped (a worker process).
+pub(crate) fn extract_content(
+    html: &str,
+    base: &Url,
+    limits: &PageLimits,
+) -> Result<Content, ExtractError> {
+    check_markup(html, limits)?;
     let page = Document::from(html);
-    let page_links = collect_links(&page, base);
+    check_tree(&page, limits)?;
+    // Kept as a result: a link flood outside the article only matters if these are used.
+    let page_links = collect_links(&page, base, limits);
     let markup_published = published_in_markup(&page);
 
     let config = Config {
@@ -46,16 +62,20 @@ pub(crate) fn extract_content(html: &str, base: &Url) -> Result<Content, Extract
     let mut reader = Readability::with_document(page, Some(base.as_str()), Some(config))
         .map_err(|e| ExtractError::Decode(e.to_string()))?;
     let mut content = match reader.parse() {
-        Ok(article) if !article.text_content.trim().is_empty() => from_article(article, base)?,
+        Ok(article) if !article.text_content.trim().is_empty() => {
+            from_article(article, base, limits)?
+        }
         outcome => {
             if let Err(e) = outcome {
                 tracing::debug!(url = %base, error = %e, "no article found, using the whole body");
             }
-            whole_body(html, base)?
+            whole_body(html, base, limits)?
         }
     };
     if content.links.is_empty() {
-        content.links = page_links;
+        let Links { links, dropped } = page_links?;
+        content.links = links;
+        content.dropped_links = dropped;
     }
     if content.published.is_none() {
         content.published = markup_published.as_deref().map(normalize_time);
@@ -63,11 +83,19 @@ pub(crate) fn extract_content(html: &str, base: &Url) -> Result<Content, Extract
     Ok(content)
 }
 
-fn from_article(article: Article, base: &Url) -> Result<Content, ExtractError> {
+fn from_article(
+    article: Article,
+    base: &Url,
+    limits: &PageLimits,
+) -> Result<Content, ExtractError> {
     let text = article.text_content.trim().to_owned();
-    let language = page_language(article.lang.as_deref(), &text);
     let markdown = to_markdown(&article.content)?;
-    let links = collect_links(&Document::from(&*article.content), base);
+    check_output(&text, &markdown, limits)?;
+    let language = page_language(article.lang.as_deref(), &text);
+    let Links {
+        links,
+        dropped: dropped_links,
+    } = collect_links(&Document::from(&*article.content), base, limits)?;
     Ok(Content {
         title: non_empty(article.title),
         byline: article.byline.and_then(non_empty),
@@ -77,11 +105,12 @@ fn from_article(article: Article, base: &Url) -> Result<Content, ExtractError> {
         links,
         language,
         published: article.published_time.as_deref().map(normalize_time),
+        dropped_links,
     })
 }
 
 /// The fallback: the whole body as content, the page metadata for the rest.
-fn whole_body(html: &str, base: &Url) -> Result<Content, ExtractError> {
+fn whole_body(html: &str, base: &Url, limits: &PageLimits) -> Result<Content, ExtractError> {
     let doc = Document::from(html);
     let reader = Readability::with_document(doc, Some(base.as_str()), None)
         .map_err(|e| ExtractError::Decode(e.to_string()))?;
@@ -91,6 +120,7 @@ fn whole_body(html: &str, base: &Url) -> Result<Content, ExtractError> {
     let body = doc.select("body");
     let text = body.formatted_text().trim().to_owned();
     let markdown = to_markdown(&body.inner_html())?;
+    check_output(&text, &markdown, limits)?;
     Ok(Content {
         title: non_empty(meta.title),
         byline: meta.byline.and_then(non_empty),
@@ -100,6 +130,7 @@ fn whole_body(html: &str, base: &Url) -> Result<Content, ExtractError> {
         markdown,
         links: Vec::new(),
         published: meta.published_time.as_deref().map(normalize_time),
+        dropped_links: 0,
     })
 }
 
@@ -123,6 +154,14 @@ mod tests {
 
     fn base() -> Url {
         Url::parse("https://news.example/2024/story.html").unwrap()
+    }
+
+    fn limits() -> PageLimits {
+        crate::ExtractConfig::default().page_limits()
+    }
+
+    fn extract_content(html: &str, base: &Url) -> Result<Content, ExtractError> {
+        super::extract_content(html, base, &limits())
     }
 
     const ARTICLE: &str = r#"<!doctype html><html lang="en-GB"><head>
@@ -177,6 +216,24 @@ mod tests {
         assert!(!c.text.contains("not text"));
         assert_eq!(c.links.len(), 2);
         assert!(c.markdown.contains("Alpha"));
+    }
+
+    #[test]
+    fn pages_beyond_the_limits_are_refused() {
+        let tight = PageLimits {
+            max_depth: 64,
+            max_text_bytes: 200,
+            ..limits()
+        };
+        let deep = format!(
+            "<body>{}<p>x</p>{}</body>",
+            "<div>".repeat(100),
+            "</div>".repeat(100)
+        );
+        let err = super::extract_content(&deep, &base(), &tight).unwrap_err();
+        assert_eq!(err.kind(), "page_too_complex", "{err}");
+        let err = super::extract_content(ARTICLE, &base(), &tight).unwrap_err();
+        assert!(err.to_string().contains("text"), "{err}");
     }
 
     #[test]

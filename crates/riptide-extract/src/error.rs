@@ -6,9 +6,10 @@ use thiserror::Error;
 /// Why a page could not be fetched or extracted.
 ///
 /// The variants separate what the caller did wrong (`InvalidUrl`, `Blocked`) from what
-/// the site did (`UpstreamStatus`, `NotHtml`, `TooLarge`, `Decode`) and from the network
-/// (`Dns`, `Unreachable`, `Timeout`, `TooManyRedirects`), so the API can answer each
-/// with the right status. `Config` is a startup error, never a per-request one.
+/// the site did (`UpstreamStatus`, `NotHtml`, `TooLarge`, `Decode`, `TooComplex`), from
+/// the network (`Dns`, `Unreachable`, `Timeout`, `TooManyRedirects`) and from this
+/// service's own capacity (`QueueFull`, `Unavailable`), so the API can answer each with
+/// the right status. `Config` is a startup error, never a per-request one.
 #[derive(Debug, Error)]
 pub enum ExtractError {
     /// The URL (or a redirect's `Location`) is not an absolute http(s) URL.
@@ -65,6 +66,22 @@ pub enum ExtractError {
     /// The body could not be decoded or parsed.
     #[error("could not decode the page: {0}")]
     Decode(String),
+    /// The page is beyond what one extraction may cost or answer: nested too deep, too
+    /// many elements or links, text or Markdown or answer too large, or its extraction
+    /// ran out of time or memory (the worker running it was stopped).
+    #[error("page too complex to extract: {0}")]
+    TooComplex(String),
+    /// The caller already has as many pages waiting for this stage (`fetch` or
+    /// `extract`) as allowed: refused at once rather than queued.
+    #[error("too many pages of this tenant are waiting to {stage}; retry shortly")]
+    QueueFull {
+        /// The stage whose queue is full: `fetch` or `extract`.
+        stage: &'static str,
+    },
+    /// No extraction worker could be started or reached: a fault of this service, not
+    /// of the page.
+    #[error("extraction is unavailable: {0}")]
+    Unavailable(String),
     /// The [`crate::FetchConfig`] given to [`crate::Extractor::new`] is invalid, or the
     /// HTTP client could not be built from it. Only `Extractor::new` returns this.
     #[error("invalid fetch configuration: {0}")]
@@ -86,6 +103,9 @@ impl ExtractError {
             Self::NotHtml { .. } => "not_html",
             Self::TooLarge { .. } => "page_too_large",
             Self::Decode(_) => "decode_failed",
+            Self::TooComplex(_) => "page_too_complex",
+            Self::QueueFull { .. } => "queue_full",
+            Self::Unavailable(_) => "extraction_unavailable",
             Self::Config(_) => "invalid_config",
         }
     }
@@ -129,6 +149,12 @@ mod tests {
             ),
             (ExtractError::TooLarge { limit: 1024 }, "page_too_large"),
             (ExtractError::Decode("bad".into()), "decode_failed"),
+            (ExtractError::TooComplex("deep".into()), "page_too_complex"),
+            (ExtractError::QueueFull { stage: "fetch" }, "queue_full"),
+            (
+                ExtractError::Unavailable("no worker".into()),
+                "extraction_unavailable",
+            ),
             (ExtractError::Config("bad".into()), "invalid_config"),
         ];
         let mut seen = HashSet::new();

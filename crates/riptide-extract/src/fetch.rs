@@ -13,7 +13,7 @@ use reqwest::redirect::Policy;
 use reqwest::{Client, Response};
 use url::{Host, Url};
 
-use crate::config::FetchConfig;
+use crate::config::ExtractConfig;
 use crate::error::ExtractError;
 use crate::guard::AddressGuard;
 use crate::resolver::{GuardError, GuardedResolver, find_guard_error};
@@ -38,7 +38,7 @@ pub(crate) struct Fetched {
 pub(crate) struct Fetcher {
     client: Client,
     guard: Arc<AddressGuard>,
-    cfg: FetchConfig,
+    cfg: ExtractConfig,
 }
 
 /// How many bytes of a body without a content type are searched for `<html`.
@@ -46,7 +46,7 @@ const SNIFF_BYTES: usize = 1024;
 
 impl Fetcher {
     /// Builds the client. `cfg` must be valid.
-    pub fn new(cfg: &FetchConfig, guard: Arc<AddressGuard>) -> Result<Self, ExtractError> {
+    pub fn new(cfg: &ExtractConfig, guard: Arc<AddressGuard>) -> Result<Self, ExtractError> {
         let client = Client::builder()
             // Every hop must pass the guard, so redirects are followed by hand.
             .redirect(Policy::none())
@@ -99,7 +99,8 @@ impl Fetcher {
                     ExtractError::InvalidUrl("redirect Location is not text".into())
                 })?;
                 let mut next = current.join(location).map_err(|e| {
-                    ExtractError::InvalidUrl(format!("redirect to {location:?}: {e}"))
+                    let shown: String = location.chars().take(200).collect();
+                    ExtractError::InvalidUrl(format!("redirect to {shown:?}: {e}"))
                 })?;
                 next.set_fragment(None);
                 tracing::debug!(from = %current, to = %next, "following redirect");
@@ -116,9 +117,17 @@ impl Fetcher {
         }
     }
 
-    /// Refuses targets that are not http(s) and literal-IP hosts the guard refuses (no
-    /// DNS happens for those, so the resolver never sees them).
+    /// Refuses targets longer than `max_url_bytes`, targets that are not http(s), and
+    /// literal-IP hosts the guard refuses (no DNS happens for those, so the resolver
+    /// never sees them).
     fn check_target(&self, url: &Url) -> Result<(), ExtractError> {
+        if url.as_str().len() > self.cfg.max_url_bytes {
+            return Err(ExtractError::InvalidUrl(format!(
+                "a URL of {} bytes; at most {} are fetched",
+                url.as_str().len(),
+                self.cfg.max_url_bytes
+            )));
+        }
         if !matches!(url.scheme(), "http" | "https") {
             return Err(ExtractError::InvalidUrl(format!(
                 "unsupported scheme {:?} in {url}",

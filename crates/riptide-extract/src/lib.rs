@@ -4,22 +4,29 @@
 //! - [`Extractor::extract`] fetches a page and returns an [`Extraction`]: title, byline,
 //!   excerpt, text, Markdown, links, language, publication time and a content hash.
 //!
-//! Fetching ([`FetchConfig`]) uses one pooled reqwest client with connect and total
+//! Fetching ([`ExtractConfig`]) uses one pooled reqwest client with connect and total
 //! timeouts, a body cap (the `Content-Length` is checked first, then bytes are counted
-//! while streaming) and redirects followed by hand so that every hop is checked. Only
-//! `text/html` and `application/xhtml+xml` are accepted (an untyped body is sniffed for
-//! `<html`). The character set comes from a BOM, the `Content-Type` header, a `<meta>`
-//! declaration, else UTF-8.
+//! while streaming, after gzip, deflate, brotli or zstd decoding, so a decompression
+//! bomb stops at the cap) and redirects followed by hand so that every hop is checked.
+//! Only `text/html` and `application/xhtml+xml` are accepted (an untyped body is
+//! sniffed for `<html`). The character set comes from a BOM, the `Content-Type` header,
+//! a `<meta>` declaration, else UTF-8.
 //!
 //! The SSRF guard runs after DNS resolution: a custom resolver refuses host names
 //! resolving to loopback, private, link-local, CGNAT, multicast, documentation and
 //! other special-purpose ranges and the cloud metadata addresses, unless the address is
-//! in [`FetchConfig::allow_addresses`]. Literal-IP URLs and redirect targets are checked
-//! before connecting, and no proxy is ever used.
+//! in [`ExtractConfig::allow_addresses`]. Literal-IP URLs and redirect targets are
+//! checked before connecting, and no proxy is ever used.
 //!
-//! Extraction uses dom_smoothie (a Readability port) and htmd for Markdown, on a
-//! blocking thread. A page without a recognizable article falls back to its whole
-//! body's text instead of failing.
+//! Extraction uses dom_smoothie (a Readability port) and htmd for Markdown, in worker
+//! processes ([`worker`]) under a time budget, a memory limit and bounds on depth,
+//! elements, links, text, Markdown and answer size ([`PageLimits`]); a page beyond them
+//! is refused as `page_too_complex`. A page without a recognizable article falls back
+//! to its whole body's text instead of failing.
+//!
+//! Fetches and extractions are shared among callers (tenants) by [`FairShare`]: no
+//! caller holds every slot, freed slots go round robin, and a caller whose queue is
+//! full is refused at once (`queue_full`).
 //!
 //! Every failure is an [`ExtractError`] whose [`ExtractError::kind`] is a stable code.
 
@@ -29,20 +36,26 @@ mod content;
 mod error;
 mod extraction;
 mod extractor;
+mod fair_share;
 mod fetch;
 mod guard;
 mod headers;
 mod language;
+mod limits;
 mod links;
 mod published;
 mod resolver;
+pub mod worker;
 
-pub use config::{DEFAULT_USER_AGENT, FetchConfig};
+pub use config::{DEFAULT_USER_AGENT, ExtractConfig};
 pub use error::ExtractError;
 pub use extraction::{Extraction, Link};
 pub use extractor::Extractor;
+pub use fair_share::{FairShare, Slot};
 pub use guard::is_public;
 pub use headers::check_extra_header;
+pub use limits::PageLimits;
+pub use worker::WorkerProgram;
 
 use thiserror::Error;
 pub use url::Url;

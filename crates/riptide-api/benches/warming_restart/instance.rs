@@ -56,6 +56,11 @@ pub fn config(dir: &Path, warming: bool, top_k: usize) -> anyhow::Result<AppConf
     persistence.state.config_watch_paths = Vec::new();
     persistence.cache.enable_warming = warming;
     config.extract.allow_addresses = vec!["127.0.0.1/32".to_owned()];
+    // This bench's executable is no worker: the built binary is.
+    config.extract_worker = Some(riptide_extract::WorkerProgram::new(
+        env!("CARGO_BIN_EXE_riptide"),
+        &[riptide_api::EXTRACT_WORKER_COMMAND],
+    ));
     config.warming.startup_top_n = 1_000;
     config.warming.top_k_per_tenant = top_k;
     config

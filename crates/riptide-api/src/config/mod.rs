@@ -36,9 +36,10 @@ pub struct AppConfig {
     pub log: LogConfig,
     /// The persistence layer's own settings (store, cache, tenants, state, sync).
     pub persistence: PersistenceConfig,
-    /// How `/extract` and `/crawl` fetch pages: timeouts, limits, user agent, and the
-    /// internal addresses the SSRF guard lets through.
-    pub extract: riptide_extract::FetchConfig,
+    /// How `/extract` and `/crawl` fetch and extract pages: timeouts, limits, user
+    /// agent, the internal addresses the SSRF guard lets through, the extraction budget
+    /// and bounds, the worker processes, and the fair shares of fetches and extractions.
+    pub extract: riptide_extract::ExtractConfig,
     /// The admin API's credentials.
     pub admin: AdminConfig,
     /// Cache warming: the tiers' sizes and schedule, access counting, warm jobs and the
@@ -48,6 +49,11 @@ pub struct AppConfig {
     /// is resolved the same way. Not part of the document.
     #[serde(skip)]
     pub provenance: Provenance,
+    /// The program extraction workers run: `None` (the default) runs this executable as
+    /// `riptide extract-worker`. Not part of the document: tests, whose executable is a
+    /// test harness, point it at the built `riptide` binary.
+    #[serde(skip)]
+    pub extract_worker: Option<riptide_extract::WorkerProgram>,
 }
 
 /// HTTP server settings.

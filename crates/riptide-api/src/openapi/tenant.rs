@@ -19,11 +19,14 @@ const FETCH: &[Failure] = &[
     (400, "blocked_address"),
     (413, "page_too_large"),
     (415, "not_html"),
+    (422, "page_too_complex"),
+    (429, "queue_full"),
     (502, "dns_failure"),
     (502, "upstream_unreachable"),
     (502, "upstream_status"),
     (502, "too_many_redirects"),
     (502, "decode_failed"),
+    (503, "extraction_unavailable"),
     (504, "upstream_timeout"),
 ];
 

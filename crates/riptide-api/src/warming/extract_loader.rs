@@ -38,11 +38,11 @@ impl PageLoader for ExtractPageLoader {
 
     fn load<'a>(
         &'a self,
-        _tenant: &'a TenantId,
+        tenant: &'a TenantId,
         url: &'a Url,
     ) -> BoxFuture<'a, Result<WarmValue, String>> {
         Box::pin(async move {
-            fetch_body(&self.extractor, url, &[])
+            fetch_body(&self.extractor, tenant, url, &[])
                 .await
                 .map(WarmValue::bytes)
                 .map_err(|e| e.to_string())

@@ -39,8 +39,10 @@ impl TestServer {
         Self::start_config(config, data_dir).await
     }
 
-    /// The service with exactly `config`; `data_dir` is kept until the server is dropped.
-    pub async fn start_config(config: AppConfig, data_dir: TempDir) -> Self {
+    /// The service with exactly `config` (but extraction workers from the built binary
+    /// when it names none); `data_dir` is kept until the server is dropped.
+    pub async fn start_config(mut config: AppConfig, data_dir: TempDir) -> Self {
+        config.extract_worker.get_or_insert_with(extract_worker);
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind port 0");
         let addr = listener.local_addr().expect("local addr");
         let service = Service::build(config).await.expect("service starts");
@@ -116,8 +118,8 @@ pub fn admin_token(server: &TestServer) -> String {
 }
 
 /// Points everything the service writes into `dir`: the embedded store, secrets,
-/// checkpoints and spilled sessions (as `config::load` does from the data dir), and
-/// watches no configuration directory.
+/// checkpoints and spilled sessions (as `config::load` does from the data dir), watches
+/// no configuration directory, and runs extraction workers from the built binary.
 pub fn in_dir(config: &mut AppConfig, dir: &std::path::Path) {
     let persistence = &mut config.persistence;
     persistence.embedded.data_dir = dir.to_owned();
@@ -125,6 +127,15 @@ pub fn in_dir(config: &mut AppConfig, dir: &std::path::Path) {
     persistence.state.checkpoint_dir = dir.join("checkpoints");
     persistence.state.spill_dir = dir.join("sessions");
     persistence.state.config_watch_paths = Vec::new();
+    config.extract_worker = Some(extract_worker());
+}
+
+/// The built `riptide` binary as the extraction worker (this test binary is none).
+pub fn extract_worker() -> riptide_extract::WorkerProgram {
+    riptide_extract::WorkerProgram::new(
+        env!("CARGO_BIN_EXE_riptide"),
+        &[riptide_api::EXTRACT_WORKER_COMMAND],
+    )
 }
 
 /// The body as JSON, after checking the status and the content type.

@@ -163,6 +163,21 @@ async fn background_warming_runs_on_the_lease_holder_only() {
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+    // A page is hit when its fetch starts; the run is counted once its pages are
+    // extracted and stored.
+    let finished = |s: &riptide_api::warming::status::WarmingStatus| {
+        s.background
+            .last_run
+            .as_ref()
+            .is_some_and(|r| r.finished_at.is_some())
+    };
+    while !finished(&one.state.warming.status()) && !finished(&two.state.warming.status()) {
+        assert!(
+            Instant::now() < deadline,
+            "the background run did not finish"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     let (a, b) = (one.state.warming.status(), two.state.warming.status());
     let (holder, other) = if a.background.lease_holder {
         (a, b)

@@ -1,16 +1,16 @@
 //! The SSRF guard, end to end: internal addresses are refused before any connection,
 //! by literal IP, by name after DNS, and on every redirect hop.
 
-use riptide_extract::{ExtractError, Extractor, FetchConfig, Url};
+use riptide_extract::{ExtractConfig, ExtractError, Extractor, Url};
 
-use crate::server::{Site, extractor, test_config};
+use crate::server::{CALLER, Site, extractor, extractor_with, test_config};
 
-fn unguarded_allow_list() -> Extractor {
-    Extractor::new(&FetchConfig {
+async fn unguarded_allow_list() -> Extractor {
+    extractor_with(ExtractConfig {
         allow_addresses: Vec::new(),
         ..test_config()
     })
-    .unwrap()
+    .await
 }
 
 fn assert_blocked(err: &ExtractError, address: &str) {
@@ -25,7 +25,8 @@ fn assert_blocked(err: &ExtractError, address: &str) {
 async fn loopback_is_refused_without_the_allow_list() {
     let site = Site::start().await;
     let err = unguarded_allow_list()
-        .extract(&site.url("/article"), &[])
+        .await
+        .extract(CALLER, &site.url("/article"), &[])
         .await
         .unwrap_err();
     assert_blocked(&err, "127.0.0.1");
@@ -36,7 +37,8 @@ async fn loopback_is_refused_without_the_allow_list() {
 async fn loopback_is_fetched_with_the_allow_list() {
     let site = Site::start().await;
     let page = extractor()
-        .extract(&site.url("/article"), &[])
+        .await
+        .extract(CALLER, &site.url("/article"), &[])
         .await
         .unwrap();
     assert_eq!(page.status, 200);
@@ -45,7 +47,7 @@ async fn loopback_is_fetched_with_the_allow_list() {
 
 #[tokio::test]
 async fn literal_internal_addresses_are_refused() {
-    let guarded = unguarded_allow_list();
+    let guarded = unguarded_allow_list().await;
     for (url, address) in [
         ("http://10.1.2.3/", "10.1.2.3"),
         (
@@ -61,14 +63,15 @@ async fn literal_internal_addresses_are_refused() {
         ("http://100.64.1.1/", "100.64.1.1"),
     ] {
         let err = guarded
-            .extract(&Url::parse(url).unwrap(), &[])
+            .extract(CALLER, &Url::parse(url).unwrap(), &[])
             .await
             .unwrap_err();
         assert_blocked(&err, address);
     }
     // The allow-list opens exactly its networks, nothing next to them.
     let err = extractor()
-        .extract(&Url::parse("http://127.0.0.2/").unwrap(), &[])
+        .await
+        .extract(CALLER, &Url::parse("http://127.0.0.2/").unwrap(), &[])
         .await
         .unwrap_err();
     assert_blocked(&err, "127.0.0.2");
@@ -78,7 +81,11 @@ async fn literal_internal_addresses_are_refused() {
 async fn names_resolving_to_loopback_are_refused() {
     let site = Site::start().await;
     let url = Url::parse(&format!("http://localhost:{}/article", site.addr.port())).unwrap();
-    let err = unguarded_allow_list().extract(&url, &[]).await.unwrap_err();
+    let err = unguarded_allow_list()
+        .await
+        .extract(CALLER, &url, &[])
+        .await
+        .unwrap_err();
     assert!(
         matches!(&err, ExtractError::Blocked { host, .. } if host == "localhost"),
         "{err:?}"
@@ -90,12 +97,14 @@ async fn names_resolving_to_loopback_are_refused() {
 async fn redirects_to_internal_addresses_are_refused() {
     let site = Site::start().await;
     let err = extractor()
-        .extract(&site.url("/to-private"), &[])
+        .await
+        .extract(CALLER, &site.url("/to-private"), &[])
         .await
         .unwrap_err();
     assert_blocked(&err, "10.0.0.1");
     let err = extractor()
-        .extract(&site.url("/to-metadata"), &[])
+        .await
+        .extract(CALLER, &site.url("/to-metadata"), &[])
         .await
         .unwrap_err();
     assert_blocked(&err, "169.254.169.254");
@@ -106,13 +115,13 @@ async fn redirects_to_a_name_are_checked_after_resolution() {
     // The site is on 127.0.0.2 and only that address is allowed; the hop to
     // `localhost` resolves to another loopback address and must be refused.
     let site_2 = Site::start_on("127.0.0.2").await;
-    let only_2 = Extractor::new(&FetchConfig {
+    let only_2 = extractor_with(ExtractConfig {
         allow_addresses: vec!["127.0.0.2/32".into()],
         ..test_config()
     })
-    .unwrap();
+    .await;
     let err = only_2
-        .extract(&site_2.url("/to-localhost"), &[])
+        .extract(CALLER, &site_2.url("/to-localhost"), &[])
         .await
         .unwrap_err();
     assert!(
@@ -124,14 +133,14 @@ async fn redirects_to_a_name_are_checked_after_resolution() {
     // With both loopbacks allowed the hop succeeds, and the session cookie meant for
     // 127.0.0.1 is not forwarded to the other host.
     let site = Site::start().await;
-    let both = Extractor::new(&FetchConfig {
+    let both = extractor_with(ExtractConfig {
         allow_addresses: vec!["127.0.0.1/32".into(), "::1/128".into()],
         ..test_config()
     })
-    .unwrap();
+    .await;
     let cookie = [("Cookie".to_owned(), "sid=secret".to_owned())];
     let page = both
-        .extract(&site.url("/to-localhost"), &cookie)
+        .extract(CALLER, &site.url("/to-localhost"), &cookie)
         .await
         .unwrap();
     assert!(

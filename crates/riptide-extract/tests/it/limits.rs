@@ -2,12 +2,18 @@
 
 use std::time::{Duration, Instant};
 
-use riptide_extract::{ExtractError, Extractor, FetchConfig, Url};
+use riptide_extract::{ExtractConfig, ExtractError, Url};
 
-use crate::server::{BODY_LIMIT, MAX_REDIRECTS, Site, TIMEOUT_MS, extractor, test_config};
+use crate::server::{
+    BODY_LIMIT, CALLER, MAX_REDIRECTS, Site, TIMEOUT_MS, extractor, extractor_with, test_config,
+};
 
 async fn fail(site: &Site, path: &str) -> ExtractError {
-    match extractor().extract(&site.url(path), &[]).await {
+    match extractor()
+        .await
+        .extract(CALLER, &site.url(path), &[])
+        .await
+    {
         Ok(page) => panic!("{path} should fail, got {page:?}"),
         Err(e) => e,
     }
@@ -42,7 +48,8 @@ async fn oversize_bodies_are_cut_off() {
         assert_eq!(err.kind(), "page_too_large");
     }
     let exact = extractor()
-        .extract(&site.url("/exactly-limit"), &[])
+        .await
+        .extract(CALLER, &site.url("/exactly-limit"), &[])
         .await
         .unwrap();
     assert_eq!(exact.bytes_fetched, BODY_LIMIT);
@@ -79,18 +86,23 @@ async fn redirect_chains_longer_than_the_limit_fail() {
     assert_eq!(err.kind(), "too_many_redirects");
     let hits_before = site.hits();
     extractor()
-        .extract(&site.url(&format!("/redirect/{}", MAX_REDIRECTS - 1)), &[])
+        .await
+        .extract(
+            CALLER,
+            &site.url(&format!("/redirect/{}", MAX_REDIRECTS - 1)),
+            &[],
+        )
         .await
         .expect("exactly max_redirects hops are fine");
     assert_eq!(site.hits() - hits_before, MAX_REDIRECTS as usize + 1);
 
-    let none = Extractor::new(&FetchConfig {
+    let none = extractor_with(ExtractConfig {
         max_redirects: 0,
         ..test_config()
     })
-    .unwrap();
+    .await;
     let err = none
-        .extract(&site.url("/redirect/0"), &[])
+        .extract(CALLER, &site.url("/redirect/0"), &[])
         .await
         .unwrap_err();
     assert!(
@@ -131,7 +143,11 @@ async fn closed_ports_are_unreachable() {
     let addr = listener.local_addr().unwrap();
     drop(listener);
     let url = Url::parse(&format!("http://{addr}/")).unwrap();
-    let err = extractor().extract(&url, &[]).await.unwrap_err();
+    let err = extractor()
+        .await
+        .extract(CALLER, &url, &[])
+        .await
+        .unwrap_err();
     assert!(matches!(err, ExtractError::Unreachable(_)), "{err:?}");
     assert_eq!(err.kind(), "upstream_unreachable");
 }

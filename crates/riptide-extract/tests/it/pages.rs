@@ -2,11 +2,12 @@
 
 use riptide_extract::{ExtractError, Extraction, Url};
 
-use crate::server::{Site, extractor};
+use crate::server::{CALLER, Site, extractor};
 
 async fn extract(site: &Site, path: &str) -> Extraction {
     extractor()
-        .extract(&site.url(path), &[])
+        .await
+        .extract(CALLER, &site.url(path), &[])
         .await
         .unwrap_or_else(|e| panic!("{path}: {e:?}"))
 }
@@ -169,7 +170,8 @@ async fn session_headers_are_sent_and_unsafe_ones_dropped() {
         ("Transfer-Encoding".to_owned(), "chunked".to_owned()),
     ];
     let page = extractor()
-        .extract(&site.url("/echo-headers"), &extra)
+        .await
+        .extract(CALLER, &site.url("/echo-headers"), &extra)
         .await
         .unwrap();
     let lines = header_lines(&page);
@@ -193,7 +195,8 @@ async fn session_headers_are_sent_and_unsafe_ones_dropped() {
 
     // A redirect within the same host keeps the session headers.
     let page = extractor()
-        .extract(&site.url("/to-echo"), &extra)
+        .await
+        .extract(CALLER, &site.url("/to-echo"), &extra)
         .await
         .unwrap();
     assert!(
@@ -207,7 +210,12 @@ async fn session_headers_are_sent_and_unsafe_ones_dropped() {
 async fn errors_carry_their_kind() {
     let site = Site::start().await;
     let err = extractor()
-        .extract(&Url::parse("http://no-such-host.invalid/").unwrap(), &[])
+        .await
+        .extract(
+            CALLER,
+            &Url::parse("http://no-such-host.invalid/").unwrap(),
+            &[],
+        )
         .await
         .unwrap_err();
     assert!(

@@ -1,5 +1,6 @@
 //! A local site for the tests: an axum server on 127.0.0.1:0 serving the fixtures and
-//! the misbehaviours an extractor must survive (slow, oversize, redirect loops, errors).
+//! the misbehaviours an extractor must survive (slow, oversize, redirect loops, errors,
+//! `/deep/{n}` nested `<div>`s and `/tiny/{n}` empty elements).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -12,7 +13,7 @@ use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use riptide_extract::{Extractor, FetchConfig, Url};
+use riptide_extract::{ExtractConfig, Extractor, Url, WorkerProgram};
 
 /// Body cap the tests' extractor uses.
 pub const BODY_LIMIT: u64 = 16 * 1024;
@@ -56,20 +57,40 @@ impl Site {
 }
 
 /// The tests' config: small limits, loopback IPv4 allowed.
-pub fn test_config() -> FetchConfig {
-    FetchConfig {
+pub fn test_config() -> ExtractConfig {
+    ExtractConfig {
         timeout_ms: TIMEOUT_MS,
         connect_timeout_ms: TIMEOUT_MS,
         max_redirects: MAX_REDIRECTS,
         max_body_bytes: BODY_LIMIT,
         allow_addresses: vec!["127.0.0.1/32".into()],
-        ..FetchConfig::default()
+        ..ExtractConfig::default()
     }
 }
 
+/// The caller (tenant) the tests extract as.
+pub const CALLER: &str = "test";
+
+/// This crate's worker binary, which the tests' extractors run pages in, with `args`
+/// (which it ignores: they tag a test's workers so the test can find them in `/proc`).
+pub fn worker(args: &[&str]) -> WorkerProgram {
+    WorkerProgram::new(env!("CARGO_BIN_EXE_riptide-extract-worker"), args)
+}
+
+/// An extractor with `cfg` and two workers.
+pub async fn extractor_with(cfg: ExtractConfig) -> Extractor {
+    tagged_extractor(cfg, "").await
+}
+
+/// An extractor with `cfg` and two workers started with the argument `tag`.
+pub async fn tagged_extractor(cfg: ExtractConfig, tag: &str) -> Extractor {
+    let cfg = ExtractConfig { workers: 2, ..cfg };
+    Extractor::start(&cfg, worker(&[tag])).await.unwrap()
+}
+
 /// An extractor with [`test_config`].
-pub fn extractor() -> Extractor {
-    Extractor::new(&test_config()).unwrap()
+pub async fn extractor() -> Extractor {
+    extractor_with(test_config()).await
 }
 
 fn fixture(name: &str) -> Vec<u8> {
@@ -193,6 +214,24 @@ fn routes(addr: SocketAddr, hits: Hits) -> Router {
             }),
         )
         .route("/echo-headers", get(echo_headers))
+        .route(
+            "/deep/{n}",
+            get(|Path(n): Path<usize>| async move {
+                let page = format!(
+                    "<html><body>{}<p>deep</p>{}</body></html>",
+                    "<div>".repeat(n),
+                    "</div>".repeat(n)
+                );
+                with_type("text/html", page.into_bytes())
+            }),
+        )
+        .route(
+            "/tiny/{n}",
+            get(|Path(n): Path<usize>| async move {
+                let page = format!("<html><body>{}</body></html>", "<b></b>".repeat(n));
+                with_type("text/html", page.into_bytes())
+            }),
+        )
         .layer(axum::middleware::from_fn_with_state(hits, count))
 }
 

@@ -93,9 +93,9 @@ pub async fn post_crawl(
         .collect();
     let fetched: Vec<(usize, Result<Bytes, ApiError>)> = stream::iter(misses)
         .map(|i| {
-            let (url, extractor) = (&distinct[i].0, &state.extractor);
+            let (url, extractor, tenant) = (&distinct[i].0, &state.extractor, &ctx.tenant_id);
             async move {
-                let page = fetch_body(extractor, url, &[])
+                let page = fetch_body(extractor, tenant, url, &[])
                     .await
                     .map_err(|e| extract_error(&e));
                 (i, page)

@@ -7,6 +7,9 @@
 //! | `upstream_timeout` | 504 |
 //! | `not_html` | 415 |
 //! | `page_too_large` | 413 |
+//! | `page_too_complex` | 422 |
+//! | `queue_full` | 429, `Retry-After: 1` |
+//! | `extraction_unavailable` | 503 |
 //!
 //! The error code in the body is the kind itself. A fetch that failed for the caller
 //! whose load another caller was waiting on reaches that waiter as text (the cache's
@@ -81,6 +84,20 @@ fn from_kind(kind: &str, message: String) -> ApiError {
             code: "page_too_large",
             message,
         },
+        "page_too_complex" => ApiError::Unprocessable {
+            code: "page_too_complex",
+            message,
+        },
+        // A slot frees when a page of the tenant's finishes: typically well within a
+        // second.
+        "queue_full" => ApiError::Busy {
+            message,
+            retry_after_secs: 1,
+        },
+        "extraction_unavailable" => {
+            tracing::error!(error = %message, "extraction workers unavailable");
+            upstream(StatusCode::SERVICE_UNAVAILABLE, "extraction_unavailable")
+        }
         other => {
             tracing::error!(kind = other, error = %message, "extraction failed unexpectedly");
             ApiError::Internal
@@ -146,6 +163,9 @@ mod tests {
             ),
             (ExtractError::TooLarge { limit: 1024 }, 413),
             (ExtractError::Decode("bad".into()), 502),
+            (ExtractError::TooComplex("deep".into()), 422),
+            (ExtractError::QueueFull { stage: "fetch" }, 429),
+            (ExtractError::Unavailable("gone".into()), 503),
         ];
         for (e, status) in cases {
             assert_eq!(answer(&e), (status, e.kind()), "{e:?}");

@@ -17,13 +17,13 @@ use axum::extract::State;
 use axum::http::header::CONTENT_TYPE;
 use axum::http::{HeaderValue, StatusCode};
 use axum::response::Response;
-use riptide_extract::{ExtractError, normalize_url};
+use riptide_extract::normalize_url;
 use serde::Deserialize;
 
 use super::body::JsonBody;
 use super::cache_key::ExtractKey;
-use super::errors::{LoadFailure, cache_error, extract_error};
-use super::fetch::{fetch_body, session_headers};
+use super::errors::extract_error;
+use super::fetch::{cached_page, fetch_body, session_headers};
 use super::sessions;
 use crate::error::{ApiError, ApiResult};
 use crate::state::AppState;
@@ -71,7 +71,7 @@ pub async fn post_extract(
     };
 
     let (body, cache) = if request.force_refresh {
-        let body = fetch_body(&state.extractor, &url, &headers)
+        let body = fetch_body(&state.extractor, &ctx.tenant_id, &url, &headers)
             .await
             .map_err(|e| extract_error(&e))?;
         let stored = state
@@ -84,28 +84,7 @@ pub async fn post_extract(
         }
         (body, "MISS")
     } else {
-        let mut failure: Option<ExtractError> = None;
-        let slot = &mut failure;
-        let (extractor, target, sent) = (&state.extractor, &url, &headers);
-        let found = state
-            .cache
-            .get_or_load_bytes(key.as_str(), key.tenant(), ttl, None, move || async move {
-                fetch_body(extractor, target, sent).await.map_err(|e| {
-                    let shared = LoadFailure::of(&e);
-                    *slot = Some(e);
-                    shared
-                })
-            })
-            .await;
-        match found {
-            Ok(lookup) => (lookup.value, lookup.source.as_header()),
-            Err(e) => {
-                return Err(match failure {
-                    Some(own) => extract_error(&own),
-                    None => cache_error(e),
-                });
-            }
-        }
+        cached_page(&state, &ctx.tenant_id, &key, &url, &headers, ttl).await?
     };
     if request.session_id.is_none() {
         // Pages seen through a session cannot be warmed without it.

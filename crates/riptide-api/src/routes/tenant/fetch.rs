@@ -3,21 +3,65 @@
 //!
 //! Counts every fetch in `extract_fetches_total{outcome}` (`ok` or the error kind).
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use axum::body::Bytes;
 use riptide_extract::{ExtractError, Extractor, Url};
+use riptide_persistence::TenantId;
 use riptide_persistence::state::sessions::{Session, SessionCookie};
 
-/// Fetches and extracts `url` with `headers`, and returns the serialized extraction.
+use super::cache_key::ExtractKey;
+use super::errors::{LoadFailure, cache_error, extract_error};
+use crate::error::ApiResult;
+use crate::state::AppState;
+
+/// The page at `url` through the tenant's cache under `key`: the stored body (`HIT`),
+/// or fetched with `headers`, stored with `ttl` and answered (`MISS`). Concurrent
+/// requests of one key on this instance cause one fetch; the others wait for it.
+pub async fn cached_page(
+    state: &AppState,
+    tenant: &TenantId,
+    key: &ExtractKey<'_>,
+    url: &Url,
+    headers: &[(String, String)],
+    ttl: Option<Duration>,
+) -> ApiResult<(Bytes, &'static str)> {
+    // The loader's own typed error, when this request was the one that fetched.
+    let mut failure: Option<ExtractError> = None;
+    let slot = &mut failure;
+    let extractor = &state.extractor;
+    let found = state
+        .cache
+        .get_or_load_bytes(key.as_str(), key.tenant(), ttl, None, move || async move {
+            fetch_body(extractor, tenant, url, headers)
+                .await
+                .map_err(|e| {
+                    let shared = LoadFailure::of(&e);
+                    *slot = Some(e);
+                    shared
+                })
+        })
+        .await;
+    match found {
+        Ok(lookup) => Ok((lookup.value, lookup.source.as_header())),
+        Err(e) => Err(match failure {
+            Some(own) => extract_error(&own),
+            None => cache_error(e),
+        }),
+    }
+}
+
+/// Fetches and extracts `url` with `headers` for `tenant` (whose fair share of fetches
+/// and extractions it uses), and returns the serialized extraction.
 pub async fn fetch_body(
     extractor: &Extractor,
+    tenant: &TenantId,
     url: &Url,
     headers: &[(String, String)],
 ) -> Result<Bytes, ExtractError> {
     let started = Instant::now();
     let result = extractor
-        .extract(url, headers)
+        .extract(tenant.as_str(), url, headers)
         .await
         .and_then(|extraction| {
             serde_json::to_vec(&extraction)
