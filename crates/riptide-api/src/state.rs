@@ -56,6 +56,8 @@ pub struct AppStateInner {
     pub extractor: Arc<Extractor>,
     /// Admin tokens: what [`crate::admin::AdminCaller`] authenticates against.
     pub admin_tokens: Arc<crate::admin::AdminTokens>,
+    /// What one `POST /crawl` may ask for and answer.
+    pub crawl: crate::config::CrawlConfig,
     /// Cache warming: access counts (`record_access`), the three tiers, warm jobs.
     pub warming: Arc<crate::warming::WarmingService>,
     /// Failed authentications per client address, checked before any credential.
@@ -175,6 +177,7 @@ impl AppState {
             sync,
             metrics,
             extractor,
+            crawl: config.crawl.clone(),
             admin_tokens,
             warming,
             auth_failures: Arc::new(crate::auth_failures::AuthFailures::new(

@@ -6,6 +6,7 @@
 //! the keys of [`schema::LIVE_KEYS`] apply live; every other key takes effect at the
 //! next start.
 
+pub mod crawl;
 pub mod load;
 pub mod provenance;
 pub mod schema;
@@ -23,6 +24,7 @@ use riptide_persistence::{InvalidInput, PersistenceConfig};
 use serde::{Deserialize, Serialize};
 use tracing_subscriber::EnvFilter;
 
+pub use crawl::CrawlConfig;
 pub use load::{ConfigError, DEFAULT_CONFIG_PATH, Overrides, default_file, load};
 pub use provenance::{ENV_VARS, Env, Provenance};
 
@@ -40,6 +42,8 @@ pub struct AppConfig {
     /// agent, the internal addresses the SSRF guard lets through, the extraction budget
     /// and bounds, the worker processes, and the fair shares of fetches and extractions.
     pub extract: riptide_extract::ExtractConfig,
+    /// What one `POST /crawl` may ask for and answer.
+    pub crawl: CrawlConfig,
     /// The admin API's credentials.
     pub admin: AdminConfig,
     /// Cache warming: the tiers' sizes and schedule, access counting, warm jobs and the
@@ -267,6 +271,7 @@ impl AppConfig {
         self.extract
             .validate()
             .map_err(|(field, reason)| Invalid::new(format!("extract.{field}"), reason))?;
+        self.crawl.validate()?;
         self.persistence.validate().map_err(|e| match e {
             InvalidInput::Config { key, reason } => {
                 Invalid::new(format!("persistence.{key}"), reason)

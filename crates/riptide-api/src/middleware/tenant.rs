@@ -13,7 +13,8 @@
 //!    `Retry-After` until the next month), then the request takes one token from the
 //!    tenant's `operations_per_minute` bucket (429 `rate_limited` with `Retry-After` and
 //!    `RateLimit-Limit/Remaining/Reset`; admitted responses carry the `RateLimit-*`
-//!    headers too).
+//!    headers too, from the handler's own later decision when it took more tokens: a
+//!    crawl takes one per URL).
 //! 6. The handler runs with a [`TenantContext`].
 //! 7. Usage is recorded for every request that reached the handler, whatever its
 //!    answer: the operation count the handler reports ([`OperationCount`],
@@ -142,7 +143,9 @@ async fn run(guard: &TenantGuard, route: &RouteSpec, mut request: Request, next:
         .unwrap_or_default();
     let bytes = body_bytes(&response);
     record(guard, route, &tenant_id, operations, cache, bytes, started);
-    if let Some(decision) = rate {
+    // A handler that took more of the rate limit (a crawl) reports the later decision.
+    let rate = response.extensions_mut().remove::<GcraDecision>().or(rate);
+    if let Some(decision) = rate.filter(|d| d.limit != u64::MAX) {
         set_rate_headers(response.headers_mut(), &decision);
     }
     response
@@ -187,7 +190,7 @@ async fn admit(
 
 /// A refusal of the rate limiter as 429 `rate_limited` with its headers; any other
 /// error as itself.
-fn rate_limited(e: TenantError) -> ApiError {
+pub(crate) fn rate_limited(e: TenantError) -> ApiError {
     match e {
         TenantError::QuotaExceeded {
             resource,

@@ -94,11 +94,14 @@ fn crawl() -> Value {
             "operationId": "post_crawl",
             "tags": ["tenant"],
             "summary": "Extract many pages through the tenant's cache",
-            "description": "One batch cache lookup for every URL, fetches of the misses with \
-                at most `concurrency` in flight, one batch store, and one result per URL in \
+            "description": "Every URL looked up and, on a miss, fetched and stored as \
+                `/extract` would, at most `concurrency` in flight, and one result per URL in \
                 request order (a URL's own failure is its result, with the code `/extract` \
-                would answer). Entries are shared with `/extract`. Metered as one `crawl` \
-                operation per URL.",
+                would answer; a repeated URL points at its first result; pages beyond the \
+                answer's byte budget are reported as `stored`). Entries are shared with \
+                `/extract`. Costs one request of the rate limit per URL (429 for the whole \
+                crawl when they are not there) and is metered as one `crawl` operation per \
+                URL.",
             "requestBody": json_body("CrawlRequest", true, json!({
                 "urls": ["https://example.com/article", "https://example.com/news"],
                 "concurrency": 4,

@@ -5,7 +5,7 @@ use riptide_persistence::tenant::{BillingPlan, Resource};
 use serde_json::{Map, Value, json};
 
 use super::common::{array, count, map, nullable, object, one_of_strings, schema, string, time};
-use crate::routes::tenant::crawl::{DEFAULT_CONCURRENCY, MAX_CONCURRENCY, MAX_URLS};
+use crate::config::CrawlConfig;
 use crate::routes::tenant::extract::MAX_TTL_SECONDS;
 
 /// The schemas, by name.
@@ -17,6 +17,8 @@ pub fn schemas() -> Map<String, Value> {
     out.insert("CrawlRequest".into(), crawl_request());
     out.insert("CrawlResponse".into(), crawl_response());
     out.insert("CrawlPage".into(), crawl_page());
+    out.insert("CrawlStored".into(), crawl_stored());
+    out.insert("CrawlDuplicate".into(), crawl_duplicate());
     out.insert("CrawlFailure".into(), crawl_failure());
     out.insert("CreateSessionRequest".into(), create_session());
     out.insert("SessionCookie".into(), cookie());
@@ -104,16 +106,19 @@ fn link() -> Value {
 }
 
 fn crawl_request() -> Value {
+    let limits = CrawlConfig::default();
     object(
-        "Body of `POST /crawl`.",
+        "Body of `POST /crawl`. The limits shown are the defaults (`crawl.max_urls`, \
+            `crawl.max_concurrency`, `crawl.default_concurrency`).",
         &["urls"],
         json!({
-            "urls": { "type": "array", "minItems": 1, "maxItems": MAX_URLS,
+            "urls": { "type": "array", "minItems": 1, "maxItems": limits.max_urls,
                 "items": { "type": "string", "format": "uri" },
-                "description": "Absolute http(s) URLs (none: 400 `no_urls`; too many: 400 \
-                    `too_many_urls`). A URL given twice is fetched once." },
-            "concurrency": { "type": "integer", "minimum": 1, "maximum": MAX_CONCURRENCY,
-                "default": DEFAULT_CONCURRENCY,
+                "description": "Absolute http(s) URLs (none: 400 `no_urls`; too many, or more \
+                    than the tenant's rate-limit burst: 400 `too_many_urls`). Each costs one \
+                    request of the rate limit. A URL given twice is fetched once." },
+            "concurrency": { "type": "integer", "minimum": 1,
+                "maximum": limits.max_concurrency, "default": limits.default_concurrency,
                 "description": "Fetches in flight (out of range: 400 `invalid_concurrency`)." },
         }),
     )
@@ -125,8 +130,36 @@ fn crawl_response() -> Value {
         &["results"],
         json!({
             "results": array("One per requested URL, in request order.", json!({
-                "oneOf": [schema("CrawlPage"), schema("CrawlFailure")],
+                "oneOf": [schema("CrawlPage"), schema("CrawlStored"), schema("CrawlDuplicate"),
+                    schema("CrawlFailure")],
             })),
+        }),
+    )
+}
+
+fn crawl_stored() -> Value {
+    object(
+        "A URL served into the cache but not into this answer: the answer's page data \
+            reached `crawl.max_answer_bytes`. Read it with `/extract` (a `HIT`).",
+        &["url", "cache", "status"],
+        json!({
+            "url": string("The URL as requested."),
+            "cache": one_of_strings("Whether it came from the cache.", &["HIT", "MISS"]),
+            "status": { "const": "stored", "description": "`stored`." },
+        }),
+    )
+}
+
+fn crawl_duplicate() -> Value {
+    object(
+        "A URL that is the same page as an earlier one of the request (after \
+            normalization): its result is that one's.",
+        &["url", "status", "same_as"],
+        json!({
+            "url": string("The URL as requested."),
+            "status": { "const": "duplicate", "description": "`duplicate`." },
+            "same_as": { "type": "integer", "minimum": 0,
+                "description": "The index of the earlier result." },
         }),
     )
 }

@@ -1,13 +1,22 @@
 //! `POST /crawl {urls, concurrency?}`: many pages at once through the tenant's cache.
 //!
-//! One batch cache lookup for every URL, fetches of the misses with at most
-//! `concurrency` (1 to 16, default 4) in flight, one batch store of the pages fetched,
-//! and one result per URL in request order:
-//! `{"results":[{"url", "cache":"HIT"|"MISS", "status":"ok", "data":{..extraction..}}
-//! | {"url", "status":"error", "error":{"code","message"}}]}`. A URL given twice is
-//! fetched once. Entries are shared with `/extract` (same keys, default TTL), and each
-//! page served counts as an access for cache warming. The request is metered as one
-//! operation per URL.
+//! Every URL is looked up and, on a miss, fetched and stored exactly as `/extract`
+//! would (same keys, default TTL, one fetch per key however many requests want it),
+//! with at most `concurrency` (default `crawl.default_concurrency`, at most
+//! `crawl.max_concurrency`) in flight. One result per requested URL, in request order:
+//!
+//! | `status` | result |
+//! |---|---|
+//! | `ok` | `{"url", "cache":"HIT"\|"MISS", "status":"ok", "data":{..extraction..}}` |
+//! | `stored` | `{"url", "cache", "status":"stored"}`: the answer's page data reached `crawl.max_answer_bytes`; the page is cached, read it with `/extract` |
+//! | `duplicate` | `{"url", "status":"duplicate", "same_as": i}`: the same page as result `i` |
+//! | `error` | `{"url", "status":"error", "error":{"code","message"}}` |
+//!
+//! Cost: one rate-limit token per URL (the middleware takes the first; the rest are
+//! taken before anything is fetched, and a tenant without them gets 429 with
+//! `Retry-After` for the whole crawl), metered as one operation per URL. Memory: the
+//! pages in flight and the answer, never the URL count times the page size: results
+//! are written to the answer in order as they come, duplicates once.
 
 use std::collections::HashMap;
 
@@ -18,39 +27,38 @@ use axum::http::header::CONTENT_TYPE;
 use axum::response::Response;
 use futures::{StreamExt, stream};
 use riptide_extract::{Url, normalize_url};
+use riptide_persistence::store::GcraDecision;
 use serde::Deserialize;
 use serde_json::json;
 
 use super::body::JsonBody;
 use super::cache_key::ExtractKey;
-use super::errors::{cache_error, extract_error};
-use super::fetch::fetch_body;
+use super::fetch::cached_page;
+use crate::config::CrawlConfig;
 use crate::error::{ApiError, ApiResult};
+use crate::middleware::tenant::rate_limited;
 use crate::state::AppState;
-use crate::tenant_context::{OperationCount, TenantContext};
-
-/// Most URLs of one crawl.
-pub const MAX_URLS: usize = 100;
-/// Most fetches in flight for one crawl.
-pub const MAX_CONCURRENCY: usize = 16;
-/// Fetches in flight when the request does not say.
-pub const DEFAULT_CONCURRENCY: usize = 4;
+use crate::tenant_context::{CacheUse, OperationCount, TenantContext};
 
 /// Body of `POST /crawl`.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CrawlRequest {
-    /// 1 to [`MAX_URLS`] absolute http(s) URLs.
+    /// 1 to `crawl.max_urls` absolute http(s) URLs.
     pub urls: Vec<String>,
-    /// Fetches in flight, 1 to [`MAX_CONCURRENCY`].
+    /// Fetches in flight, 1 to `crawl.max_concurrency`.
     #[serde(default)]
     pub concurrency: Option<usize>,
 }
 
-/// The outcome for one distinct URL of the crawl.
-enum Outcome {
-    Page { body: Bytes, cache: &'static str },
-    Failed(ApiError),
+/// What one requested URL is.
+enum Slot {
+    /// Not a URL that can be fetched.
+    Invalid(ApiError),
+    /// The first request of distinct page `.0`.
+    First(usize),
+    /// The same page as the request at index `.0`.
+    Duplicate(usize),
 }
 
 /// `POST /crawl`.
@@ -59,175 +67,216 @@ pub async fn post_crawl(
     ctx: TenantContext,
     JsonBody(request): JsonBody<CrawlRequest>,
 ) -> ApiResult<Response> {
-    let concurrency = check(&request)?;
+    let concurrency = check(&request, &state.crawl)?;
+    let rate = charge(&state, &ctx, request.urls.len() as u64).await?;
+    let (slots, distinct) = sort_urls(&request.urls);
 
-    // Each requested URL points at one distinct normalized URL, or at its own error.
-    let mut distinct: Vec<(Url, String)> = Vec::new();
-    let mut by_key: HashMap<String, usize> = HashMap::new();
-    let mut slots: Vec<Result<usize, ApiError>> = Vec::with_capacity(request.urls.len());
-    for raw in &request.urls {
-        let slot = normalize_url(raw)
-            .map_err(|e| ApiError::bad_request("invalid_url", e.to_string()))
-            .map(|url| {
-                let key = ExtractKey::new(&ctx.tenant_id, &url, None)
-                    .as_str()
-                    .to_owned();
-                *by_key.entry(key.clone()).or_insert_with(|| {
-                    distinct.push((url, key));
-                    distinct.len() - 1
-                })
-            });
-        slots.push(slot);
-    }
-
-    let scope = ctx.cache_scope();
-    let keys: Vec<&str> = distinct.iter().map(|(_, key)| key.as_str()).collect();
-    let cached = state
-        .cache
-        .get_batch_bytes(&keys, scope)
-        .await
-        .map_err(cache_error)?;
-
-    let misses: Vec<usize> = (0..distinct.len())
-        .filter(|&i| cached[i].is_none())
-        .collect();
-    let fetched: Vec<(usize, Result<Bytes, ApiError>)> = stream::iter(misses)
+    // By index: a closure over `&Url` items would not be general enough to be `Send`.
+    let pages = stream::iter(0..distinct.len())
         .map(|i| {
-            let (url, extractor, tenant) = (&distinct[i].0, &state.extractor, &ctx.tenant_id);
+            let (state, tenant, url) = (&state, &ctx.tenant_id, &distinct[i]);
             async move {
-                let page = fetch_body(extractor, tenant, url, &[])
-                    .await
-                    .map_err(|e| extract_error(&e));
-                (i, page)
+                let key = ExtractKey::new(tenant, url, None);
+                cached_page(state, tenant, &key, url, &[], None).await
             }
         })
-        .buffer_unordered(concurrency)
-        .collect()
-        .await;
+        .buffered(concurrency);
+    let mut pages = std::pin::pin!(pages);
 
-    let mut outcomes: Vec<Option<Outcome>> = cached
-        .into_iter()
-        .map(|hit| hit.map(|body| Outcome::Page { body, cache: "HIT" }))
-        .collect();
-    let mut to_store: Vec<(&str, Bytes)> = Vec::with_capacity(fetched.len());
-    for (i, page) in fetched {
-        outcomes[i] = Some(match page {
-            Ok(body) => {
-                to_store.push((keys[i], body.clone()));
-                Outcome::Page {
-                    body,
-                    cache: "MISS",
+    let mut answer = Answer::new(state.crawl.max_answer_bytes);
+    let mut cache = CacheUse::default();
+    for (raw, slot) in request.urls.iter().zip(&slots) {
+        match slot {
+            Slot::Invalid(e) => answer.error(raw, e),
+            Slot::Duplicate(first) => answer.duplicate(raw, *first),
+            Slot::First(i) => match pages.next().await {
+                Some(Ok((body, source))) => {
+                    state
+                        .warming
+                        .record_access(&ctx.tenant_id, distinct[*i].as_str());
+                    if source == "HIT" {
+                        cache.hits += 1;
+                    } else {
+                        cache.misses += 1;
+                    }
+                    answer.page(raw, source, &body);
                 }
-            }
-            Err(e) => Outcome::Failed(e),
-        });
-    }
-    if let Err(e) = state
-        .cache
-        .set_batch_bytes(&to_store, scope, None, None)
-        .await
-    {
-        // The caller still gets the pages; the failure is counted in the cache's stats.
-        tracing::warn!(tenant.id = %ctx.tenant_id, pages = to_store.len(), error = %e,
-            "storing crawled pages failed");
-    }
-
-    let (mut hits, mut misses) = (0u64, 0u64);
-    let mut out = Vec::with_capacity(4096);
-    out.extend_from_slice(b"{\"results\":[");
-    for (n, (raw, slot)) in request.urls.iter().zip(&slots).enumerate() {
-        if n > 0 {
-            out.push(b',');
-        }
-        let i = match slot {
-            Ok(i) => *i,
-            Err(e) => {
-                write_error(&mut out, raw, e);
-                continue;
-            }
-        };
-        match outcomes[i].as_ref() {
-            Some(Outcome::Page { body, cache }) => {
-                state
-                    .warming
-                    .record_access(&ctx.tenant_id, distinct[i].0.as_str());
-                if *cache == "HIT" {
-                    hits += 1;
-                } else {
-                    misses += 1;
+                Some(Err(e)) => {
+                    cache.misses += 1;
+                    answer.error(raw, &e);
                 }
-                write_page(&mut out, raw, cache, body);
-            }
-            Some(Outcome::Failed(e)) => {
-                misses += 1;
-                write_error(&mut out, raw, e);
-            }
-            None => write_error(&mut out, raw, &ApiError::Internal),
+                None => answer.error(raw, &ApiError::Internal),
+            },
         }
     }
-    out.extend_from_slice(b"]}");
 
-    if let Err(e) = state.tenants.record_cache_use(&ctx.tenant_id, hits, misses) {
-        tracing::warn!(tenant.id = %ctx.tenant_id, error = %e, "recording cache use failed");
-    }
-    let mut response = Response::new(Body::from(out));
+    let mut response = Response::new(Body::from(answer.finish()));
     response
         .headers_mut()
         .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
-    response
-        .extensions_mut()
-        .insert(OperationCount(request.urls.len() as u64));
+    let extensions = response.extensions_mut();
+    extensions.insert(OperationCount(request.urls.len() as u64));
+    extensions.insert(cache);
+    if let Some(rate) = rate {
+        // The middleware's `RateLimit-*` headers then say what is left after the crawl.
+        extensions.insert(rate);
+    }
     Ok(response)
 }
 
 /// The number of URLs and the concurrency are in range; returns the concurrency.
-fn check(request: &CrawlRequest) -> ApiResult<usize> {
+fn check(request: &CrawlRequest, cfg: &CrawlConfig) -> ApiResult<usize> {
     if request.urls.is_empty() {
         return Err(ApiError::bad_request(
             "no_urls",
             "urls must list at least one URL",
         ));
     }
-    if request.urls.len() > MAX_URLS {
+    if request.urls.len() > cfg.max_urls {
         return Err(ApiError::bad_request(
             "too_many_urls",
             format!(
-                "urls lists {} URLs; at most {MAX_URLS} are accepted",
-                request.urls.len()
+                "urls lists {} URLs; at most {} are accepted",
+                request.urls.len(),
+                cfg.max_urls
             ),
         ));
     }
-    let concurrency = request.concurrency.unwrap_or(DEFAULT_CONCURRENCY);
-    if !(1..=MAX_CONCURRENCY).contains(&concurrency) {
+    let concurrency = request.concurrency.unwrap_or(cfg.default_concurrency);
+    if !(1..=cfg.max_concurrency).contains(&concurrency) {
         return Err(ApiError::bad_request(
             "invalid_concurrency",
-            format!("concurrency must be between 1 and {MAX_CONCURRENCY}"),
+            format!("concurrency must be between 1 and {}", cfg.max_concurrency),
         ));
     }
     Ok(concurrency)
 }
 
-/// `{"url":..,"cache":..,"status":"ok","data":<body>}`; the body is the cached JSON,
-/// written as it is.
-fn write_page(out: &mut Vec<u8>, url: &str, cache: &str, body: &[u8]) {
-    out.extend_from_slice(b"{\"url\":");
-    write_string(out, url);
-    out.extend_from_slice(b",\"cache\":\"");
-    out.extend_from_slice(cache.as_bytes());
-    out.extend_from_slice(b"\",\"status\":\"ok\",\"data\":");
-    out.extend_from_slice(body);
-    out.push(b'}');
+/// Takes the tokens of the URLs after the first (which the middleware took) from the
+/// tenant's rate limit, all or none; the limiter's decision when it took any.
+async fn charge(
+    state: &AppState,
+    ctx: &TenantContext,
+    urls: u64,
+) -> ApiResult<Option<GcraDecision>> {
+    let extra = urls.saturating_sub(1);
+    if extra == 0 {
+        return Ok(None);
+    }
+    if let Some(rate) = &ctx.rate
+        && urls > rate.burst
+    {
+        // More tokens than the bucket ever holds: no wait would help.
+        return Err(ApiError::bad_request(
+            "too_many_urls",
+            format!(
+                "a crawl of {urls} URLs costs {urls} requests; this tenant's rate limit \
+                 admits at most {} at once",
+                rate.burst
+            ),
+        ));
+    }
+    state
+        .tenants
+        .check_rate_of(&ctx.tenant_id, &ctx.tenant, extra)
+        .await
+        .map(Some)
+        .map_err(rate_limited)
 }
 
-/// `{"url":..,"status":"error","error":{"code":..,"message":..}}`.
-fn write_error(out: &mut Vec<u8>, url: &str, e: &ApiError) {
-    let item = json!({
-        "url": url,
-        "status": "error",
-        "error": { "code": e.code(), "message": e.to_string() },
-    });
-    // Writing a `Value` to a `Vec` cannot fail.
-    let _ = serde_json::to_writer(&mut *out, &item);
+/// Each requested URL as a [`Slot`], and the distinct normalized URLs in order of first
+/// request.
+fn sort_urls(urls: &[String]) -> (Vec<Slot>, Vec<Url>) {
+    let mut distinct: Vec<Url> = Vec::new();
+    let mut first_request: HashMap<String, usize> = HashMap::new();
+    let slots = urls
+        .iter()
+        .enumerate()
+        .map(|(n, raw)| match normalize_url(raw) {
+            Err(e) => Slot::Invalid(ApiError::bad_request("invalid_url", e.to_string())),
+            Ok(url) => match first_request.get(url.as_str()) {
+                Some(&first) => Slot::Duplicate(first),
+                None => {
+                    first_request.insert(url.as_str().to_owned(), n);
+                    distinct.push(url);
+                    Slot::First(distinct.len() - 1)
+                }
+            },
+        })
+        .collect();
+    (slots, distinct)
+}
+
+/// The answer, written as results come: `{"results":[...]}`, page data included up to
+/// a byte budget.
+struct Answer {
+    out: Vec<u8>,
+    data_left: usize,
+    results: usize,
+}
+
+impl Answer {
+    fn new(max_data_bytes: usize) -> Self {
+        let mut out = Vec::with_capacity(4096);
+        out.extend_from_slice(b"{\"results\":[");
+        Self {
+            out,
+            data_left: max_data_bytes,
+            results: 0,
+        }
+    }
+
+    fn next(&mut self) -> &mut Vec<u8> {
+        if self.results > 0 {
+            self.out.push(b',');
+        }
+        self.results += 1;
+        &mut self.out
+    }
+
+    /// `{"url":..,"cache":..,"status":"ok","data":<body>}` while the budget lasts (the
+    /// body is the cached JSON, written as it is), else `"status":"stored"`.
+    fn page(&mut self, url: &str, cache: &str, body: &[u8]) {
+        let fits = body.len() <= self.data_left;
+        if fits {
+            self.data_left -= body.len();
+        }
+        let out = self.next();
+        out.extend_from_slice(b"{\"url\":");
+        write_string(out, url);
+        out.extend_from_slice(b",\"cache\":\"");
+        out.extend_from_slice(cache.as_bytes());
+        if fits {
+            out.extend_from_slice(b"\",\"status\":\"ok\",\"data\":");
+            out.extend_from_slice(body);
+            out.push(b'}');
+        } else {
+            out.extend_from_slice(b"\",\"status\":\"stored\"}");
+        }
+    }
+
+    /// `{"url":..,"status":"duplicate","same_as":first}`.
+    fn duplicate(&mut self, url: &str, first: usize) {
+        let item = json!({ "url": url, "status": "duplicate", "same_as": first });
+        // Writing a `Value` to a `Vec` cannot fail.
+        let _ = serde_json::to_writer(self.next(), &item);
+    }
+
+    /// `{"url":..,"status":"error","error":{"code":..,"message":..}}`.
+    fn error(&mut self, url: &str, e: &ApiError) {
+        let item = json!({
+            "url": url,
+            "status": "error",
+            "error": { "code": e.code(), "message": e.to_string() },
+        });
+        // Writing a `Value` to a `Vec` cannot fail.
+        let _ = serde_json::to_writer(self.next(), &item);
+    }
+
+    fn finish(mut self) -> Bytes {
+        self.out.extend_from_slice(b"]}");
+        Bytes::from(self.out)
+    }
 }
 
 fn write_string(out: &mut Vec<u8>, s: &str) {
@@ -248,38 +297,60 @@ mod tests {
 
     #[test]
     fn limits_are_checked() {
-        assert_eq!(check(&request(0, None)).unwrap_err().code(), "no_urls");
-        assert_eq!(
-            check(&request(101, None)).unwrap_err().code(),
-            "too_many_urls"
-        );
-        assert_eq!(check(&request(100, None)).expect("ok"), DEFAULT_CONCURRENCY);
-        assert_eq!(
-            check(&request(1, Some(0))).unwrap_err().code(),
-            "invalid_concurrency"
-        );
-        assert_eq!(
-            check(&request(1, Some(17))).unwrap_err().code(),
-            "invalid_concurrency"
-        );
-        assert_eq!(check(&request(1, Some(16))).expect("ok"), 16);
+        let cfg = CrawlConfig::default();
+        let code = |r| check(&r, &cfg).unwrap_err().code();
+        assert_eq!(code(request(0, None)), "no_urls");
+        assert_eq!(code(request(101, None)), "too_many_urls");
+        assert_eq!(check(&request(100, None), &cfg).expect("ok"), 4);
+        assert_eq!(code(request(1, Some(0))), "invalid_concurrency");
+        assert_eq!(code(request(1, Some(17))), "invalid_concurrency");
+        assert_eq!(check(&request(1, Some(16)), &cfg).expect("ok"), 16);
     }
 
     #[test]
-    fn results_are_valid_json() {
-        let mut out = Vec::new();
-        out.extend_from_slice(b"[");
-        write_page(&mut out, "http://a/\"q\"", "HIT", br#"{"title":"t"}"#);
-        out.push(b',');
-        write_error(
-            &mut out,
-            "nope",
-            &ApiError::bad_request("invalid_url", "bad"),
+    fn duplicates_point_at_their_first_request() {
+        let urls = [
+            "http://a.example/x",
+            "not a url",
+            "HTTP://A.EXAMPLE/x#frag",
+            "http://b.example/",
+            "http://a.example/x",
+        ]
+        .map(String::from);
+        let (slots, distinct) = sort_urls(&urls);
+        assert_eq!(distinct.len(), 2);
+        let shape: Vec<String> = slots
+            .iter()
+            .map(|s| match s {
+                Slot::Invalid(_) => "invalid".into(),
+                Slot::First(i) => format!("first {i}"),
+                Slot::Duplicate(n) => format!("same as {n}"),
+            })
+            .collect();
+        assert_eq!(
+            shape,
+            ["first 0", "invalid", "same as 0", "first 1", "same as 0"]
         );
-        out.extend_from_slice(b"]");
-        let parsed: serde_json::Value = serde_json::from_slice(&out).expect("JSON");
-        assert_eq!(parsed[0]["url"], "http://a/\"q\"");
-        assert_eq!(parsed[0]["data"]["title"], "t");
-        assert_eq!(parsed[1]["error"]["code"], "invalid_url");
+    }
+
+    #[test]
+    fn the_answer_is_valid_json_and_bounded() {
+        let mut answer = Answer::new(20);
+        answer.page("http://a/\"q\"", "HIT", br#"{"title":"t"}"#);
+        answer.page(
+            "http://b/",
+            "MISS",
+            br#"{"title":"too long for what is left"}"#,
+        );
+        answer.duplicate("http://a/", 0);
+        answer.error("nope", &ApiError::bad_request("invalid_url", "bad"));
+        let parsed: serde_json::Value = serde_json::from_slice(&answer.finish()).expect("JSON");
+        let results = &parsed["results"];
+        assert_eq!(results[0]["url"], "http://a/\"q\"");
+        assert_eq!(results[0]["data"]["title"], "t");
+        assert_eq!(results[1]["status"], "stored");
+        assert!(results[1].get("data").is_none());
+        assert_eq!(results[2]["same_as"], 0);
+        assert_eq!(results[3]["error"]["code"], "invalid_url");
     }
 }
