@@ -60,6 +60,11 @@ pub struct ExtractConfig {
     /// pages the element bound lets through stay under 400 MiB; 1 GiB by default. At
     /// least 64 MiB.
     pub worker_memory_bytes: u64,
+    /// Scheduling niceness of the worker processes, 0 to 19. 10 by default: extraction
+    /// is batch work, and when the CPUs are busy the service's own request handling (a
+    /// cached page is microseconds) should win over it, so that one tenant's expensive
+    /// pages do not slow every other tenant's cached answers.
+    pub worker_nice: i32,
     /// Deepest element nesting accepted. 512 by default, the depth Chromium's HTML parser
     /// builds at most; Readability's cost grows with the cube of depth (512: 50 ms). 16 to
     /// 4,096.
@@ -110,6 +115,7 @@ impl Default for ExtractConfig {
             max_extract_ms: 5_000,
             workers: 0,
             worker_memory_bytes: 1024 * MIB as u64,
+            worker_nice: 10,
             max_depth: 512,
             max_elements: 250_000,
             max_links: 10_000,
@@ -194,6 +200,7 @@ impl ExtractConfig {
             64 * MIB as u64,
             u64::MAX,
         )?;
+        in_range("worker_nice", self.worker_nice, 0, 19)?;
         in_range("max_depth", self.max_depth, 16, 4_096)?;
         in_range("max_elements", self.max_elements, 1_000, usize::MAX)?;
         in_range("max_links", self.max_links, 1, usize::MAX)?;

@@ -64,6 +64,7 @@ impl Extractor {
             program: worker,
             size,
             memory_bytes: cfg.worker_memory_bytes,
+            nice: cfg.worker_nice,
             budget: Duration::from_millis(cfg.max_extract_ms),
         })
         .await?;

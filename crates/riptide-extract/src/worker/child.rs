@@ -3,6 +3,8 @@
 //!
 //! - Memory: `RLIMIT_AS` from [`Init`]; an allocation beyond it aborts the process, which
 //!   the service reports as one refused page and replaces.
+//! - Priority: the niceness from [`Init`], so that the service's own request handling
+//!   goes first when CPUs are short.
 //! - CPU: before each page, `RLIMIT_CPU` is set to the CPU time used so far plus the
 //!   page's budget and a second, so a worker whose service stopped watching it still
 //!   stops. The service kills it at the deadline anyway; this is the backstop.
@@ -16,7 +18,9 @@ use std::io::{self, BufReader, BufWriter, Read, Write};
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::process::ExitCode;
 
-use rustix::process::{Resource, Rlimit, getrlimit, setrlimit};
+use rustix::process::{
+    Resource, Rlimit, getpriority_process, getrlimit, setpriority_process, setrlimit,
+};
 use rustix::time::{ClockId, clock_gettime};
 use url::Url;
 
@@ -61,6 +65,7 @@ fn serve(input: impl Read, output: impl Write) -> io::Result<()> {
     let mut output = BufWriter::new(output);
     let init: Init = serde_json::from_slice(&read_frame(&mut input, MAX_CONTROL_FRAME)?)?;
     limit(Resource::As, init.memory_bytes)?;
+    lower_priority(init.nice)?;
     write_frame(&mut output, HELLO)?;
     loop {
         let header = match read_frame(&mut input, MAX_CONTROL_FRAME) {
@@ -127,6 +132,15 @@ fn limit(resource: Resource, value: u64) -> io::Result<()> {
         },
     )
     .map_err(io::Error::from)
+}
+
+/// Raises this process's niceness to `nice` (never lowers it: that needs privileges).
+fn lower_priority(nice: i32) -> io::Result<()> {
+    let current = getpriority_process(None)?;
+    if nice > current {
+        setpriority_process(None, nice)?;
+    }
+    Ok(())
 }
 
 /// Lets the next page use `budget_ms` more CPU time (and a second for the rest), by the

@@ -35,6 +35,7 @@ pub(crate) struct PoolSettings {
     pub program: WorkerProgram,
     pub size: usize,
     pub memory_bytes: u64,
+    pub nice: i32,
     pub budget: Duration,
 }
 
@@ -51,7 +52,9 @@ impl WorkerPool {
     pub(crate) async fn start(settings: PoolSettings) -> Result<Self, ExtractError> {
         let mut idle = Vec::with_capacity(settings.size);
         for _ in 0..settings.size {
-            idle.push(Worker::start(&settings.program, settings.memory_bytes).await?);
+            idle.push(
+                Worker::start(&settings.program, settings.memory_bytes, settings.nice).await?,
+            );
         }
         Ok(Self {
             slots: Semaphore::new(settings.size),
@@ -77,7 +80,10 @@ impl WorkerPool {
         let popped = self.idle().pop();
         let mut worker = match popped {
             Some(worker) => worker,
-            None => Worker::start(&self.settings.program, self.settings.memory_bytes).await?,
+            None => {
+                let s = &self.settings;
+                Worker::start(&s.program, s.memory_bytes, s.nice).await?
+            }
         };
         let job = Job {
             base: base.to_owned(),

@@ -64,6 +64,7 @@ impl Worker {
     pub(crate) async fn start(
         program: &WorkerProgram,
         memory_bytes: u64,
+        nice: i32,
     ) -> Result<Self, ExtractError> {
         let unavailable = |why: String| {
             ExtractError::Unavailable(format!(
@@ -89,7 +90,7 @@ impl Worker {
             stdout: BufReader::new(stdout),
             pages: 0,
         };
-        let init = serde_json::to_vec(&Init { memory_bytes }).map_err(io::Error::from);
+        let init = serde_json::to_vec(&Init { memory_bytes, nice }).map_err(io::Error::from);
         let hello = tokio::time::timeout(START_TIMEOUT, async {
             send(&mut worker.stdin, &init?).await?;
             receive(&mut worker.stdout, MAX_CONTROL_FRAME).await

@@ -37,6 +37,8 @@ pub(crate) const MAX_PAGE_FRAME: usize = 1 << 30;
 pub(crate) struct Init {
     /// `RLIMIT_AS` of the worker process.
     pub memory_bytes: u64,
+    /// Scheduling niceness of the worker process.
+    pub nice: i32,
 }
 
 /// One page to extract; the page's bytes follow in the next frame.

@@ -143,8 +143,21 @@ async fn workers_are_reused_and_bounded() {
     for page in futures::future::join_all(pages).await {
         page.expect("article");
     }
-    // The same two processes did all the work.
+    // The same two processes did all the work, at a lower priority than the service.
     assert_eq!(workers(tag), before);
+    // Niceness is per thread on Linux: the thread that extracts is the one that counts.
+    for (pid, _) in &before {
+        let nice = std::fs::read_dir(format!("/proc/{pid}/task"))
+            .unwrap()
+            .flatten()
+            .filter_map(|task| std::fs::read_to_string(task.path().join("stat")).ok())
+            .find(|stat| stat.contains("(extract-worker)"))
+            .and_then(|stat| {
+                let (_, rest) = stat.rsplit_once(')')?;
+                rest.split_whitespace().nth(16).map(str::to_owned)
+            });
+        assert_eq!(nice.as_deref(), Some("10"), "worker {pid}");
+    }
     drop(extractor);
     tokio::time::sleep(Duration::from_millis(200)).await;
     assert!(
