@@ -9,7 +9,7 @@
 //! what one page left behind in a worker's heap does not build up.
 //!
 //! `extract_workers_replaced_total{reason}` counts replacements (`deadline`, `crashed`,
-//! `recycled`); each killed or crashed worker is also logged.
+//! `abandoned`, `recycled`); each killed or crashed worker is also logged.
 
 use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
@@ -92,10 +92,14 @@ impl WorkerPool {
             budget_ms: u64::try_from(self.settings.budget.as_millis()).unwrap_or(u64::MAX),
         };
         let max_reply = limits.max_answer_bytes.saturating_add(REPLY_SLACK);
-        match worker
+        // If the caller goes away mid-page, this future is dropped with the worker in
+        // it: the worker is killed (kill on drop), and the guard counts it.
+        let abandoned = Abandoned(Some(base));
+        let outcome = worker
             .run(&job, &page, self.settings.budget, max_reply)
-            .await
-        {
+            .await;
+        abandoned.defuse();
+        match outcome {
             Ok(reply) => {
                 worker.pages += 1;
                 if worker.pages >= PAGES_PER_WORKER {
@@ -135,6 +139,28 @@ impl WorkerPool {
     fn idle(&self) -> MutexGuard<'_, Vec<Worker>> {
         // A panic while pushing or popping leaves a valid Vec.
         self.idle.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// Counts and logs a page whose caller went away while its worker ran it, unless
+/// defused once the page is done.
+struct Abandoned<'a>(Option<&'a str>);
+
+impl Abandoned<'_> {
+    fn defuse(mut self) {
+        self.0 = None;
+    }
+}
+
+impl Drop for Abandoned<'_> {
+    fn drop(&mut self) {
+        if let Some(url) = self.0 {
+            replaced("abandoned");
+            tracing::info!(
+                url,
+                "extraction abandoned by its caller; its worker was killed"
+            );
+        }
     }
 }
 
