@@ -19,11 +19,12 @@
 //! are written to the answer in order as they come, duplicates once.
 
 use std::collections::HashMap;
+use std::convert::Infallible;
 
 use axum::body::{Body, Bytes};
 use axum::extract::State;
 use axum::http::HeaderValue;
-use axum::http::header::CONTENT_TYPE;
+use axum::http::header::{CONTENT_LENGTH, CONTENT_TYPE};
 use axum::response::Response;
 use futures::{StreamExt, stream};
 use riptide_extract::{Url, normalize_url};
@@ -110,10 +111,13 @@ pub async fn post_crawl(
         }
     }
 
-    let mut response = Response::new(Body::from(answer.finish()));
-    response
-        .headers_mut()
-        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    let (chunks, len) = answer.finish();
+    let body = Body::from_stream(stream::iter(chunks.into_iter().map(Ok::<_, Infallible>)));
+    let mut response = Response::new(body);
+    let headers = response.headers_mut();
+    headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    // A stream has no size of its own: the length is known, and metering reads it here.
+    headers.insert(CONTENT_LENGTH, HeaderValue::from(len));
     let extensions = response.extensions_mut();
     extensions.insert(OperationCount(request.urls.len() as u64));
     extensions.insert(cache);
@@ -208,19 +212,21 @@ fn sort_urls(urls: &[String]) -> (Vec<Slot>, Vec<Url>) {
 }
 
 /// The answer, written as results come: `{"results":[...]}`, page data included up to
-/// a byte budget.
+/// a byte budget. Pages are not copied: the answer is a list of chunks, each page's body
+/// (the cached bytes) one of them, with the JSON around them in small chunks between.
 struct Answer {
-    out: Vec<u8>,
+    chunks: Vec<Bytes>,
+    /// JSON written since the last chunk.
+    pending: Vec<u8>,
     data_left: usize,
     results: usize,
 }
 
 impl Answer {
     fn new(max_data_bytes: usize) -> Self {
-        let mut out = Vec::with_capacity(4096);
-        out.extend_from_slice(b"{\"results\":[");
         Self {
-            out,
+            chunks: Vec::new(),
+            pending: b"{\"results\":[".to_vec(),
             data_left: max_data_bytes,
             results: 0,
         }
@@ -228,15 +234,15 @@ impl Answer {
 
     fn next(&mut self) -> &mut Vec<u8> {
         if self.results > 0 {
-            self.out.push(b',');
+            self.pending.push(b',');
         }
         self.results += 1;
-        &mut self.out
+        &mut self.pending
     }
 
     /// `{"url":..,"cache":..,"status":"ok","data":<body>}` while the budget lasts (the
-    /// body is the cached JSON, written as it is), else `"status":"stored"`.
-    fn page(&mut self, url: &str, cache: &str, body: &[u8]) {
+    /// body is the cached JSON, as it is), else `"status":"stored"`.
+    fn page(&mut self, url: &str, cache: &str, body: &Bytes) {
         let fits = body.len() <= self.data_left;
         if fits {
             self.data_left -= body.len();
@@ -248,8 +254,10 @@ impl Answer {
         out.extend_from_slice(cache.as_bytes());
         if fits {
             out.extend_from_slice(b"\",\"status\":\"ok\",\"data\":");
-            out.extend_from_slice(body);
-            out.push(b'}');
+            let json = Bytes::from(std::mem::take(&mut self.pending));
+            self.chunks.push(json);
+            self.chunks.push(body.clone());
+            self.pending.push(b'}');
         } else {
             out.extend_from_slice(b"\",\"status\":\"stored\"}");
         }
@@ -273,9 +281,12 @@ impl Answer {
         let _ = serde_json::to_writer(self.next(), &item);
     }
 
-    fn finish(mut self) -> Bytes {
-        self.out.extend_from_slice(b"]}");
-        Bytes::from(self.out)
+    /// The chunks of the whole answer and their total length.
+    fn finish(mut self) -> (Vec<Bytes>, u64) {
+        self.pending.extend_from_slice(b"]}");
+        self.chunks.push(Bytes::from(self.pending));
+        let len = self.chunks.iter().map(|c| c.len() as u64).sum();
+        (self.chunks, len)
     }
 }
 
@@ -336,15 +347,16 @@ mod tests {
     #[test]
     fn the_answer_is_valid_json_and_bounded() {
         let mut answer = Answer::new(20);
-        answer.page("http://a/\"q\"", "HIT", br#"{"title":"t"}"#);
-        answer.page(
-            "http://b/",
-            "MISS",
-            br#"{"title":"too long for what is left"}"#,
-        );
+        let short = Bytes::from_static(br#"{"title":"t"}"#);
+        let long = Bytes::from_static(br#"{"title":"too long for what is left"}"#);
+        answer.page("http://a/\"q\"", "HIT", &short);
+        answer.page("http://b/", "MISS", &long);
         answer.duplicate("http://a/", 0);
         answer.error("nope", &ApiError::bad_request("invalid_url", "bad"));
-        let parsed: serde_json::Value = serde_json::from_slice(&answer.finish()).expect("JSON");
+        let (chunks, len) = answer.finish();
+        let whole: Vec<u8> = chunks.concat();
+        assert_eq!(whole.len() as u64, len);
+        let parsed: serde_json::Value = serde_json::from_slice(&whole).expect("JSON");
         let results = &parsed["results"];
         assert_eq!(results[0]["url"], "http://a/\"q\"");
         assert_eq!(results[0]["data"]["title"], "t");
