@@ -15,14 +15,20 @@
 //! | [`slow_clients`] | half-sent heads, idle and slow-body connections are cut; everyone else is served |
 //! | [`connection_limit`] | past `server.max_connections` a fast 503; the open-file limit raised and respected |
 //! | [`auth_throttle`] | failed authentication throttled per client address, before any store lookup |
+//! | [`crawl_memory`] | a crawl's peak RSS is its pages in flight and its answer, not its URL count |
+//! | [`hostile`] | every hostile page: a bounded answer, CPU within the budget, nothing left running |
 //!
 //! [`process`] starts and stops the binary and holds the HTTP helpers; [`raw`] speaks
-//! raw TCP for the clients an HTTP library cannot be.
+//! raw TCP for the clients an HTTP library cannot be; [`proc_stats`] reads CPU and
+//! memory from `/proc`.
 
 mod auth_throttle;
 mod connection_limit;
+mod crawl_memory;
 mod flows;
+mod hostile;
 mod isolation;
+mod proc_stats;
 mod process;
 mod raw;
 mod sigterm;
