@@ -11,7 +11,7 @@ use serde::de::DeserializeOwned;
 use super::budget::{CacheBudget, FixedBudget};
 use super::envelope::{self, CacheMetadata, Codec, Entry, Seal, Unreadable};
 use super::invalidation::Invalidation;
-use super::l1::{L1, L1Key};
+use super::l1::{Admission, L1, L1Key};
 use super::sealing::{CacheSealer, SealingKey};
 use super::single_flight::SingleFlight;
 use super::stats::{CacheStats, Op, OpResult, ScopeStats, StatsRegistry};
@@ -114,7 +114,11 @@ impl PersistentCacheManager {
     ) -> CacheResult<Self> {
         config.validate()?;
         Ok(Self {
-            l1: L1::new(config.l1_capacity_bytes, config.l1_max_staleness_ms),
+            l1: L1::new(
+                config.l1_capacity_bytes,
+                config.l1_max_staleness_ms,
+                config.l1_tenant_share_percent,
+            ),
             stats: StatsRegistry::new(config.max_tracked_tenants),
             budget: ArcSwap::from_pointee(Box::new(FixedBudget(
                 config.default_tenant_budget_bytes,
@@ -254,7 +258,7 @@ impl PersistentCacheManager {
             OpResult::Miss
         };
         if let Some(e) = &entry {
-            self.remember(&placed, e.clone(), now);
+            self.remember(&placed, e.clone(), now, &stats);
         }
         self.stats
             .record(&stats, Op::Get, result, start.elapsed(), 1);
@@ -311,17 +315,22 @@ impl PersistentCacheManager {
         }
     }
 
-    pub(super) fn remember(&self, placed: &Placed, entry: Entry, now_ms: u64) {
+    /// Puts an entry read from or written to the store into L1, counting a refusal
+    /// (its tenant holds its share of L1) on the scope's stats.
+    pub(super) fn remember(&self, placed: &Placed, entry: Entry, now_ms: u64, stats: &ScopeStats) {
         if !self.l1.is_enabled() {
             return;
         }
-        self.l1.insert(
+        let admission = self.l1.insert(
             placed.l1,
             entry,
             placed.scope.clone(),
             Arc::from(placed.namespace.as_str()),
             now_ms,
         );
+        if admission == Admission::Refused {
+            stats.record_l1_refused();
+        }
     }
 
     /// Values of several keys of one scope: L1 first, then one store round trip.
@@ -394,7 +403,7 @@ impl PersistentCacheManager {
                     self.decode_stored(&placed[i].store_key, &b, now, key.as_deref())
                 });
                 if let Some(e) = &entry {
-                    self.remember(&placed[i], e.clone(), now);
+                    self.remember(&placed[i], e.clone(), now, &stats);
                 }
                 out[i] = entry;
             }
@@ -602,7 +611,7 @@ impl PersistentCacheManager {
         }
         let n = placed.len();
         for (p, entry) in placed {
-            self.remember(&p, entry, now);
+            self.remember(&p, entry, now, stats);
             self.announce(Invalidation::Key {
                 store_key: p.store_key,
             });

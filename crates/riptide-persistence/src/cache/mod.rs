@@ -11,6 +11,7 @@ mod get_or_load;
 mod histogram;
 mod invalidation;
 mod l1;
+mod l1_share;
 mod legacy;
 mod live_settings;
 mod manager;
