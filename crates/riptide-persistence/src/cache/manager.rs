@@ -9,9 +9,10 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use super::budget::{CacheBudget, FixedBudget};
-use super::envelope::{self, CacheMetadata, Codec, Entry, Seal, Unreadable};
+use super::envelope::{self, CacheMetadata, Codec, Entry, Unreadable};
 use super::invalidation::Invalidation;
 use super::l1::{Admission, L1, L1Key};
+use super::offload::ToEncode;
 use super::sealing::{CacheSealer, SealingKey};
 use super::single_flight::SingleFlight;
 use super::stats::{CacheStats, Op, OpResult, ScopeStats, StatsRegistry};
@@ -250,8 +251,13 @@ impl PersistentCacheManager {
                 return Err(e);
             }
         };
-        let entry = found
-            .and_then(|bytes| self.decode_stored(&placed.store_key, &bytes, now, key.as_deref()));
+        let entry = match found {
+            Some(bytes) => {
+                self.decode_stored(&placed.store_key, &bytes, now, key.as_ref())
+                    .await
+            }
+            None => None,
+        };
         let result = if entry.is_some() {
             OpResult::Hit
         } else {
@@ -266,17 +272,17 @@ impl PersistentCacheManager {
     }
 
     /// Decodes stored bytes, opening sealed ones with `key` (the scope's key, if it has
-    /// one); a corrupt or (by our clock) expired envelope is a miss, and so is a sealed
-    /// one that has no key or does not open.
-    pub(super) fn decode_stored(
+    /// one), large ones off the async workers (see `offload.rs`); a corrupt or (by our
+    /// clock) expired envelope is a miss, and so is a sealed one that has no key or does
+    /// not open.
+    pub(super) async fn decode_stored(
         &self,
         store_key: &str,
         bytes: &Bytes,
         now_ms: u64,
-        key: Option<&dyn SealingKey>,
+        key: Option<&Arc<dyn SealingKey>>,
     ) -> Option<Entry> {
-        let seal = key.map(|key| Seal { key, store_key });
-        match envelope::decode_with(bytes, self.config.max_entry_size_bytes, seal) {
+        match self.decode_entry(store_key, bytes, key).await {
             Ok(e) if e.is_expired(now_ms) => None,
             Ok(e) => Some(e),
             Err(reason @ (Unreadable::NoKey | Unreadable::NotOpened)) => {
@@ -399,9 +405,13 @@ impl PersistentCacheManager {
                 }
             };
             for (&i, bytes) in missing.iter().zip(found) {
-                let entry = bytes.and_then(|b| {
-                    self.decode_stored(&placed[i].store_key, &b, now, key.as_deref())
-                });
+                let entry = match bytes {
+                    Some(b) => {
+                        self.decode_stored(&placed[i].store_key, &b, now, key.as_ref())
+                            .await
+                    }
+                    None => None,
+                };
                 if let Some(e) = &entry {
                     self.remember(&placed[i], e.clone(), now, &stats);
                 }
@@ -559,20 +569,21 @@ impl PersistentCacheManager {
             let ttl_ms = ttl_ms(&settings, item.ttl)?;
             let expires = ttl_ms.map(|t| now.saturating_add(t));
             let p = self.place(&keys, scope, &item.key);
-            let seal = seal_key.as_deref().map(|key| Seal {
-                key,
-                store_key: &p.store_key,
-            });
-            let enc = envelope::encode_with(
-                &item.payload,
-                item.codec,
-                now,
-                expires,
-                item.metadata.as_ref(),
-                &settings,
-                seal,
-            )
-            .map_err(|e| CacheError::Sealing(format!("{}: {e}", scope.label())))?;
+            let enc = self
+                .encode_entry(
+                    ToEncode {
+                        payload: &item.payload,
+                        codec: item.codec,
+                        created_ms: now,
+                        expires_ms: expires,
+                        metadata: item.metadata.as_ref(),
+                        settings: &settings,
+                        key: seal_key.as_ref(),
+                        store_key: &p.store_key,
+                    },
+                    scope,
+                )
+                .await?;
             if let Some(b) = budget.filter(|&b| enc.len() as u64 > b) {
                 return Err(CacheError::OverBudget {
                     size: enc.len() as u64,

@@ -7,6 +7,7 @@ mod support;
 
 mod cache_behaviour;
 mod cache_fairness;
+mod cache_offload;
 mod cache_popularity;
 mod isolation;
 mod live_settings;
