@@ -23,3 +23,4 @@ mod tenant_audit;
 mod tenant_encryption;
 mod tenant_lifecycle;
 mod tenant_usage;
+mod tenant_usage_reads;
