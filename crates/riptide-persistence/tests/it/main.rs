@@ -16,6 +16,7 @@ mod state_checkpoint;
 mod state_manager;
 mod state_reload;
 mod state_sessions;
+mod state_sessions_spill;
 mod store_conformance;
 mod sync_coordination;
 mod tenant_api_keys;
