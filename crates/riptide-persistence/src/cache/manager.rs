@@ -234,6 +234,21 @@ impl PersistentCacheManager {
                 .record(&stats, Op::Get, OpResult::Hit, start.elapsed(), 1);
             return Ok(Some(v.entry.clone()));
         }
+        // Boxed: the miss path's future (a store read, decoding that may go to the
+        // blocking pool) is several times the hit path's, and would otherwise be part of
+        // every hit's future too. One allocation per miss, against a store read.
+        Box::pin(self.get_from_store(start, scope, placed, stats, now)).await
+    }
+
+    /// `get_entry` after an L1 miss: read the store, decode, remember in L1.
+    async fn get_from_store(
+        &self,
+        start: Instant,
+        scope: Scope,
+        placed: Placed,
+        stats: Arc<ScopeStats>,
+        now: u64,
+    ) -> CacheResult<Option<Entry>> {
         let found = match self.store.get(&placed.store_key).await {
             Ok(found) => found,
             Err(e) => {
