@@ -20,8 +20,9 @@
 //! 2. **Session gets** on the embedded store with the tenant layer attached (as
 //!    `StateManager` runs them): from memory; loading a spilled session back when the
 //!    memory tier has room (first touch after `spill_all`); loading one back when the tier
-//!    is full (every get also evicts, and so spills, the least recently used one — the
-//!    steady state of a session set larger than `session_memory_limit_bytes`); and from
+//!    is full (every get also evicts the least recently used one, whose spill file the
+//!    background writer writes, off the get — the steady state of a session set larger
+//!    than `session_memory_limit_bytes`); and from
 //!    the store (local copies forgotten). Reference: the memory get.
 //! 3. **Checkpoints** of `CKPT_TENANTS` tenants (10,000) and `CKPT_SESSIONS` sessions
 //!    (100,000) on the embedded store, and `CKPT_REDIS_TENANTS` / `CKPT_REDIS_SESSIONS`
@@ -990,7 +991,7 @@ async fn sessions_section(scale: f64) -> String {
         ns
     };
     // Full tier, sessions touched in a cycle longer than it holds: every get loads a
-    // spilled session and spills the least recently used one.
+    // spilled session and queues the spill of the least recently used one.
     let spill_full = |i: usize| async move {
         let (t, id) = &full_ids[i % full_ids.len()];
         let started = Instant::now();

@@ -73,6 +73,16 @@ pub fn compress(payload: &[u8], cfg: &CacheConfig) -> (Compression, Option<Vec<u
     }
 }
 
+/// The original length a compressed payload declares in its prefix; `None` when it is
+/// not compressed or too short to say.
+pub fn declared_len(codec: Compression, data: &[u8]) -> Option<usize> {
+    if codec == Compression::None {
+        return None;
+    }
+    let prefix: [u8; 4] = data.get(..4)?.try_into().ok()?;
+    Some(u32::from_le_bytes(prefix) as usize)
+}
+
 /// Undoes [`compress`]. `max_len` bounds the declared original length.
 pub fn decompress(codec: Compression, data: &[u8], max_len: usize) -> Result<Vec<u8>, String> {
     if codec == Compression::None {
@@ -120,6 +130,7 @@ mod tests {
             let out = out.expect("compressible data is compressed");
             assert_ne!(codec, Compression::None);
             assert!(out.len() < data.len() / 2);
+            assert_eq!(declared_len(codec, &out), Some(data.len()));
             assert_eq!(decompress(codec, &out, 1 << 20).unwrap(), data);
         }
     }
@@ -151,6 +162,8 @@ mod tests {
         let (codec, out) = compress(&html(200), &cfg);
         let mut out = out.unwrap();
         assert!(decompress(codec, &out[..2], 1 << 20).is_err());
+        assert_eq!(declared_len(codec, &out[..2]), None);
+        assert_eq!(declared_len(Compression::None, &out), None);
         assert!(
             decompress(codec, &out, 10).is_err(),
             "declared length over the limit"

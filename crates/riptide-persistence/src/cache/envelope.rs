@@ -334,18 +334,41 @@ pub fn decode_with(
     max_len: usize,
     seal: Option<Seal<'_>>,
 ) -> Result<Entry, Unreadable> {
+    open_with(bytes, seal)?.finish(max_len)
+}
+
+/// An envelope read up to its payload: header and metadata parsed, a sealed payload
+/// opened, the payload not yet decompressed. Splitting [`decode_with`] in two lets a
+/// caller see how much decompression is left ([`Opened::decompressed_len`]) before
+/// deciding where to run it.
+#[derive(Debug)]
+pub struct Opened {
+    codec: Codec,
+    compression: Compression,
+    created_ms: u64,
+    expires_ms: Option<u64>,
+    metadata: Option<Arc<CacheMetadata>>,
+    /// The payload as stored (opened when it was sealed): compressed when
+    /// `compression` is not `None`.
+    body: Bytes,
+}
+
+/// The first step of [`decode_with`]: parses the header and metadata and opens a sealed
+/// payload (work proportional to the stored bytes).
+pub fn open_with(bytes: &Bytes, seal: Option<Seal<'_>>) -> Result<Opened, Unreadable> {
     let h = header(bytes).map_err(Unreadable::Corrupt)?;
     let meta_end = HEADER_LEN + h.meta_len;
-    let opened = if h.sealed {
+    let body = if h.sealed {
         let seal = seal.ok_or(Unreadable::NoKey)?;
         let aad = associated_data(seal.store_key, &bytes[..meta_end]);
         let plain = seal
             .key
             .open(&bytes[meta_end..], &aad)
             .map_err(|_| Unreadable::NotOpened)?;
-        Some(plain)
+        Bytes::from(plain)
     } else {
-        None
+        // Zero-copy: the payload is a slice of the stored bytes.
+        bytes.slice(meta_end..)
     };
     let metadata = if h.meta_len == 0 {
         None
@@ -354,22 +377,41 @@ pub fn decode_with(
             .map_err(|e| Unreadable::Corrupt(format!("metadata: {e}")))?;
         Some(Arc::new(m))
     };
-    let payload = match (h.compression, opened) {
-        // Zero-copy: the payload is a slice of the stored bytes.
-        (Compression::None, None) => bytes.slice(meta_end..),
-        (Compression::None, Some(plain)) => Bytes::from(plain),
-        (c, opened) => {
-            let body = opened.as_deref().unwrap_or(&bytes[meta_end..]);
-            Bytes::from(compression::decompress(c, body, max_len).map_err(Unreadable::Corrupt)?)
-        }
-    };
-    Ok(Entry {
-        payload,
+    Ok(Opened {
         codec: h.codec,
+        compression: h.compression,
         created_ms: h.created_ms,
         expires_ms: h.expires_ms,
         metadata,
+        body,
     })
+}
+
+impl Opened {
+    /// Bytes decompressing the payload would produce, as its length prefix declares
+    /// (0 when it is not compressed; decompression refuses more than `max_len` without
+    /// doing the work).
+    pub fn decompressed_len(&self) -> usize {
+        compression::declared_len(self.compression, &self.body).unwrap_or(0)
+    }
+
+    /// The second step of [`decode_with`]: decompresses the payload (work proportional
+    /// to [`Self::decompressed_len`]); `max_len` bounds it.
+    pub fn finish(self, max_len: usize) -> Result<Entry, Unreadable> {
+        let payload = match self.compression {
+            Compression::None => self.body,
+            c => Bytes::from(
+                compression::decompress(c, &self.body, max_len).map_err(Unreadable::Corrupt)?,
+            ),
+        };
+        Ok(Entry {
+            payload,
+            codec: self.codec,
+            created_ms: self.created_ms,
+            expires_ms: self.expires_ms,
+            metadata: self.metadata,
+        })
+    }
 }
 
 #[cfg(test)]

@@ -9,9 +9,10 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use super::budget::{CacheBudget, FixedBudget};
-use super::envelope::{self, CacheMetadata, Codec, Entry, Seal, Unreadable};
+use super::envelope::{self, CacheMetadata, Codec, Entry, Unreadable};
 use super::invalidation::Invalidation;
-use super::l1::{L1, L1Key};
+use super::l1::{Admission, L1, L1Key};
+use super::offload::ToEncode;
 use super::sealing::{CacheSealer, SealingKey};
 use super::single_flight::SingleFlight;
 use super::stats::{CacheStats, Op, OpResult, ScopeStats, StatsRegistry};
@@ -114,7 +115,11 @@ impl PersistentCacheManager {
     ) -> CacheResult<Self> {
         config.validate()?;
         Ok(Self {
-            l1: L1::new(config.l1_capacity_bytes, config.l1_max_staleness_ms),
+            l1: L1::new(
+                config.l1_capacity_bytes,
+                config.l1_max_staleness_ms,
+                config.l1_tenant_share_percent,
+            ),
             stats: StatsRegistry::new(config.max_tracked_tenants),
             budget: ArcSwap::from_pointee(Box::new(FixedBudget(
                 config.default_tenant_budget_bytes,
@@ -229,6 +234,21 @@ impl PersistentCacheManager {
                 .record(&stats, Op::Get, OpResult::Hit, start.elapsed(), 1);
             return Ok(Some(v.entry.clone()));
         }
+        // Boxed: the miss path's future (a store read, decoding that may go to the
+        // blocking pool) is several times the hit path's, and would otherwise be part of
+        // every hit's future too. One allocation per miss, against a store read.
+        Box::pin(self.get_from_store(start, scope, placed, stats, now)).await
+    }
+
+    /// `get_entry` after an L1 miss: read the store, decode, remember in L1.
+    async fn get_from_store(
+        &self,
+        start: Instant,
+        scope: Scope,
+        placed: Placed,
+        stats: Arc<ScopeStats>,
+        now: u64,
+    ) -> CacheResult<Option<Entry>> {
         let found = match self.store.get(&placed.store_key).await {
             Ok(found) => found,
             Err(e) => {
@@ -246,15 +266,20 @@ impl PersistentCacheManager {
                 return Err(e);
             }
         };
-        let entry = found
-            .and_then(|bytes| self.decode_stored(&placed.store_key, &bytes, now, key.as_deref()));
+        let entry = match found {
+            Some(bytes) => {
+                self.decode_stored(&placed.store_key, &bytes, now, key.as_ref())
+                    .await
+            }
+            None => None,
+        };
         let result = if entry.is_some() {
             OpResult::Hit
         } else {
             OpResult::Miss
         };
         if let Some(e) = &entry {
-            self.remember(&placed, e.clone(), now);
+            self.remember(&placed, e.clone(), now, &stats);
         }
         self.stats
             .record(&stats, Op::Get, result, start.elapsed(), 1);
@@ -262,17 +287,17 @@ impl PersistentCacheManager {
     }
 
     /// Decodes stored bytes, opening sealed ones with `key` (the scope's key, if it has
-    /// one); a corrupt or (by our clock) expired envelope is a miss, and so is a sealed
-    /// one that has no key or does not open.
-    pub(super) fn decode_stored(
+    /// one), large ones off the async workers (see `offload.rs`); a corrupt or (by our
+    /// clock) expired envelope is a miss, and so is a sealed one that has no key or does
+    /// not open.
+    pub(super) async fn decode_stored(
         &self,
         store_key: &str,
         bytes: &Bytes,
         now_ms: u64,
-        key: Option<&dyn SealingKey>,
+        key: Option<&Arc<dyn SealingKey>>,
     ) -> Option<Entry> {
-        let seal = key.map(|key| Seal { key, store_key });
-        match envelope::decode_with(bytes, self.config.max_entry_size_bytes, seal) {
+        match self.decode_entry(store_key, bytes, key).await {
             Ok(e) if e.is_expired(now_ms) => None,
             Ok(e) => Some(e),
             Err(reason @ (Unreadable::NoKey | Unreadable::NotOpened)) => {
@@ -311,17 +336,22 @@ impl PersistentCacheManager {
         }
     }
 
-    pub(super) fn remember(&self, placed: &Placed, entry: Entry, now_ms: u64) {
+    /// Puts an entry read from or written to the store into L1, counting a refusal
+    /// (its tenant holds its share of L1) on the scope's stats.
+    pub(super) fn remember(&self, placed: &Placed, entry: Entry, now_ms: u64, stats: &ScopeStats) {
         if !self.l1.is_enabled() {
             return;
         }
-        self.l1.insert(
+        let admission = self.l1.insert(
             placed.l1,
             entry,
             placed.scope.clone(),
             Arc::from(placed.namespace.as_str()),
             now_ms,
         );
+        if admission == Admission::Refused {
+            stats.record_l1_refused();
+        }
     }
 
     /// Values of several keys of one scope: L1 first, then one store round trip.
@@ -390,11 +420,15 @@ impl PersistentCacheManager {
                 }
             };
             for (&i, bytes) in missing.iter().zip(found) {
-                let entry = bytes.and_then(|b| {
-                    self.decode_stored(&placed[i].store_key, &b, now, key.as_deref())
-                });
+                let entry = match bytes {
+                    Some(b) => {
+                        self.decode_stored(&placed[i].store_key, &b, now, key.as_ref())
+                            .await
+                    }
+                    None => None,
+                };
                 if let Some(e) = &entry {
-                    self.remember(&placed[i], e.clone(), now);
+                    self.remember(&placed[i], e.clone(), now, &stats);
                 }
                 out[i] = entry;
             }
@@ -550,20 +584,21 @@ impl PersistentCacheManager {
             let ttl_ms = ttl_ms(&settings, item.ttl)?;
             let expires = ttl_ms.map(|t| now.saturating_add(t));
             let p = self.place(&keys, scope, &item.key);
-            let seal = seal_key.as_deref().map(|key| Seal {
-                key,
-                store_key: &p.store_key,
-            });
-            let enc = envelope::encode_with(
-                &item.payload,
-                item.codec,
-                now,
-                expires,
-                item.metadata.as_ref(),
-                &settings,
-                seal,
-            )
-            .map_err(|e| CacheError::Sealing(format!("{}: {e}", scope.label())))?;
+            let enc = self
+                .encode_entry(
+                    ToEncode {
+                        payload: &item.payload,
+                        codec: item.codec,
+                        created_ms: now,
+                        expires_ms: expires,
+                        metadata: item.metadata.as_ref(),
+                        settings: &settings,
+                        key: seal_key.as_ref(),
+                        store_key: &p.store_key,
+                    },
+                    scope,
+                )
+                .await?;
             if let Some(b) = budget.filter(|&b| enc.len() as u64 > b) {
                 return Err(CacheError::OverBudget {
                     size: enc.len() as u64,
@@ -602,7 +637,7 @@ impl PersistentCacheManager {
         }
         let n = placed.len();
         for (p, entry) in placed {
-            self.remember(&p, entry, now);
+            self.remember(&p, entry, now, stats);
             self.announce(Invalidation::Key {
                 store_key: p.store_key,
             });

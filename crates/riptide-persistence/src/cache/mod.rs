@@ -1,8 +1,8 @@
 //! The cache layer: [`PersistentCacheManager`] over a [`crate::store::Store`].
 //!
 //! One file per concept: the envelope and compression, the L1 in front of the store,
-//! request coalescing, stats, the per-tenant budget, invalidation, warming and the
-//! legacy adapter of the seed's rollback plan.
+//! request coalescing, stats, the per-tenant budget, invalidation, warming, envelope
+//! work off the async workers, and the legacy adapter of the seed's rollback plan.
 
 mod budget;
 mod compression;
@@ -11,9 +11,11 @@ mod get_or_load;
 mod histogram;
 mod invalidation;
 mod l1;
+mod l1_share;
 mod legacy;
 mod live_settings;
 mod manager;
+mod offload;
 pub mod popularity;
 mod sealing;
 mod single_flight;

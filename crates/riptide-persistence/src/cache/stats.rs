@@ -9,6 +9,11 @@
 //! | `cache_access_duration_seconds` | histogram | `tenant_id`, `operation` |
 //! | `cache_hit_rate` | gauge | `tenant_id` |
 //! | `cache_memory_usage_bytes` | gauge | `tenant_id` |
+//! | `cache_l1_admission_refused_total` | counter | `tenant_id` |
+//!
+//! `cache_l1_admission_refused_total` counts entries not put into L1 because their
+//! tenant held its share of it (`l1_tenant_share_percent`); they were served from the
+//! store instead.
 //!
 //! `tenant_id` is the tenant, `_global` for entries without a tenant, or `_other`.
 //! Per-tenant state is bounded by `max_tracked_tenants`; tenants beyond it share the
@@ -118,6 +123,7 @@ pub struct ScopeStats {
     op_counters: [OnceLock<Counter>; OPS.len() * RESULTS],
     hit_rate_gauge: OnceLock<Gauge>,
     memory_gauge: OnceLock<Gauge>,
+    l1_refused_counter: OnceLock<Counter>,
 }
 
 impl ScopeStats {
@@ -139,6 +145,19 @@ impl ScopeStats {
             op_counters: Default::default(),
             hit_rate_gauge: OnceLock::new(),
             memory_gauge: OnceLock::new(),
+            l1_refused_counter: OnceLock::new(),
+        }
+    }
+
+    /// Counts an entry of this scope that L1 refused (the tenant held its share).
+    pub(crate) fn record_l1_refused(&self) {
+        if self.emit_metrics {
+            self.l1_refused_counter
+                .get_or_init(|| {
+                    metrics::counter!("cache_l1_admission_refused_total",
+                        "tenant_id" => self.label.to_string())
+                })
+                .increment(1);
         }
     }
 
@@ -460,6 +479,7 @@ mod tests {
             let a = reg.scope("a");
             reg.record(&a, Op::Get, OpResult::Hit, Duration::from_micros(2), 1);
             a.observe_usage(10, 1);
+            a.record_l1_refused();
             let beyond = reg.scope("b");
             reg.record(&beyond, Op::Set, OpResult::Ok, Duration::from_micros(5), 1);
         });
@@ -471,6 +491,7 @@ mod tests {
         assert_eq!(
             series,
             [
+                "counter cache_l1_admission_refused_total{tenant_id=a}",
                 "counter cache_operations_total{operation=get,result=hit,tenant_id=a}",
                 "counter cache_operations_total{operation=set,result=ok,tenant_id=_other}",
                 "gauge cache_hit_rate{tenant_id=a}",

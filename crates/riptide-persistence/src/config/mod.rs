@@ -174,6 +174,15 @@ pub struct CacheConfig {
     /// Longest time an L1 entry is served without re-reading the store, in milliseconds:
     /// bounds staleness when another instance changes an entry.
     pub l1_max_staleness_ms: u64,
+    /// Most of L1 one tenant may hold, in percent of `l1_capacity_bytes` (1 to 100). An
+    /// entry that would take its tenant past it is not put into L1 (it is stored and
+    /// served from the store as usual; `cache_l1_admission_refused_total` counts it), so
+    /// one tenant reading many distinct entries cannot push the other tenants' hot
+    /// entries out. The default, 25, leaves at least three quarters of L1 to the other
+    /// tenants whatever one does, and lets four or more busy tenants use all of it;
+    /// deployments with fewer tenants sharing an instance raise it (100 turns the limit
+    /// off). Entries without a tenant (the global scope) are not limited.
+    pub l1_tenant_share_percent: u32,
     /// How long `get_or_load` waits for another caller's load of the same key, in ms.
     pub load_timeout_ms: u64,
     /// Cache budget of a tenant whose plan sets none, in bytes (seed: 100 MB).
@@ -196,6 +205,7 @@ impl Default for CacheConfig {
             warming_refresh_before_expiry_seconds: 60,
             l1_capacity_bytes: 64 * 1024 * 1024,
             l1_max_staleness_ms: 5_000,
+            l1_tenant_share_percent: 25,
             load_timeout_ms: 30_000,
             default_tenant_budget_bytes: 100 * 1024 * 1024,
             max_tracked_tenants: 1_000,
@@ -214,6 +224,12 @@ impl CacheConfig {
             self.max_entry_size_bytes as u64,
         )?;
         positive("cache.warming_concurrency", self.warming_concurrency as u64)?;
+        if !(1..=100).contains(&self.l1_tenant_share_percent) {
+            return Err(config_err(
+                "cache.l1_tenant_share_percent",
+                "between 1 and 100",
+            ));
+        }
         positive("cache.load_timeout_ms", self.load_timeout_ms)?;
         positive(
             "cache.default_tenant_budget_bytes",
@@ -273,6 +289,12 @@ mod tests {
                 .to_string()
                 .contains("cache.zstd_level")
         );
+        for share in [0, 101] {
+            let mut cfg = PersistenceConfig::default();
+            cfg.cache.l1_tenant_share_percent = share;
+            let err = cfg.validate().unwrap_err().to_string();
+            assert!(err.contains("cache.l1_tenant_share_percent"), "{err}");
+        }
         let mut cfg = PersistenceConfig::default();
         cfg.redis.key_prefix = "a:{b}".into();
         assert!(

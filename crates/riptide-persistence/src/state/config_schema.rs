@@ -104,6 +104,7 @@ pub const PERSISTENCE_RESTART_ONLY: &[&str] = &[
     "persistence.cache.warming_refresh_before_expiry_seconds",
     "persistence.cache.l1_capacity_bytes",
     "persistence.cache.l1_max_staleness_ms",
+    "persistence.cache.l1_tenant_share_percent",
     "persistence.cache.load_timeout_ms",
     "persistence.cache.default_tenant_budget_bytes",
     "persistence.cache.max_tracked_tenants",

@@ -125,6 +125,16 @@ pub struct RemoveOutcome {
     pub entries: u64,
 }
 
+/// What [`Store::counters_get_applied`] read: the state of one moment.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CountersApplied {
+    /// The record's counters, as [`Store::counters_get`] returns them.
+    pub counters: Vec<(String, i64)>,
+    /// For each batch id asked about, in order: whether it is applied (so its
+    /// increments are in `counters`).
+    pub applied: Vec<bool>,
+}
+
 /// A scope's cache usage.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct ScopeUsage {
@@ -357,6 +367,19 @@ pub trait Store: Send + Sync + 'static {
         increments: &[(String, i64)],
         dedupe_ttl_ms: u64,
     ) -> StoreResult<bool>;
+
+    /// The counters of `key` (as [`Self::counters_get`]) and, read at the same moment,
+    /// whether each of `batch_ids` is remembered in `dedupe_key` (same hash tag as
+    /// `key`) as applied by [`Self::counters_add_once`]. One atomic read: a batch whose
+    /// flag is `true` is in the counters returned, one whose flag is `false` is not. This
+    /// is what lets usage reads add what is still pending in memory without counting a
+    /// batch being written at that moment twice, or not at all.
+    async fn counters_get_applied(
+        &self,
+        key: &str,
+        dedupe_key: &str,
+        batch_ids: &[String],
+    ) -> StoreResult<CountersApplied>;
 
     // ---- rate limiting ----
 

@@ -6,6 +6,8 @@
 mod support;
 
 mod cache_behaviour;
+mod cache_fairness;
+mod cache_offload;
 mod cache_popularity;
 mod isolation;
 mod live_settings;
@@ -14,6 +16,7 @@ mod state_checkpoint;
 mod state_manager;
 mod state_reload;
 mod state_sessions;
+mod state_sessions_spill;
 mod store_conformance;
 mod sync_coordination;
 mod tenant_api_keys;
@@ -21,3 +24,4 @@ mod tenant_audit;
 mod tenant_encryption;
 mod tenant_lifecycle;
 mod tenant_usage;
+mod tenant_usage_reads;

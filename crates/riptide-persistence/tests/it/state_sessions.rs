@@ -291,6 +291,8 @@ async fn a_full_memory_tier_spills_and_loads_back(b: Backend) {
                 .unwrap(),
         );
     }
+    // Spill files are written in the background.
+    m.flush_spills().await;
     let f = m.figures();
     assert!(f.tiers.memory_bytes <= 4 * 1024, "{f:?}");
     assert!(
@@ -323,16 +325,20 @@ async fn a_full_memory_tier_spills_and_loads_back(b: Backend) {
     let loaded = m.get(&t, &first.id).await.unwrap();
     assert_eq!(loaded.as_ref(), Some(first));
     assert!(!file.exists(), "loading deletes the spill file");
+    m.flush_spills().await;
     let after = m.figures();
     assert_eq!(after.loads_total, f.loads_total + 1);
     assert!(
         after.spills_total > f.spills_total,
         "loading it pushed another one out"
     );
-    // Every session is still served, each equal to what was created.
+    // Every session is still served, each equal to what was created (from its file
+    // once the one it pushed out is written).
     for s in &created {
+        m.flush_spills().await;
         assert_eq!(m.get(&t, &s.id).await.unwrap().as_ref(), Some(s));
     }
+    m.flush_spills().await;
     assert!(m.figures().loads_total >= 10);
     // Terminating a spilled session removes its file.
     let spilled = created
@@ -350,6 +356,7 @@ async fn a_full_memory_tier_spills_and_loads_back(b: Backend) {
             .await
             .unwrap();
     }
+    m.flush_spills().await;
     assert!(
         spill_file(&spill, &t, &soon.id).exists(),
         "pushed out to disk"
@@ -371,6 +378,7 @@ async fn encrypted_tenants_have_no_plaintext_in_store_or_spill_files(b: Backend)
             .insert("x-secret-header".into(), format!("{secret}-header"));
         ids.push(w.sessions.create(&sealed, si).await.unwrap().id);
     }
+    w.sessions.flush_spills().await;
     for id in &ids {
         let raw = w
             .store
@@ -546,6 +554,7 @@ async fn a_second_instance_sees_sessions_and_forget_drops_local_copies(b: Backen
                 .id,
         );
     }
+    a.flush_spills().await;
     let spilled = ids
         .iter()
         .find(|id| spill_file(da.path(), &t, id).exists())

@@ -71,8 +71,10 @@ impl SessionManager {
     /// Writes every session in memory to its spill file (for a graceful shutdown), so
     /// a restart over the same spill dir serves them without reading the store. Never
     /// deletes anything from the store; a file that cannot be written is counted (the
-    /// store still has the session).
+    /// store still has the session). Spills queued before are written first, and the
+    /// background writer stops (a later eviction starts it again).
     pub async fn spill_all(&self) -> SpillAllReport {
+        self.stop_spill_writer().await;
         let victims = self.lock_tiers().drain_memory();
         let (spilled, failed) = self.write_victims(victims).await;
         SpillAllReport { spilled, failed }

@@ -4,14 +4,17 @@
 //! This is bookkeeping only: no I/O happens here, and every method runs under one
 //! short `std::sync::Mutex` held by the manager (never across an `.await`). Evicted
 //! sessions come back as [`Victim`]s, already marked [`SpillState::Writing`] in the
-//! spill index; the manager writes their files and reports back with
-//! [`Tiers::spill_finished`]. Each spill carries a generation number, so a write that
-//! was overtaken (the session was loaded, changed, forgotten or spilled again
-//! meanwhile) is recognized and discarded.
+//! spill index; the manager's background writer writes their files and reports back
+//! with [`Tiers::spill_finished`] and [`Tiers::writing_done`]. Each spill carries a
+//! generation number, so a write that was overtaken (the session was loaded, changed,
+//! forgotten or spilled again meanwhile) is recognized and discarded.
 //!
 //! Every map is bounded: memory by bytes, the spill index by `max_spilled` entries
 //! (beyond it an evicted session simply leaves memory: the store still has it), the
-//! tombstones by [`MAX_TOMBSTONES`].
+//! tombstones by [`MAX_TOMBSTONES`]. Sessions evicted but not yet written are bounded
+//! too, by `writing_budget` bytes: an eviction past it leaves memory without a spill
+//! file (the store still has it), so a slow disk sheds spills instead of holding
+//! requests or growing memory.
 
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::sync::Arc;
@@ -72,6 +75,8 @@ pub(crate) struct Victim {
     pub session: Arc<Session>,
     /// The spill generation to report with [`Tiers::spill_finished`].
     pub generation: u64,
+    /// Its estimated memory bytes, to report with [`Tiers::writing_done`].
+    pub bytes: u64,
 }
 
 /// What a lookup found.
@@ -107,8 +112,9 @@ pub struct TierFigures {
     pub spilled_sessions: u64,
     /// Bytes of the written spill files.
     pub spilled_bytes: u64,
-    /// Sessions evicted without a spill file because the spill index was full (they
-    /// are read from the store when next needed).
+    /// Sessions evicted without a spill file because the spill index was full, or
+    /// because too many bytes of spills were already waiting to be written (they are
+    /// read from the store when next needed).
     pub evicted_unspilled: u64,
 }
 
@@ -123,6 +129,10 @@ pub(crate) struct Tiers {
     spilled: HashMap<SessionKey, SpillEntry>,
     spilled_bytes: u64,
     generation: u64,
+    /// Bytes of victims handed out and not yet reported done.
+    writing_bytes: u64,
+    /// Most `writing_bytes` an eviction may add to (shutdown's drain is not limited).
+    writing_budget: u64,
     tombstones: HashSet<SessionKey>,
     tombstone_order: VecDeque<SessionKey>,
     evicted_unspilled: u64,
@@ -130,8 +140,9 @@ pub(crate) struct Tiers {
 
 impl Tiers {
     /// Empty tiers holding at most `limit` bytes in memory and `max_spilled` spilled
-    /// sessions.
-    pub(crate) fn new(limit: u64, max_spilled: usize) -> Self {
+    /// sessions, with at most `writing_budget` bytes of evicted sessions waiting to be
+    /// written.
+    pub(crate) fn new(limit: u64, max_spilled: usize, writing_budget: u64) -> Self {
         Self {
             limit,
             max_spilled: max_spilled.max(1),
@@ -142,6 +153,8 @@ impl Tiers {
             spilled: HashMap::new(),
             spilled_bytes: 0,
             generation: 0,
+            writing_bytes: 0,
+            writing_budget,
             tombstones: HashSet::new(),
             tombstone_order: VecDeque::new(),
             evicted_unspilled: 0,
@@ -240,7 +253,7 @@ impl Tiers {
             let Some((_, key)) = self.lru.pop_first() else {
                 break;
             };
-            if let Some(v) = self.spill_out(key) {
+            if let Some(v) = self.spill_out(key, true) {
                 victims.push(v);
             }
         }
@@ -248,14 +261,17 @@ impl Tiers {
     }
 
     /// Moves one session (already out of the LRU order) from memory to the spill
-    /// index.
-    fn spill_out(&mut self, key: SessionKey) -> Option<Victim> {
+    /// index; `budgeted`: only while the bytes waiting to be written allow.
+    fn spill_out(&mut self, key: SessionKey, budgeted: bool) -> Option<Victim> {
         let entry = self.mem.remove(&key)?;
         self.mem_bytes -= entry.bytes;
-        if self.spilled.len() >= self.max_spilled {
+        let over_budget =
+            budgeted && self.writing_bytes.saturating_add(entry.bytes) > self.writing_budget;
+        if self.spilled.len() >= self.max_spilled || over_budget {
             self.evicted_unspilled += 1;
             return None;
         }
+        self.writing_bytes += entry.bytes;
         self.generation += 1;
         let generation = self.generation;
         self.spilled.insert(
@@ -272,7 +288,24 @@ impl Tiers {
             key,
             session: entry.session,
             generation,
+            bytes: entry.bytes,
         })
+    }
+
+    /// A victim's write is over (written, failed, overtaken or abandoned): its bytes no
+    /// longer count against the writing budget.
+    pub(crate) fn writing_done(&mut self, bytes: u64) {
+        self.writing_bytes = self.writing_bytes.saturating_sub(bytes);
+    }
+
+    /// A victim that will not be written after all (the writer could not take it):
+    /// its spill entry goes, unless overtaken, and it counts as evicted unspilled.
+    pub(crate) fn spill_abandoned(&mut self, v: &Victim) {
+        if self.spill_wanted(&v.key, v.generation) {
+            self.spilled.remove(&v.key);
+        }
+        self.writing_done(v.bytes);
+        self.evicted_unspilled += 1;
     }
 
     /// True while the spill of `key` at `generation` is still wanted (not overtaken).
@@ -357,7 +390,7 @@ impl Tiers {
         let bound = self.max_spilled;
         self.max_spilled = usize::MAX;
         for key in order {
-            if let Some(v) = self.spill_out(key) {
+            if let Some(v) = self.spill_out(key, false) {
                 victims.push(v);
             }
         }
@@ -449,7 +482,7 @@ mod tests {
 
     #[test]
     fn evicts_least_recently_used_first() {
-        let mut t = Tiers::new(one_size() * 3, 100);
+        let mut t = Tiers::new(one_size() * 3, 100, u64::MAX);
         for i in 0..3 {
             assert!(t.insert(key(i), session(i, 1, 1_000)).victims.is_empty());
         }
@@ -473,7 +506,7 @@ mod tests {
 
     #[test]
     fn overtaken_spills_are_recognized() {
-        let mut t = Tiers::new(one_size(), 100);
+        let mut t = Tiers::new(one_size(), 100, u64::MAX);
         t.insert(key(0), session(0, 1, 1_000));
         let v = t.insert(key(1), session(1, 1, 1_000)).victims;
         let g = v[0].generation;
@@ -487,7 +520,7 @@ mod tests {
 
     #[test]
     fn older_versions_do_not_replace_newer_ones_and_tombstones_hold() {
-        let mut t = Tiers::new(one_size() * 10, 100);
+        let mut t = Tiers::new(one_size() * 10, 100, u64::MAX);
         t.insert(key(0), session(0, 5, 1_000));
         let ins = t.insert(key(0), session(0, 4, 1_000));
         assert_eq!(ins.current.version, 5);
@@ -495,7 +528,7 @@ mod tests {
         t.insert(key(0), session(0, 6, 1_000));
         assert!(matches!(t.lookup(&key(0)), Lookup::Absent));
         // A newer version on disk is not replaced by an older read either.
-        let mut t = Tiers::new(one_size(), 100);
+        let mut t = Tiers::new(one_size(), 100, u64::MAX);
         t.insert(key(1), session(1, 7, 1_000));
         let v = t.insert(key(2), session(2, 1, 1_000)).victims;
         assert!(t.spill_finished(&key(1), v[0].generation, Some(9)));
@@ -506,7 +539,7 @@ mod tests {
 
     #[test]
     fn take_spilled_and_expiry_and_drain() {
-        let mut t = Tiers::new(one_size(), 100);
+        let mut t = Tiers::new(one_size(), 100, u64::MAX);
         t.insert(key(0), session(0, 1, 500));
         let v = t.insert(key(1), session(1, 1, 2_000)).victims;
         t.spill_finished(&key(0), v[0].generation, Some(5));
@@ -532,10 +565,36 @@ mod tests {
 
     #[test]
     fn a_full_spill_index_drops_instead() {
-        let mut t = Tiers::new(one_size(), 1);
+        let mut t = Tiers::new(one_size(), 1, u64::MAX);
         t.insert(key(0), session(0, 1, 1_000));
         assert_eq!(t.insert(key(1), session(1, 1, 1_000)).victims.len(), 1);
         assert_eq!(t.insert(key(2), session(2, 1, 1_000)).victims.len(), 0);
         assert_eq!(t.figures().evicted_unspilled, 1);
+    }
+
+    #[test]
+    fn evictions_past_the_writing_budget_leave_without_a_spill() {
+        // Room for two sessions waiting to be written.
+        let mut t = Tiers::new(one_size(), 100, one_size() * 2);
+        t.insert(key(0), session(0, 1, 1_000));
+        let a = t.insert(key(1), session(1, 1, 1_000)).victims;
+        let b = t.insert(key(2), session(2, 1, 1_000)).victims;
+        assert_eq!((a.len(), b.len()), (1, 1));
+        // Both still being written: the next eviction is shed.
+        assert!(t.insert(key(3), session(3, 1, 1_000)).victims.is_empty());
+        assert_eq!(t.figures().evicted_unspilled, 1);
+        assert!(matches!(t.lookup(&key(2)), Lookup::Absent));
+        // One written: room again.
+        assert!(t.spill_finished(&a[0].key, a[0].generation, Some(10)));
+        t.writing_done(a[0].bytes);
+        assert_eq!(t.insert(key(4), session(4, 1, 1_000)).victims.len(), 1);
+        // An abandoned write frees its room and its index entry.
+        t.spill_abandoned(&b[0]);
+        assert!(!t.has_spill(&b[0].key));
+        assert_eq!(t.figures().evicted_unspilled, 2);
+        // Shutdown's drain is not limited by the budget.
+        t.insert(key(5), session(5, 1, 1_000));
+        let drained = t.drain_memory();
+        assert_eq!(drained.len(), 1);
     }
 }

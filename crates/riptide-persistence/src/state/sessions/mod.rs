@@ -14,7 +14,10 @@
 //! - **Spill files**: a session leaving the memory tier is written to
 //!   `<state.spill_dir>/<tenant>/<id>.session` (atomically: temporary file, fsync,
 //!   rename) in the store record's exact format, so a tenant with encryption has sealed
-//!   spill files too. A later [`SessionManager::get`] loads it back into memory and
+//!   spill files too. A background task writes them (`spill_writer.rs`): the request
+//!   that filled the tier never waits for a write or an fsync, and when the disk falls
+//!   behind, sessions leave memory without a spill file rather than make requests wait
+//!   (the store has them; [`SessionManager::flush_spills`] waits for what is queued). A later [`SessionManager::get`] loads it back into memory and
 //!   deletes the file. A spill file whose session has expired is removed, never
 //!   served. Spill files left by an earlier process (after [`SessionManager::spill_all`]
 //!   at shutdown) are used when their header matches the store's index entry, and
@@ -63,10 +66,11 @@ mod memory;
 mod model;
 mod ops;
 mod spill;
+mod spill_writer;
 mod tiering;
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, Weak};
 use std::time::Duration;
 
 use arc_swap::ArcSwapOption;
@@ -93,6 +97,7 @@ pub use ops::MAX_LIST_LIMIT;
 
 use memory::{SessionKey, Tiers};
 use spill::SpillDir;
+use spill_writer::SpillQueue;
 
 /// Most sessions in the spill index; beyond it an evicted session just leaves memory.
 const MAX_SPILLED: usize = 1_000_000;
@@ -177,6 +182,10 @@ pub struct SessionManager {
     foreign_spill: AtomicBool,
     /// Told of every update and termination, so other instances drop their copies.
     listener: ArcSwapOption<SessionChangeListener>,
+    /// The background writer of spill files (see `spill_writer.rs`).
+    spills: SpillQueue,
+    /// This manager, for the background writer (which must not keep it alive).
+    me: Weak<SessionManager>,
 }
 
 /// Told `(tenant, session id)` of every session changed or terminated here; the sync
@@ -214,21 +223,25 @@ impl SessionManager {
     /// `max_sessions_per_tenant`). The spill directory is created when first needed.
     pub fn new(store: SharedStore, clock: SharedClock, cfg: &StateConfig) -> Arc<Self> {
         let foreign = std::fs::read_dir(&cfg.spill_dir).is_ok_and(|mut d| d.next().is_some());
-        Arc::new(Self {
+        let limit = cfg.session_memory_limit_bytes.max(1);
+        Arc::new_cyclic(|me| Self {
             store,
             clock,
             default_ttl: Duration::from_secs(cfg.session_ttl_seconds.max(1)),
             max_sessions: cfg.max_sessions_per_tenant.max(1),
             spill: SpillDir::new(cfg.spill_dir.clone()),
             tiers: Mutex::new(Tiers::new(
-                cfg.session_memory_limit_bytes.max(1),
+                limit,
                 MAX_SPILLED,
+                spill_writer::writing_budget(limit),
             )),
             tenants: ArcSwapOption::empty(),
             counters: Counters::default(),
             sweep: Mutex::new(SweepCursor::default()),
             foreign_spill: AtomicBool::new(foreign),
             listener: ArcSwapOption::empty(),
+            spills: SpillQueue::default(),
+            me: me.clone(),
         })
     }
 

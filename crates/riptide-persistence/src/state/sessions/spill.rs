@@ -2,14 +2,18 @@
 //! store record (see `codec`), so a sealed tenant's files are sealed too.
 //!
 //! Writes are atomic: a temporary file in the same directory (mode `0600`), written and
-//! fsynced, renamed over the final name, then the directory fsynced. Directories are
-//! created with mode `0700`. Tenant ids and session ids are validated before they get
-//! here (`[a-z0-9_-]` and `[A-Za-z0-9_-]`), so a path never leaves its directory.
+//! fsynced ([`write_temp`]), renamed over the final name ([`publish`]), then the
+//! directory fsynced ([`sync_dir`]). Directories are created with mode `0700`. Tenant
+//! ids and session ids are validated before they get here (`[a-z0-9_-]` and
+//! `[A-Za-z0-9_-]`), so a path never leaves its directory.
 //!
 //! The functions are blocking; [`SpillDir::run`] moves them off the async threads.
-//! All file operations of one manager are serialized by [`SpillDir::io`], so "check
-//! the spill index, then touch the file" is atomic with respect to other file
-//! operations.
+//! Operations on final file names of one manager are serialized by [`SpillDir::io`],
+//! so "check the spill index, then touch the file" is atomic with respect to other file
+//! operations. The fsyncs happen outside it: a temporary file is nobody else's, and the
+//! directory fsync only makes a rename durable. So whoever waits for the lock (a request
+//! loading a session back, or removing a stale file) waits for a rename, an unlink or a
+//! read, never for an fsync.
 
 use std::fs::{self, OpenOptions};
 use std::io::{ErrorKind, Read, Write};
@@ -72,10 +76,18 @@ impl SpillDir {
 }
 
 /// Writes `bytes` to `path` atomically (see the module docs); returns the bytes written.
+#[cfg(test)]
 pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<u64> {
-    let dir = path
-        .parent()
-        .ok_or_else(|| std::io::Error::other("spill path has no directory"))?;
+    let tmp = write_temp(path, bytes)?;
+    publish(&tmp, path)?;
+    sync_dir(parent(path)?)?;
+    Ok(bytes.len() as u64)
+}
+
+/// Writes `bytes` to a new temporary file beside `path` (creating the directory) and
+/// fsyncs it; returns the temporary file's path. Nothing else ever opens it.
+pub(crate) fn write_temp(path: &Path, bytes: &[u8]) -> std::io::Result<PathBuf> {
+    let dir = parent(path)?;
     create_dir(dir)?;
     let name = path
         .file_name()
@@ -84,17 +96,31 @@ pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<u64> {
     let mut nonce = [0u8; 8];
     rand::rng().fill_bytes(&mut nonce);
     let tmp = dir.join(format!(".{name}.{}.tmp", hex::encode(nonce)));
-    let written = write_new(&tmp, bytes).and_then(|()| fs::rename(&tmp, path));
-    if let Err(e) = written {
-        if let Err(cleanup) = fs::remove_file(&tmp)
-            && cleanup.kind() != ErrorKind::NotFound
-        {
-            tracing::warn!(spill.path = %tmp.display(), error = %cleanup, "could not remove a temporary spill file");
-        }
+    if let Err(e) = write_new(&tmp, bytes) {
+        discard(&tmp);
         return Err(e);
     }
-    sync_dir(dir)?;
-    Ok(bytes.len() as u64)
+    Ok(tmp)
+}
+
+/// Renames the temporary file `tmp` over `path` (removing `tmp` when that fails).
+pub(crate) fn publish(tmp: &Path, path: &Path) -> std::io::Result<()> {
+    fs::rename(tmp, path).inspect_err(|_| discard(tmp))
+}
+
+/// Removes a temporary file, logging a failure.
+pub(crate) fn discard(tmp: &Path) {
+    if let Err(cleanup) = fs::remove_file(tmp)
+        && cleanup.kind() != ErrorKind::NotFound
+    {
+        tracing::warn!(spill.path = %tmp.display(), error = %cleanup, "could not remove a temporary spill file");
+    }
+}
+
+/// The directory of a spill path.
+pub(crate) fn parent(path: &Path) -> std::io::Result<&Path> {
+    path.parent()
+        .ok_or_else(|| std::io::Error::other("spill path has no directory"))
 }
 
 fn write_new(tmp: &Path, bytes: &[u8]) -> std::io::Result<()> {
@@ -121,7 +147,8 @@ fn create_dir(dir: &Path) -> std::io::Result<()> {
     builder.create(dir)
 }
 
-fn sync_dir(dir: &Path) -> std::io::Result<()> {
+/// Fsyncs a directory, so the renames in it are durable.
+pub(crate) fn sync_dir(dir: &Path) -> std::io::Result<()> {
     // Only Unix can open (and so fsync) a directory; elsewhere the rename is what we get.
     #[cfg(unix)]
     fs::File::open(dir)?.sync_all()?;

@@ -1,5 +1,6 @@
-//! Moving sessions between the tiers: into memory (evicting and spilling the least
-//! recently used), back from spill files, and out of both.
+//! Moving sessions between the tiers: into memory (evicting the least recently used,
+//! whose spill files the background writer of `spill_writer.rs` writes), back from spill
+//! files, and out of both.
 //!
 //! The spill tier is a cache of the store, so its failures never fail a call: a spill
 //! file that cannot be written is counted and logged and the session simply leaves
@@ -9,8 +10,8 @@
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
-use super::codec::{self, HEADER_LEN, Header};
-use super::memory::{Lookup, SessionKey, Victim};
+use super::codec::{HEADER_LEN, Header};
+use super::memory::{Lookup, SessionKey};
 use super::model::Session;
 use super::spill;
 use super::{Ctx, SessionManager, SessionResult, index_key, record_key};
@@ -146,19 +147,20 @@ impl SessionManager {
         Ok(self.adopt_bytes(key, &bytes, now_ms).await)
     }
 
-    /// Puts `session` into memory (unless memory holds a newer version), removes a
-    /// stale spill file of it, and spills what that pushed out. Returns what memory
-    /// now holds.
+    /// Puts `session` into memory (unless memory holds a newer version), and hands the
+    /// removal of a stale spill file of it and the spills of what that pushed out to
+    /// the background writer (`spill_writer.rs`): a request never writes or fsyncs a
+    /// spill file. Returns what memory now holds.
     pub(super) async fn insert_local(
         &self,
         key: SessionKey,
         session: Arc<Session>,
     ) -> Arc<Session> {
         let inserted = self.lock_tiers().insert(key.clone(), session);
-        if inserted.stale_spill {
+        if inserted.stale_spill && !self.queue_removal(&key) {
             self.delete_spill_file(&key).await;
         }
-        self.write_victims(inserted.victims).await;
+        self.queue_spills(inserted.victims);
         inserted.current
     }
 
@@ -193,64 +195,6 @@ impl SessionManager {
                 false
             }
         }
-    }
-
-    /// Writes the spill files of `victims`; returns (written, failed).
-    pub(super) async fn write_victims(&self, victims: Vec<Victim>) -> (u64, u64) {
-        if victims.is_empty() {
-            return (0, 0);
-        }
-        let (mut written, mut failed) = (0, 0);
-        let _io = self.spill.io.lock().await;
-        for v in victims {
-            if !self.lock_tiers().spill_wanted(&v.key, v.generation) {
-                continue;
-            }
-            let path = self.spill.path(&v.key);
-            let outcome = match self.encode_for_spill(&v).await {
-                Ok(bytes) => {
-                    self.spill
-                        .run(path.clone(), move |p| spill::write_atomic(p, &bytes))
-                        .await
-                }
-                Err(e) => Err(e),
-            };
-            let size = match outcome {
-                Ok(n) => Some(n),
-                Err(e) => {
-                    failed += 1;
-                    self.counters.spill_failures.fetch_add(1, Ordering::Relaxed);
-                    tracing::warn!(
-                        tenant.id = v.key.tenant.as_str(),
-                        spill.dir = %self.spill.root().display(),
-                        error = %e,
-                        "could not spill a session; it stays in the store only"
-                    );
-                    None
-                }
-            };
-            let kept = self.lock_tiers().spill_finished(&v.key, v.generation, size);
-            match (size, kept) {
-                (Some(_), true) => {
-                    written += 1;
-                    self.counters.spilled();
-                }
-                // Overtaken while writing: the file is not wanted.
-                (Some(_), false) => {
-                    self.remove_file_logged(&path).await;
-                }
-                (None, _) => {}
-            }
-        }
-        (written, failed)
-    }
-
-    /// The bytes of a spill file: the store record's format, sealed when the tenant
-    /// has a data key.
-    async fn encode_for_spill(&self, v: &Victim) -> SessionResult<Vec<u8>> {
-        let store_key = record_key(&self.scope(&v.key.tenant), &v.key.id);
-        let key = self.open_key(&v.key.tenant).await?;
-        codec::encode(&v.session, &store_key, key.as_deref())
     }
 
     /// Reads the header of a spill file (for sweeping files of earlier processes).

@@ -12,11 +12,11 @@
 //! Every write here ends by dropping the record from the rate limiter's override cache
 //! (see `rate.rs`), after the commit.
 
-use redb::{ReadableTable, Table, WriteTransaction};
+use redb::{ReadableDatabase, ReadableTable, Table, WriteTransaction};
 
-use super::tables::{COUNTERS, KvTables, just_after};
+use super::tables::{COUNTERS, KV, KvTables, is_live, just_after, split_value};
 use super::{EmbeddedStore, RedbResultExt, backend, expires_at};
-use crate::store::{Durability, StoreResult};
+use crate::store::{CountersApplied, Durability, StoreResult};
 
 /// The `kv` key remembering that `batch_id` was applied under `dedupe_key`.
 pub(super) fn applied_id(dedupe_key: &str, batch_id: &str) -> String {
@@ -97,6 +97,43 @@ impl<'t> CounterTables<'t> {
 /// `counters_get`: the record's fields in name order, from one read transaction.
 pub(super) fn get(store: &EmbeddedStore, key: &str) -> StoreResult<Vec<(String, i64)>> {
     let table = store.inner.read_table(COUNTERS, "counters")?;
+    fields_of(&table, key)
+}
+
+/// `counters_get_applied`: the record's fields and the applied flags of `batch_ids`,
+/// from one read transaction (so one moment's state).
+pub(super) fn get_applied(
+    store: &EmbeddedStore,
+    key: &str,
+    dedupe_key: &str,
+    batch_ids: &[String],
+) -> StoreResult<CountersApplied> {
+    let tx = store.inner.db.begin_read().ctx("begin read transaction")?;
+    let counters = tx.open_table(COUNTERS).ctx("open table counters")?;
+    let kv = tx.open_table(KV).ctx("open table kv")?;
+    let now = store.inner.clock.now_ms();
+    let mut flags = Vec::with_capacity(batch_ids.len());
+    for id in batch_ids {
+        let applied = match kv
+            .get(applied_id(dedupe_key, id).as_str())
+            .ctx("read value")?
+        {
+            Some(raw) => is_live(split_value(raw.value())?.0, now),
+            None => false,
+        };
+        flags.push(applied);
+    }
+    Ok(CountersApplied {
+        counters: fields_of(&counters, key)?,
+        applied: flags,
+    })
+}
+
+/// The fields of record `key` in name order.
+fn fields_of(
+    table: &impl ReadableTable<(&'static str, &'static str), i64>,
+    key: &str,
+) -> StoreResult<Vec<(String, i64)>> {
     let next = just_after(key);
     let mut out = Vec::new();
     for item in table

@@ -598,6 +598,15 @@ impl Store for EmbeddedStore {
         counters::add_once(self, key, dedupe_key, batch_id, increments, dedupe_ttl_ms).await
     }
 
+    async fn counters_get_applied(
+        &self,
+        key: &str,
+        dedupe_key: &str,
+        batch_ids: &[String],
+    ) -> StoreResult<crate::store::CountersApplied> {
+        counters::get_applied(self, key, dedupe_key, batch_ids)
+    }
+
     // ---- rate limiting ----
 
     async fn gcra(

@@ -44,8 +44,8 @@ use self::pubsub::Subscriber;
 use crate::config::RedisConfig;
 use crate::keys::{ScopeKeys, validate_tag};
 use crate::store::{
-    CachePut, Durability, GcraDecision, GcraLimit, LeaseOp, LeaseState, PutOutcome, RemoveOutcome,
-    ScopeUsage, Store, StoreError, StoreKind, StoreResult, Subscription,
+    CachePut, CountersApplied, Durability, GcraDecision, GcraLimit, LeaseOp, LeaseState,
+    PutOutcome, RemoveOutcome, ScopeUsage, Store, StoreError, StoreKind, StoreResult, Subscription,
 };
 
 pub use self::lease::MAX_LEASE_HOLDER_LEN;
@@ -515,6 +515,28 @@ impl Store for RedisStore {
         let cmd = scripts::counters_add_once(key, dedupe_key, batch_id, increments, dedupe_ttl_ms);
         let applied: i64 = self.eval(&scripts::COUNTERS_ADD_ONCE, &cmd).await?;
         Ok(applied == 1)
+    }
+
+    async fn counters_get_applied(
+        &self,
+        key: &str,
+        dedupe_key: &str,
+        batch_ids: &[String],
+    ) -> StoreResult<CountersApplied> {
+        let cmd = scripts::counters_get_applied(key, dedupe_key, batch_ids);
+        let (fields, flags): (Vec<(String, String)>, Vec<i64>) =
+            self.eval(&scripts::COUNTERS_GET_APPLIED, &cmd).await?;
+        if flags.len() != batch_ids.len() {
+            return Err(StoreError::Backend(format!(
+                "counters_get_applied: {} flags for {} batch ids",
+                flags.len(),
+                batch_ids.len()
+            )));
+        }
+        Ok(CountersApplied {
+            counters: records::counters_from(fields)?,
+            applied: flags.into_iter().map(|f| f == 1).collect(),
+        })
     }
 
     async fn gcra(

@@ -1,6 +1,7 @@
 //! The Lua scripts behind the `cache_*` methods and the record and coordination methods
 //! that need more than one command (`compare_and_swap`, `counters_set`,
-//! `counters_add_once`, `gcra`, `lease`), and the commands that invoke them.
+//! `counters_add_once`, `counters_get_applied`, `gcra`, `lease`), and the commands that
+//! invoke them.
 //!
 //! Each `cache_*` call is one script run: Redis runs a script atomically, which is what
 //! keeps a scope's index, sizes, tags and used-bytes counter exact under concurrent
@@ -59,6 +60,9 @@ pub(super) static COUNTERS_SET: LazyLock<Script> = record_script!("scripts/count
 /// `counters_add_once`: HINCRBY each field unless the batch id is remembered.
 pub(super) static COUNTERS_ADD_ONCE: LazyLock<Script> =
     record_script!("scripts/counters_add_once.lua");
+/// `counters_get_applied`: HGETALL and the applied flags of batch ids, atomically.
+pub(super) static COUNTERS_GET_APPLIED: LazyLock<Script> =
+    record_script!("scripts/counters_get_applied.lua");
 /// `gcra`: overrides, one GCRA step, the new state when admitted.
 pub(super) static GCRA: LazyLock<Script> = record_script!("scripts/gcra.lua");
 /// `lease`: acquire / extend / release a lease, with its fencing counter.
@@ -192,6 +196,15 @@ pub(super) fn counters_add_once(
     cmd.arg(batch_id).arg(dedupe_ttl_ms);
     for (field, by) in increments {
         cmd.arg(field).arg(*by);
+    }
+    cmd
+}
+
+/// The `counters_get_applied` call.
+pub(super) fn counters_get_applied(key: &str, dedupe_key: &str, batch_ids: &[String]) -> Cmd {
+    let mut cmd = record_invocation(&COUNTERS_GET_APPLIED, &[key, dedupe_key]);
+    for id in batch_ids {
+        cmd.arg(id);
     }
     cmd
 }

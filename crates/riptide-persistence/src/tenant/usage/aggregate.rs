@@ -25,6 +25,15 @@ pub(super) struct AggKey {
     pub(super) period: Period,
 }
 
+/// An open aggregate and the batch id it will be written under: fixed when the
+/// aggregate is created and kept through sealing and every retry, so a reader can ask
+/// the store whether this very usage is in the stored counters yet.
+#[derive(Debug)]
+pub(super) struct OpenAgg {
+    pub(super) id: String,
+    pub(super) agg: Aggregate,
+}
+
 /// Usage summed in memory.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub(super) struct Aggregate {
@@ -171,7 +180,7 @@ impl UsageMeter {
         };
         let buffered = match self.open.entry(key) {
             Entry::Occupied(mut e) => {
-                apply(e.get_mut());
+                apply(&mut e.get_mut().agg);
                 true
             }
             Entry::Vacant(v) => {
@@ -185,7 +194,10 @@ impl UsageMeter {
                 if reserved {
                     let mut agg = Aggregate::default();
                     apply(&mut agg);
-                    v.insert(agg);
+                    v.insert(OpenAgg {
+                        id: self.next_batch_id(),
+                        agg,
+                    });
                 }
                 reserved
             }
@@ -197,6 +209,15 @@ impl UsageMeter {
             self.note_drop(tenant, period);
             Recorded::Dropped
         }
+    }
+
+    /// A batch id unique across instances and restarts: `<instance>:<seq>`.
+    fn next_batch_id(&self) -> String {
+        format!(
+            "{}:{}",
+            self.instance,
+            self.seq.fetch_add(1, Ordering::Relaxed)
+        )
     }
 
     fn note_drop(&self, tenant: &TenantId, period: Period) {

@@ -1,11 +1,14 @@
-//! Flushing: sealing open aggregates into batches with ids, writing them to the store
-//! at most once each, keeping failed ones pending for a retry, and the periodic flusher.
+//! Flushing: sealing open aggregates into batches (each keeps the id its aggregate got
+//! when it was opened), writing them to the store at most once each, keeping failed ones
+//! pending for a retry, and the periodic flusher. Flushes and purges run one at a time;
+//! reads never wait for them.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use futures::StreamExt;
+use futures::future::BoxFuture;
 use tokio::task::JoinHandle;
 use tokio::time::MissedTickBehavior;
 use tokio_util::sync::CancellationToken;
@@ -27,12 +30,21 @@ const FLUSH_CONCURRENCY: usize = 16;
 #[derive(Debug)]
 pub(super) struct Batch {
     /// Its id: kept across retries so the store applies it once.
-    id: String,
+    pub(super) id: String,
     pub(super) agg: Aggregate,
     /// When it was first sealed (clock ms), to warn about retries beyond the dedupe window.
     sealed_ms: u64,
     /// Whether "retried beyond the dedupe window" was logged for it already.
     stale_warned: bool,
+}
+
+/// Test hooks of one flush (see [`UsageMeter::flush_losing_replies`] and
+/// [`UsageMeter::flush_holding`]).
+#[derive(Default)]
+struct Hooks<'a> {
+    lose_replies: bool,
+    before_writes: Option<BoxFuture<'a, ()>>,
+    before_settling: Option<BoxFuture<'a, ()>>,
 }
 
 /// How one batch write ended.
@@ -53,7 +65,7 @@ impl UsageMeter {
     /// flush retries them. Once the store is found unreachable, the remaining batches of
     /// this flush are not attempted.
     pub async fn flush(&self) -> TenantResult<FlushReport> {
-        self.flush_with(false).await
+        self.flush_with(Hooks::default()).await
     }
 
     /// Test hook: a flush whose writes are performed but whose replies are "lost": every
@@ -61,12 +73,39 @@ impl UsageMeter {
     /// connection drop between the store applying the write and the reply arriving.
     #[doc(hidden)]
     pub async fn flush_losing_replies(&self) -> TenantResult<FlushReport> {
-        self.flush_with(true).await
+        self.flush_with(Hooks {
+            lose_replies: true,
+            ..Hooks::default()
+        })
+        .await
     }
 
-    async fn flush_with(&self, lose_replies: bool) -> TenantResult<FlushReport> {
-        let _exclusive = self.gate.write().await;
+    /// Test hook: a flush held in flight. It waits for `before_writes` once it has sealed
+    /// its batches (they are pending, not yet in the store), then for `before_settling`
+    /// once every batch is written (they are in the store and still pending here, as
+    /// while a slow store's replies are on their way).
+    #[doc(hidden)]
+    pub async fn flush_holding(
+        &self,
+        before_writes: impl Future<Output = ()> + Send,
+        before_settling: impl Future<Output = ()> + Send,
+    ) -> TenantResult<FlushReport> {
+        self.flush_with(Hooks {
+            lose_replies: false,
+            before_writes: Some(Box::pin(before_writes)),
+            before_settling: Some(Box::pin(before_settling)),
+        })
+        .await
+    }
+
+    async fn flush_with(&self, hooks: Hooks<'_>) -> TenantResult<FlushReport> {
+        let lose_replies = hooks.lose_replies;
+        // One flush (or purge) at a time; reads never wait for it (see `usage_of`).
+        let _flushing = self.flushing.lock().await;
         let work = self.seal();
+        if let Some(hold) = hooks.before_writes {
+            hold.await;
+        }
         let store_down = AtomicBool::new(false);
         let outcomes: Vec<(AggKey, String, Outcome)> = futures::stream::iter(work)
             .map(|(key, id, agg)| {
@@ -93,6 +132,9 @@ impl UsageMeter {
             .buffer_unordered(FLUSH_CONCURRENCY)
             .collect()
             .await;
+        if let Some(hold) = hooks.before_settling {
+            hold.await;
+        }
 
         let mut report = FlushReport::default();
         let mut first_error = None;
@@ -165,18 +207,14 @@ impl UsageMeter {
             .filter(|k| !batches.contains_key(k))
             .collect();
         for key in keys {
-            // The aggregate moves from `open` to `batches`: its buffer slot moves with it.
-            if let Some((key, agg)) = self.open.remove(&key) {
-                let id = format!(
-                    "{}:{}",
-                    self.instance,
-                    self.seq.fetch_add(1, Ordering::Relaxed)
-                );
+            // The aggregate moves from `open` to `batches` with its id: its buffer slot
+            // moves with it.
+            if let Some((key, open)) = self.open.remove(&key) {
                 batches.insert(
                     key,
                     Batch {
-                        id,
-                        agg,
+                        id: open.id,
+                        agg: open.agg,
                         sealed_ms: now,
                         stale_warned: false,
                     },

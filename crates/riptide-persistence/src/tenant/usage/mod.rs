@@ -15,14 +15,28 @@
 //!
 //! [`UsageMeter::flush`] (run every `tenant.usage_flush_interval_ms` by
 //! [`UsageMeter::spawn_flusher`], and once more on shutdown) seals each open aggregate
-//! into a batch with a unique id (`<instance>:<seq>`) and adds it to the stored counters
-//! with [`Store::counters_add_once`](crate::store::Store::counters_add_once). A batch
+//! into a batch and adds it to the stored counters with
+//! [`Store::counters_add_once`](crate::store::Store::counters_add_once) under the
+//! aggregate's id, unique across instances and fixed when the aggregate was opened
+//! (`<instance>:<seq>`). A batch
 //! whose write fails stays pending **with its id** and is written again by the next
 //! flush; the store remembers applied ids for [`DEDUPE_WINDOW_MS`], so a write that was
 //! applied but whose reply was lost is not counted twice. While a batch of a
 //! (tenant, month) is pending, new usage of it accumulates in a fresh aggregate, which
 //! is sealed only once the pending batch is settled: each (tenant, month) holds at most
 //! two buffer slots, whatever the length of an outage.
+//!
+//! # Reads
+//!
+//! [`UsageMeter::usage`] (the request path reads it: the monthly `data_transfer_bytes`
+//! check, `GET /usage`) never waits for a flush, however slow the store is for it. It
+//! takes what this instance holds for the month (the pending batch and the open
+//! aggregate, each with its id) under a short lock, then reads the stored counters
+//! together with whether each of those ids is applied already, in one atomic store call
+//! ([`Store::counters_get_applied`](crate::store::Store::counters_get_applied)), and
+//! adds only what the store does not hold yet. Usage is written under one id from the
+//! moment it is recorded, so it is counted exactly once whether the flush writing it has
+//! not started, is in flight, or has applied it without its reply arriving yet.
 //!
 //! # Key layout (all under the tenant's hash tag `{<id>}`)
 //!
@@ -48,7 +62,7 @@ use std::time::Duration;
 use dashmap::DashMap;
 use serde::{Deserialize, Serialize};
 
-use self::aggregate::{AggKey, Aggregate, summary_from_counters};
+use self::aggregate::{AggKey, OpenAgg, summary_from_counters};
 use self::flush::Batch;
 use super::billing::Period;
 use super::error::{TenantError, TenantResult};
@@ -191,7 +205,7 @@ pub struct UsageMeter {
     /// Random per meter, so batch ids never collide across instances or restarts.
     instance: String,
     seq: AtomicU64,
-    open: DashMap<AggKey, Aggregate>,
+    open: DashMap<AggKey, OpenAgg>,
     /// At most one per key; only flush, purge and reads touch it (never `record`).
     batches: Mutex<HashMap<AggKey, Batch>>,
     /// `open.len() + batches.len()`, reserved before an insert so the bound is exact.
@@ -201,9 +215,9 @@ pub struct UsageMeter {
     last_drop_log_ms: AtomicU64,
     /// A flush failed and the failure was logged; cleared (and logged) on recovery.
     failing: AtomicBool,
-    /// Flushes and purges take it exclusively, reads shared: a read never sees a batch
-    /// both in the store and still pending in memory.
-    gate: tokio::sync::RwLock<()>,
+    /// Held by a flush or a purge for its whole run (store round trips included), so
+    /// they run one at a time. Reads never take it (see the module docs).
+    flushing: tokio::sync::Mutex<()>,
     /// Per (tenant, month): the operation names known to be stored. Present means the
     /// month is registered in the months index too, so steady-state flushes are one round
     /// trip per batch. Bounded like the buffer; a miss costs one read.
@@ -248,7 +262,7 @@ impl UsageMeter {
             drops_unlogged: AtomicU64::new(0),
             last_drop_log_ms: AtomicU64::new(NEVER),
             failing: AtomicBool::new(false),
-            gate: tokio::sync::RwLock::new(()),
+            flushing: tokio::sync::Mutex::new(()),
             known: moka::sync::Cache::builder()
                 .max_capacity(buffer_max as u64)
                 .time_to_idle(Duration::from_secs(3_600))
@@ -322,39 +336,50 @@ impl UsageMeter {
     }
 
     /// `tenant`'s usage in `period` (`YYYY-MM`): the stored counters plus what this
-    /// instance still holds in memory, so a read right after [`Self::record`] sees it.
-    ///
-    /// A batch whose write failed without a reply may in fact have been applied; until
-    /// the next flush settles it, it is counted both as stored and as pending.
+    /// instance still holds in memory and the store does not, so a read right after
+    /// [`Self::record`] sees it. One store round trip; never waits for a flush (see the
+    /// module docs).
     pub async fn usage(&self, tenant: &TenantId, period: &str) -> TenantResult<UsageSummary> {
         self.usage_of(tenant, Period::parse(period)?).await
     }
 
     /// As [`Self::usage`], with a parsed period.
     pub async fn usage_of(&self, tenant: &TenantId, period: Period) -> TenantResult<UsageSummary> {
-        let _shared = self.gate.read().await;
-        let keys = ScopeKeys::new(self.store.key_prefix(), &Scope::Tenant(tenant.clone()));
-        let stored = self
-            .store
-            .counters_get(&keys.record(&format!("usage:{period}")))
-            .await?;
-        let mut summary = summary_from_counters(period, &stored);
         let key = AggKey {
             tenant: tenant.clone(),
             period,
         };
-        if let Some(batch) = lock(&self.batches).get(&key) {
-            batch.agg.add_to(&mut summary);
-        }
-        if let Some(agg) = self.open.get(&key) {
-            agg.add_to(&mut summary);
+        // Under the batches lock, which sealing holds while it moves an open aggregate
+        // into a batch: each piece of usage is seen once, as pending or as open.
+        let held: Vec<(String, aggregate::Aggregate)> = {
+            let batches = lock(&self.batches);
+            let pending = batches.get(&key).map(|b| (b.id.clone(), b.agg.clone()));
+            let open = self.open.get(&key).map(|o| (o.id.clone(), o.agg.clone()));
+            pending.into_iter().chain(open).collect()
+        };
+        let ids: Vec<String> = held.iter().map(|(id, _)| id.clone()).collect();
+        let keys = ScopeKeys::new(self.store.key_prefix(), &Scope::Tenant(tenant.clone()));
+        let stored = self
+            .store
+            .counters_get_applied(
+                &keys.record(&format!("usage:{period}")),
+                &keys.record(BATCHES_RECORD),
+                &ids,
+            )
+            .await?;
+        let mut summary = summary_from_counters(period, &stored.counters);
+        for ((_, agg), applied) in held.iter().zip(stored.applied) {
+            if !applied {
+                agg.add_to(&mut summary);
+            }
         }
         Ok(summary)
     }
 
     /// The months in which `tenant` has usage, stored or pending here, oldest first.
+    /// Never waits for a flush: a month a flush is adding shows up from memory or from
+    /// the store, and the union holds it once.
     pub async fn months(&self, tenant: &TenantId) -> TenantResult<Vec<Period>> {
-        let _shared = self.gate.read().await;
         let keys = ScopeKeys::new(self.store.key_prefix(), &Scope::Tenant(tenant.clone()));
         let months_key = keys.record(MONTHS_RECORD);
         let mut months = BTreeSet::new();
@@ -394,7 +419,7 @@ impl UsageMeter {
     /// Usage recorded for the tenant after this call starts afresh. A failed purge can be
     /// repeated: the months index is emptied only after the months it lists.
     pub async fn purge(&self, tenant: &TenantId) -> TenantResult<u64> {
-        let _exclusive = self.gate.write().await;
+        let _flushing = self.flushing.lock().await;
         let mut dropped = 0;
         lock(&self.batches).retain(|k, _| {
             let keep = k.tenant != *tenant;

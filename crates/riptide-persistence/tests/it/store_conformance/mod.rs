@@ -12,11 +12,13 @@
 //! - `isolation`: tenants and the global scope never see each other; Redis key layout.
 //! - `records`: `set_if_absent`, `compare_and_swap`, sorted sets, counters (with
 //!   `counters_add_once`), GCRA rate limiting with overrides.
+//! - `counters_applied`: counters read together with the applied flags of batch ids.
 //! - `coordination`: leases with fencing tokens, publish/subscribe across instances.
 
 mod accounting;
 mod budget;
 mod coordination;
+mod counters_applied;
 mod invalidation;
 mod isolation;
 mod kv;
