@@ -144,7 +144,9 @@ async fn workers_are_reused_and_bounded() {
         page.expect("article");
     }
     // The same two processes did all the work, at a lower priority than the service.
-    assert_eq!(workers(tag), before);
+    // (Pids only: a worker may still be running as it writes its last answer.)
+    let pids = |found: Vec<(u32, char)>| found.into_iter().map(|(pid, _)| pid).collect::<Vec<_>>();
+    assert_eq!(pids(workers(tag)), pids(before.clone()));
     // Niceness is per thread on Linux: the thread that extracts is the one that counts.
     for (pid, _) in &before {
         let nice = std::fs::read_dir(format!("/proc/{pid}/task"))
