@@ -15,7 +15,7 @@ use crate::fetch::Fetcher;
 use crate::guard::AddressGuard;
 use crate::headers::extra_header_map;
 use crate::limits::PageLimits;
-use crate::worker::{PoolSettings, WorkerPool, WorkerProgram};
+use crate::worker::{Init, PoolSettings, WorkerPool, WorkerProgram};
 
 /// Fetches pages and extracts their content. Cheap to clone (one shared, pooled HTTP
 /// client and one pool of extraction workers); `Send + Sync`, so one instance serves
@@ -63,8 +63,11 @@ impl Extractor {
         let workers = WorkerPool::start(PoolSettings {
             program: worker,
             size,
-            memory_bytes: cfg.worker_memory_bytes,
-            nice: cfg.worker_nice,
+            init: Init {
+                memory_bytes: cfg.worker_memory_bytes,
+                nice: cfg.worker_nice,
+                idle: cfg.worker_idle,
+            },
             budget: Duration::from_millis(cfg.max_extract_ms),
         })
         .await?;

@@ -66,6 +66,9 @@ fn serve(input: impl Read, output: impl Write) -> io::Result<()> {
     let init: Init = serde_json::from_slice(&read_frame(&mut input, MAX_CONTROL_FRAME)?)?;
     limit(Resource::As, init.memory_bytes)?;
     lower_priority(init.nice)?;
+    if init.idle {
+        idle_policy()?;
+    }
     write_frame(&mut output, HELLO)?;
     loop {
         let header = match read_frame(&mut input, MAX_CONTROL_FRAME) {
@@ -141,6 +144,22 @@ fn lower_priority(nice: i32) -> io::Result<()> {
         setpriority_process(None, nice)?;
     }
     Ok(())
+}
+
+/// Puts this thread (the one that extracts) under `SCHED_IDLE`: any other thread that
+/// wants the CPU preempts it at once. Neither rustix nor std has the call, and the crates
+/// that wrap it also reset the niceness (which an unprivileged process cannot lower).
+#[allow(unsafe_code)]
+fn idle_policy() -> io::Result<()> {
+    let param = libc::sched_param { sched_priority: 0 };
+    // SAFETY: pid 0 is the calling thread; `param` is a valid sched_param that the call
+    // only reads during the call.
+    let done = unsafe { libc::sched_setscheduler(0, libc::SCHED_IDLE, &param) };
+    if done == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
 }
 
 /// Lets the next page use `budget_ms` more CPU time (and a second for the rest), by the

@@ -20,3 +20,4 @@ mod protocol;
 pub use child::serve_stdio;
 pub(crate) use pool::{PoolSettings, WorkerPool};
 pub use process::WorkerProgram;
+pub(crate) use protocol::Init;

@@ -18,7 +18,7 @@ use bytes::Bytes;
 use tokio::sync::Semaphore;
 
 use super::process::{Failed, Worker, WorkerProgram};
-use super::protocol::{Job, Reply};
+use super::protocol::{Init, Job, Reply};
 use crate::content::Content;
 use crate::error::ExtractError;
 use crate::limits::PageLimits;
@@ -34,8 +34,7 @@ const REPLY_SLACK: usize = 64 * 1024;
 pub(crate) struct PoolSettings {
     pub program: WorkerProgram,
     pub size: usize,
-    pub memory_bytes: u64,
-    pub nice: i32,
+    pub init: Init,
     pub budget: Duration,
 }
 
@@ -52,9 +51,7 @@ impl WorkerPool {
     pub(crate) async fn start(settings: PoolSettings) -> Result<Self, ExtractError> {
         let mut idle = Vec::with_capacity(settings.size);
         for _ in 0..settings.size {
-            idle.push(
-                Worker::start(&settings.program, settings.memory_bytes, settings.nice).await?,
-            );
+            idle.push(Worker::start(&settings.program, &settings.init).await?);
         }
         Ok(Self {
             slots: Semaphore::new(settings.size),
@@ -80,10 +77,7 @@ impl WorkerPool {
         let popped = self.idle().pop();
         let mut worker = match popped {
             Some(worker) => worker,
-            None => {
-                let s = &self.settings;
-                Worker::start(&s.program, s.memory_bytes, s.nice).await?
-            }
+            None => Worker::start(&self.settings.program, &self.settings.init).await?,
         };
         let job = Job {
             base: base.to_owned(),

@@ -61,11 +61,7 @@ pub(crate) struct Worker {
 impl Worker {
     /// Starts `program` with an empty environment (a worker needs no configuration and
     /// must hold no secrets), sets its memory limit and waits for its [`HELLO`].
-    pub(crate) async fn start(
-        program: &WorkerProgram,
-        memory_bytes: u64,
-        nice: i32,
-    ) -> Result<Self, ExtractError> {
+    pub(crate) async fn start(program: &WorkerProgram, init: &Init) -> Result<Self, ExtractError> {
         let unavailable = |why: String| {
             ExtractError::Unavailable(format!(
                 "extraction worker {}: {why}",
@@ -90,7 +86,7 @@ impl Worker {
             stdout: BufReader::new(stdout),
             pages: 0,
         };
-        let init = serde_json::to_vec(&Init { memory_bytes, nice }).map_err(io::Error::from);
+        let init = serde_json::to_vec(init).map_err(io::Error::from);
         let hello = tokio::time::timeout(START_TIMEOUT, async {
             send(&mut worker.stdin, &init?).await?;
             receive(&mut worker.stdout, MAX_CONTROL_FRAME).await

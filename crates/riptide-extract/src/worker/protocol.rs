@@ -33,12 +33,14 @@ pub(crate) const MAX_CONTROL_FRAME: usize = 64 * 1024;
 pub(crate) const MAX_PAGE_FRAME: usize = 1 << 30;
 
 /// The worker's limits, sent once after it starts.
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
 pub(crate) struct Init {
     /// `RLIMIT_AS` of the worker process.
     pub memory_bytes: u64,
     /// Scheduling niceness of the worker process.
     pub nice: i32,
+    /// Extract under `SCHED_IDLE`: only on CPU time nothing else wants.
+    pub idle: bool,
 }
 
 /// One page to extract; the page's bytes follow in the next frame.

@@ -35,6 +35,27 @@ fn workers(tag: &str) -> Vec<(u32, char)> {
     found
 }
 
+/// `SCHED_IDLE`, as `/proc/<pid>/task/<tid>/stat` writes it.
+const SCHED_IDLE: u32 = 5;
+
+/// The niceness and scheduling policy of worker `pid`'s extracting thread.
+fn priority(pid: u32) -> (i32, u32) {
+    let stat = std::fs::read_dir(format!("/proc/{pid}/task"))
+        .unwrap()
+        .flatten()
+        .filter_map(|task| std::fs::read_to_string(task.path().join("stat")).ok())
+        .find(|stat| stat.contains("(extract-worker)"))
+        .expect("an extract-worker thread");
+    // pid (comm) state ...: after the ')', nice is the 17th field and policy the 39th.
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .unwrap()
+        .1
+        .split_whitespace()
+        .collect();
+    (fields[16].parse().unwrap(), fields[38].parse().unwrap())
+}
+
 async fn refused(extractor: &Extractor, site: &Site, path: &str) -> (ExtractError, Duration) {
     let started = Instant::now();
     let err = extractor
@@ -147,18 +168,10 @@ async fn workers_are_reused_and_bounded() {
     // (Pids only: a worker may still be running as it writes its last answer.)
     let pids = |found: Vec<(u32, char)>| found.into_iter().map(|(pid, _)| pid).collect::<Vec<_>>();
     assert_eq!(pids(workers(tag)), pids(before.clone()));
-    // Niceness is per thread on Linux: the thread that extracts is the one that counts.
+    // Niceness and policy are per thread on Linux: the thread that extracts counts.
     for (pid, _) in &before {
-        let nice = std::fs::read_dir(format!("/proc/{pid}/task"))
-            .unwrap()
-            .flatten()
-            .filter_map(|task| std::fs::read_to_string(task.path().join("stat")).ok())
-            .find(|stat| stat.contains("(extract-worker)"))
-            .and_then(|stat| {
-                let (_, rest) = stat.rsplit_once(')')?;
-                rest.split_whitespace().nth(16).map(str::to_owned)
-            });
-        assert_eq!(nice.as_deref(), Some("10"), "worker {pid}");
+        let (nice, policy) = priority(*pid);
+        assert_eq!((nice, policy), (10, SCHED_IDLE), "worker {pid}");
     }
     drop(extractor);
     tokio::time::sleep(Duration::from_millis(200)).await;
@@ -166,4 +179,18 @@ async fn workers_are_reused_and_bounded() {
         workers(tag).is_empty(),
         "dropping the extractor stops its workers"
     );
+}
+
+#[tokio::test]
+async fn workers_may_run_on_niceness_alone() {
+    let tag = "budget-niced-test";
+    let config = ExtractConfig {
+        worker_idle: false,
+        worker_nice: 5,
+        ..test_config()
+    };
+    let _extractor = tagged_extractor(config, tag).await;
+    for (pid, _) in workers(tag) {
+        assert_eq!(priority(pid), (5, 0), "worker {pid}: SCHED_OTHER at nice 5");
+    }
 }
