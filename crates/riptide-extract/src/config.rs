@@ -65,13 +65,15 @@ pub struct ExtractConfig {
     /// cached page is microseconds) should win over it, so that one tenant's expensive
     /// pages do not slow every other tenant's cached answers.
     pub worker_nice: i32,
-    /// Whether workers extract under `SCHED_IDLE`, i.e. only on CPU time nothing else
-    /// wants. On by default: a thread of the service that wakes up takes the CPU from an
-    /// idle-policy worker at once, whereas a niced worker keeps it for up to a scheduler
-    /// slice (milliseconds), which is what another tenant's cached answers would wait.
-    /// The price: on CPUs kept fully busy by the service itself, extractions wait (and
-    /// may run out of `max_extract_ms`). Off: niceness alone.
-    pub worker_idle: bool,
+    /// Whether page work (the worker processes, and the service's threads that fetch,
+    /// decode and prepare pages) runs under `SCHED_IDLE`, i.e. only on CPU time nothing
+    /// else wants: a thread answering requests that wakes up then takes the CPU from it
+    /// at once, whereas niced work keeps it for up to a scheduler slice (milliseconds,
+    /// which another tenant's cached answers wait). Off by default: under `SCHED_IDLE`
+    /// pages get almost no CPU while anything else on the machine (or in the service's
+    /// cgroup) keeps the CPUs busy, and time out. Turn it on where the service has its
+    /// CPUs to itself (a container with its own CPU quota, a dedicated host).
+    pub idle_priority: bool,
     /// Deepest element nesting accepted. 512 by default, the depth Chromium's HTML parser
     /// builds at most; Readability's cost grows with the cube of depth (512: 50 ms). 16 to
     /// 4,096.
@@ -123,7 +125,7 @@ impl Default for ExtractConfig {
             workers: 0,
             worker_memory_bytes: 1024 * MIB as u64,
             worker_nice: 10,
-            worker_idle: true,
+            idle_priority: false,
             max_depth: 512,
             max_elements: 250_000,
             max_links: 10_000,

@@ -5,6 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{SecondsFormat, Utc};
+use reqwest::header::HeaderMap;
 use url::Url;
 
 use crate::config::ExtractConfig;
@@ -15,6 +16,7 @@ use crate::fetch::Fetcher;
 use crate::guard::AddressGuard;
 use crate::headers::extra_header_map;
 use crate::limits::PageLimits;
+use crate::page_runtime::PageRuntime;
 use crate::worker::{Init, PoolSettings, WorkerPool, WorkerProgram};
 
 /// Fetches pages and extracts their content. Cheap to clone (one shared, pooled HTTP
@@ -28,6 +30,8 @@ use crate::worker::{Init, PoolSettings, WorkerPool, WorkerProgram};
 #[derive(Clone)]
 pub struct Extractor {
     inner: Arc<Inner>,
+    /// Where pages are fetched and prepared; outside `inner`, which its tasks hold.
+    pages: Arc<PageRuntime>,
 }
 
 struct Inner {
@@ -66,13 +70,20 @@ impl Extractor {
             init: Init {
                 memory_bytes: cfg.worker_memory_bytes,
                 nice: cfg.worker_nice,
-                idle: cfg.worker_idle,
+                idle: cfg.idle_priority,
             },
             budget: Duration::from_millis(cfg.max_extract_ms),
         })
         .await?;
         let queue = cfg.max_queued_per_tenant;
+        let threads = std::thread::available_parallelism().map_or(1, usize::from);
+        let pages = Arc::new(PageRuntime::start(
+            threads,
+            cfg.worker_nice,
+            cfg.idle_priority,
+        )?);
         Ok(Self {
+            pages,
             inner: Arc::new(Inner {
                 fetcher,
                 workers,
@@ -97,19 +108,59 @@ impl Extractor {
     /// [`check_extra_header`](crate::check_extra_header)) and invalid ones are dropped
     /// silently. The page is parsed in a worker process, under the time budget and the
     /// page limits.
+    ///
+    /// The work runs on the page threads (see [`PageRuntime`]); dropping the returned
+    /// future stops it.
     pub async fn extract(
         &self,
         caller: &str,
         url: &Url,
         extra_headers: &[(String, String)],
     ) -> Result<Extraction, ExtractError> {
-        let inner = &*self.inner;
+        let (inner, caller, url) = (self.inner.clone(), caller.to_owned(), url.clone());
+        let headers = extra_header_map(extra_headers);
+        self.pages
+            .run(async move { inner.extract(&caller, &url, &headers).await })
+            .await
+    }
+
+    /// [`Extractor::extract`], serialized as JSON (on the page threads too: a big
+    /// extraction takes milliseconds to serialize).
+    pub async fn extract_json(
+        &self,
+        caller: &str,
+        url: &Url,
+        extra_headers: &[(String, String)],
+    ) -> Result<Vec<u8>, ExtractError> {
+        let (inner, caller, url) = (self.inner.clone(), caller.to_owned(), url.clone());
+        let headers = extra_header_map(extra_headers);
+        self.pages
+            .run(async move {
+                let extraction = inner.extract(&caller, &url, &headers).await?;
+                serde_json::to_vec(&extraction).map_err(|e| {
+                    ExtractError::Decode(format!("cannot serialize the extraction: {e}"))
+                })
+            })
+            .await
+    }
+
+    /// The fetch and extraction slots: ((in use, queued) of `fetch`, of `extract`).
+    pub fn slot_usage(&self) -> ((usize, usize), (usize, usize)) {
+        (self.inner.fetches.usage(), self.inner.extractions.usage())
+    }
+}
+
+impl Inner {
+    async fn extract(
+        &self,
+        caller: &str,
+        url: &Url,
+        headers: &HeaderMap,
+    ) -> Result<Extraction, ExtractError> {
+        let inner = self;
         let fetched_at = Utc::now().to_rfc3339_opts(SecondsFormat::Millis, true);
         let slot = inner.fetches.acquire(caller).await?;
-        let fetched = inner
-            .fetcher
-            .fetch(url, &extra_header_map(extra_headers))
-            .await?;
+        let fetched = inner.fetcher.fetch(url, headers).await?;
         drop(slot);
         let bytes_fetched = fetched.body.len() as u64;
         let slot = inner.extractions.acquire(caller).await?;
@@ -148,11 +199,6 @@ impl Extractor {
             fetched_at,
             bytes_fetched,
         })
-    }
-
-    /// The fetch and extraction slots: ((in use, queued) of `fetch`, of `extract`).
-    pub fn slot_usage(&self) -> ((usize, usize), (usize, usize)) {
-        (self.inner.fetches.usage(), self.inner.extractions.usage())
     }
 }
 

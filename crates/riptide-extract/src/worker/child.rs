@@ -18,9 +18,7 @@ use std::io::{self, BufReader, BufWriter, Read, Write};
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::process::ExitCode;
 
-use rustix::process::{
-    Resource, Rlimit, getpriority_process, getrlimit, setpriority_process, setrlimit,
-};
+use rustix::process::{Resource, Rlimit, getrlimit, setrlimit};
 use rustix::time::{ClockId, clock_gettime};
 use url::Url;
 
@@ -30,6 +28,7 @@ use super::protocol::{
 use crate::charset::decode_html;
 use crate::content::extract_content;
 use crate::error::ExtractError;
+use crate::idle::{idle_policy, lower_priority};
 
 /// Stack of the thread pages are extracted on.
 const STACK_BYTES: usize = 64 * 1024 * 1024;
@@ -135,31 +134,6 @@ fn limit(resource: Resource, value: u64) -> io::Result<()> {
         },
     )
     .map_err(io::Error::from)
-}
-
-/// Raises this process's niceness to `nice` (never lowers it: that needs privileges).
-fn lower_priority(nice: i32) -> io::Result<()> {
-    let current = getpriority_process(None)?;
-    if nice > current {
-        setpriority_process(None, nice)?;
-    }
-    Ok(())
-}
-
-/// Puts this thread (the one that extracts) under `SCHED_IDLE`: any other thread that
-/// wants the CPU preempts it at once. Neither rustix nor std has the call, and the crates
-/// that wrap it also reset the niceness (which an unprivileged process cannot lower).
-#[allow(unsafe_code)]
-fn idle_policy() -> io::Result<()> {
-    let param = libc::sched_param { sched_priority: 0 };
-    // SAFETY: pid 0 is the calling thread; `param` is a valid sched_param that the call
-    // only reads during the call.
-    let done = unsafe { libc::sched_setscheduler(0, libc::SCHED_IDLE, &param) };
-    if done == 0 {
-        Ok(())
-    } else {
-        Err(io::Error::last_os_error())
-    }
 }
 
 /// Lets the next page use `budget_ms` more CPU time (and a second for the rest), by the

@@ -35,7 +35,8 @@ fn workers(tag: &str) -> Vec<(u32, char)> {
     found
 }
 
-/// `SCHED_IDLE`, as `/proc/<pid>/task/<tid>/stat` writes it.
+/// Scheduling policies, as `/proc/<pid>/task/<tid>/stat` writes them.
+const SCHED_OTHER: u32 = 0;
 const SCHED_IDLE: u32 = 5;
 
 /// The niceness and scheduling policy of worker `pid`'s extracting thread.
@@ -171,7 +172,7 @@ async fn workers_are_reused_and_bounded() {
     // Niceness and policy are per thread on Linux: the thread that extracts counts.
     for (pid, _) in &before {
         let (nice, policy) = priority(*pid);
-        assert_eq!((nice, policy), (10, SCHED_IDLE), "worker {pid}");
+        assert_eq!((nice, policy), (10, SCHED_OTHER), "worker {pid}");
     }
     drop(extractor);
     tokio::time::sleep(Duration::from_millis(200)).await;
@@ -182,15 +183,17 @@ async fn workers_are_reused_and_bounded() {
 }
 
 #[tokio::test]
-async fn workers_may_run_on_niceness_alone() {
-    let tag = "budget-niced-test";
+async fn workers_may_run_under_sched_idle() {
+    let tag = "budget-idle-test";
     let config = ExtractConfig {
-        worker_idle: false,
+        idle_priority: true,
         worker_nice: 5,
         ..test_config()
     };
     let _extractor = tagged_extractor(config, tag).await;
-    for (pid, _) in workers(tag) {
-        assert_eq!(priority(pid), (5, 0), "worker {pid}: SCHED_OTHER at nice 5");
+    let found = workers(tag);
+    assert_eq!(found.len(), 2);
+    for (pid, _) in found {
+        assert_eq!(priority(pid), (5, SCHED_IDLE), "worker {pid}");
     }
 }

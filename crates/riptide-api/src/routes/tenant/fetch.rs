@@ -61,13 +61,9 @@ pub async fn fetch_body(
 ) -> Result<Bytes, ExtractError> {
     let started = Instant::now();
     let result = extractor
-        .extract(tenant.as_str(), url, headers)
+        .extract_json(tenant.as_str(), url, headers)
         .await
-        .and_then(|extraction| {
-            serde_json::to_vec(&extraction)
-                .map(Bytes::from)
-                .map_err(|e| ExtractError::Decode(format!("cannot serialize the extraction: {e}")))
-        });
+        .map(Bytes::from);
     let outcome = match &result {
         Ok(_) => "ok",
         Err(e) => e.kind(),
