@@ -2,7 +2,9 @@
 //!
 //! Every error response has the body `{"error":{"code":"...","message":"..."}}`. The
 //! `code` is stable and machine-readable; the `message` is for people and never carries
-//! internal details: those are logged here, once, with the cause.
+//! internal details: those are logged here, once, with the cause. A message is also
+//! never longer than [`MAX_MESSAGE_BYTES`], so input quoted in it (a field name, a
+//! value of the wrong type) cannot make an answer as large as the request.
 
 use axum::Json;
 use axum::http::header::{CONNECTION, RETRY_AFTER, WWW_AUTHENTICATE};
@@ -11,6 +13,10 @@ use axum::response::{IntoResponse, Response};
 use riptide_persistence::StoreError;
 use riptide_persistence::tenant::TenantError;
 use serde_json::json;
+
+/// Longest `message` sent, in bytes; longer ones are cut at a character boundary and
+/// end in `…`.
+pub const MAX_MESSAGE_BYTES: usize = 300;
 
 /// An error answered to an HTTP client.
 #[derive(Debug, thiserror::Error)]
@@ -54,6 +60,30 @@ pub enum ApiError {
     /// The store did not answer; the operation cannot degrade.
     #[error("the store is unavailable")]
     StoreUnavailable(#[source] StoreError),
+    /// 431: the request head is over `server.max_header_bytes` or has more header fields
+    /// than hyper reads. Written by [`crate::server`] in place of hyper's own empty
+    /// answer, before any request exists (so without `X-Request-Id`); never returned by
+    /// a handler.
+    #[error("the request head is larger than {max_bytes} bytes or has too many header fields")]
+    HeaderTooLarge {
+        /// `server.max_header_bytes`.
+        max_bytes: usize,
+    },
+    /// 414: the request target is longer than hyper reads (64 KiB). Written as
+    /// [`ApiError::HeaderTooLarge`] is.
+    #[error("the request target (URI) is too long")]
+    UriTooLong,
+    /// 400: the request head is not HTTP/1 (a malformed request line, a header name or
+    /// value with bytes HTTP does not allow, conflicting body lengths). Written as
+    /// [`ApiError::HeaderTooLarge`] is.
+    #[error("the request head is malformed")]
+    MalformedRequest,
+    /// 415: a JSON route was sent a body with a `Content-Type` that is not JSON.
+    #[error("{message}")]
+    UnsupportedMediaType {
+        /// What was sent and what is accepted.
+        message: String,
+    },
     /// A bug (a handler panicked). Details are in the log, not in the response.
     #[error("internal error")]
     Internal,
@@ -203,7 +233,10 @@ impl ApiError {
             | ApiError::TooManyConnections { .. } => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::BodyTimeout { .. } => StatusCode::REQUEST_TIMEOUT,
             ApiError::Internal => StatusCode::INTERNAL_SERVER_ERROR,
-            ApiError::BadRequest { .. } => StatusCode::BAD_REQUEST,
+            ApiError::BadRequest { .. } | ApiError::MalformedRequest => StatusCode::BAD_REQUEST,
+            ApiError::HeaderTooLarge { .. } => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+            ApiError::UriTooLong => StatusCode::URI_TOO_LONG,
+            ApiError::UnsupportedMediaType { .. } => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::Unauthorized { .. } => StatusCode::UNAUTHORIZED,
             ApiError::Forbidden { .. } => StatusCode::FORBIDDEN,
             ApiError::Conflict { .. } => StatusCode::CONFLICT,
@@ -229,6 +262,10 @@ impl ApiError {
             ApiError::Busy { .. } => "queue_full",
             ApiError::StoreUnavailable(_) => "store_unavailable",
             ApiError::Internal => "internal",
+            ApiError::HeaderTooLarge { .. } => "header_too_large",
+            ApiError::UriTooLong => "uri_too_long",
+            ApiError::MalformedRequest => "malformed_request",
+            ApiError::UnsupportedMediaType { .. } => "unsupported_media_type",
             ApiError::Unauthorized { .. } => "unauthorized",
             ApiError::RateLimited { .. } => "rate_limited",
             ApiError::QuotaExceeded { .. } => "quota_exceeded",
@@ -241,10 +278,30 @@ impl ApiError {
         }
     }
 
+    /// The message a client is sent: the `Display` text, cut to [`MAX_MESSAGE_BYTES`].
+    pub fn message(&self) -> String {
+        clip(self.to_string(), MAX_MESSAGE_BYTES)
+    }
+
     /// The JSON body: `{"error":{"code","message"}}`.
     pub fn body(&self) -> serde_json::Value {
-        json!({ "error": { "code": self.code(), "message": self.to_string() } })
+        json!({ "error": { "code": self.code(), "message": self.message() } })
     }
+}
+
+/// `text` cut to at most `max` bytes (the cut marked with `…`), at a character boundary.
+pub fn clip(mut text: String, max: usize) -> String {
+    const MARK: &str = "…";
+    if text.len() <= max {
+        return text;
+    }
+    let mut end = max.saturating_sub(MARK.len());
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    text.truncate(end);
+    text.push_str(MARK);
+    text
 }
 
 impl From<TenantError> for ApiError {
@@ -406,6 +463,20 @@ mod tests {
                 429,
                 "queue_full",
             ),
+            (
+                ApiError::HeaderTooLarge { max_bytes: 8192 },
+                431,
+                "header_too_large",
+            ),
+            (ApiError::UriTooLong, 414, "uri_too_long"),
+            (ApiError::MalformedRequest, 400, "malformed_request"),
+            (
+                ApiError::UnsupportedMediaType {
+                    message: "text/plain".into(),
+                },
+                415,
+                "unsupported_media_type",
+            ),
         ];
         for (err, status, code) in cases {
             let (got_status, body) = body_of(err).await;
@@ -432,6 +503,17 @@ mod tests {
         let full = ApiError::TooManyConnections { max: 1 }.into_response();
         assert_eq!(full.headers()[RETRY_AFTER], "1");
         assert_eq!(full.headers()[CONNECTION], "close");
+    }
+
+    #[tokio::test]
+    async fn long_messages_are_cut() {
+        let err = ApiError::bad_request("invalid_request", "é".repeat(1024 * 1024));
+        let (_, body) = body_of(err).await;
+        let message = body["error"]["message"].as_str().expect("message");
+        assert!(message.len() <= MAX_MESSAGE_BYTES, "{}", message.len());
+        assert!(message.ends_with('…'), "{message}");
+        assert_eq!(clip("short".into(), 10), "short");
+        assert_eq!(clip("abcdef".into(), 5), "ab…");
     }
 
     #[tokio::test]

@@ -55,7 +55,7 @@ enum Kind {
 
 /// `# HELP` texts of the series the service and its persistence layer emit (the seed's
 /// names first), with their kind and unit.
-const DESCRIPTIONS: [(&str, Kind, Option<Unit>, &str); 24] = [
+const DESCRIPTIONS: [(&str, Kind, Option<Unit>, &str); 25] = [
     (
         "http_requests_total",
         Kind::Counter,
@@ -91,6 +91,12 @@ const DESCRIPTIONS: [(&str, Kind, Option<Unit>, &str); 24] = [
         Kind::Counter,
         None,
         "Connections closed by a timeout: header (request head), idle (keep-alive), body (408)",
+    ),
+    (
+        "http_requests_malformed_total",
+        Kind::Counter,
+        None,
+        "Request heads hyper could not parse, answered with the JSON error, by status: 400 malformed, 414 target too long, 431 head too large",
     ),
     (
         "auth_failures_total",

@@ -85,6 +85,12 @@ pub struct ServerConfig {
     /// sends in well under a second; a longer allowance only lets half-sent heads
     /// (slowloris) hold sockets. Must be greater than 0.
     pub header_read_timeout_ms: u64,
+    /// Longest request head (request line and headers) read, in bytes. A longer head,
+    /// or one with more than 100 header fields, is answered 431 `header_too_large` and
+    /// the connection closed. 32 KiB: room for large cookies and bearer tokens (nginx
+    /// allows 4 lines of 8 KiB by default) while a hostile head costs little memory per
+    /// connection. Between 1024 and 262144.
+    pub max_header_bytes: u32,
     /// A kept-alive connection with no request in flight and no byte of a next request
     /// for this many milliseconds is closed. 75 s: longer than the idle timeout of the
     /// common load balancers and proxies that pool connections to us (60 s for AWS ALB
@@ -130,6 +136,7 @@ impl Default for ServerConfig {
             request_timeout_ms: 30_000,
             shutdown_timeout_ms: 10_000,
             header_read_timeout_ms: 10_000,
+            max_header_bytes: 32 * 1024,
             keep_alive_timeout_ms: 75_000,
             body_read_timeout_ms: 10_000,
             listen_backlog: 1024,
@@ -176,6 +183,12 @@ impl ServerConfig {
             return Err(Invalid::new(
                 format!("server.{key}"),
                 "must be greater than 0",
+            ));
+        }
+        if !(1024..=262_144).contains(&self.max_header_bytes) {
+            return Err(Invalid::new(
+                "server.max_header_bytes",
+                "must be between 1024 and 262144",
             ));
         }
         if !(1_000..=86_400_000).contains(&self.auth_failure_window_ms) {
@@ -371,7 +384,13 @@ mod tests {
     #[test]
     fn out_of_range_values_name_their_key() {
         type Case = (&'static str, fn(&mut AppConfig));
-        let cases: [Case; 12] = [
+        let cases: [Case; 14] = [
+            ("server.max_header_bytes", |c| {
+                c.server.max_header_bytes = 1023
+            }),
+            ("server.max_header_bytes", |c| {
+                c.server.max_header_bytes = 262_145
+            }),
             ("server.request_timeout_ms", |c| {
                 c.server.request_timeout_ms = 0
             }),

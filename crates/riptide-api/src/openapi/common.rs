@@ -16,8 +16,16 @@ use crate::routes::tenant::body::MAX_BODY_BYTES;
 /// One error an operation can answer: its status and its stable `code`.
 pub type Failure = (u16, &'static str);
 
-/// What any request can meet: a panicking handler (500) and the request deadline (503).
-pub const ANY: &[Failure] = &[(500, "internal"), (503, "timeout")];
+/// What any request can meet: a head hyper cannot parse (400 `malformed_request`, 414,
+/// 431: answered before a request exists, so without `X-Request-Id`), a panicking
+/// handler (500) and the request deadline (503).
+pub const ANY: &[Failure] = &[
+    (400, "malformed_request"),
+    (414, "uri_too_long"),
+    (431, "header_too_large"),
+    (500, "internal"),
+    (503, "timeout"),
+];
 
 /// What an operation that reads or writes the store can meet.
 pub const STORE: &[Failure] = &[(503, "store_unavailable")];
@@ -43,6 +51,7 @@ pub const TENANT_BODY: &[Failure] = &[
     (400, "invalid_body"),
     (408, "body_timeout"),
     (413, "body_too_large"),
+    (415, "unsupported_media_type"),
 ];
 
 /// What the admin token check answers before an admin handler runs.
@@ -56,10 +65,10 @@ pub const ADMIN_GUARD: &[Failure] = &[
 /// What an admin route's JSON body can be refused with.
 pub const ADMIN_BODY: &[Failure] = &[
     (400, "invalid_json"),
-    (400, "invalid_content_type"),
     (400, "invalid_body"),
     (408, "body_timeout"),
     (413, "body_too_large"),
+    (415, "unsupported_media_type"),
 ];
 
 /// `{"$ref": "#/components/schemas/<name>"}`.
@@ -215,6 +224,10 @@ fn error_reply(status: u16, codes: &[&str]) -> Value {
     for name in headers {
         header_refs.insert(name.to_owned(), header(&component_of(name)));
     }
+    if matches!(status, 414 | 431) {
+        // Written for a head that never became a request: there is no id.
+        header_refs.insert("X-Request-Id".to_owned(), header("XRequestIdNone"));
+    }
     json!({
         "description": format!("{reason}: {}.", listed.join(", ")),
         "headers": header_refs,
@@ -300,7 +313,8 @@ fn error_schema() -> Value {
         json!({
             "code": string("Stable, machine-readable code (`not_found`, `invalid_json`, \
                 `rate_limited`...); each response lists the codes of its status."),
-            "message": string("For people; never carries internal details."),
+            "message": string("For people; never carries internal details, and at most 300 \
+                bytes (quoted input is cut short)."),
         }),
     );
     object(
@@ -315,8 +329,15 @@ fn headers() -> Value {
     json!({
         "XRequestId": {
             "description": "The request's id: the client's `X-Request-Id` when it sent one, \
-                else a new UUID. Also in the service's logs.",
+                else a new UUID. Also in the service's logs. Absent only on 400 \
+                `malformed_request`, which answers a head that never became a request.",
             "required": true,
+            "schema": { "type": "string" },
+        },
+        "XRequestIdNone": {
+            "description": "Absent: this answer is written for a request head that was not \
+                read whole, before any request exists.",
+            "required": false,
             "schema": { "type": "string" },
         },
         "XCache": {
@@ -420,7 +441,15 @@ mod tests {
                 &[(400, "a")],
             ],
         );
-        assert_eq!(out["400"]["x-error-codes"], json!(["a", "b"]));
+        assert_eq!(
+            out["400"]["x-error-codes"],
+            json!(["malformed_request", "a", "b"])
+        );
+        // A refused head has no request, so no request id.
+        assert_eq!(
+            out["431"]["headers"]["X-Request-Id"]["$ref"],
+            "#/components/headers/XRequestIdNone"
+        );
         assert!(
             out["429"]["headers"]["RateLimit-Limit"].is_object(),
             "{out}"

@@ -108,9 +108,17 @@ fn info() -> Value {
             cache.\n\n\
             Every response carries `X-Request-Id`. Every error is JSON \
             `{\"error\":{\"code\",\"message\"}}` (schema `Error`); each operation lists the \
-            statuses it answers and their codes (`x-error-codes`). A path that does not \
-            exist is 404 `not_found`; a method a path does not have is 405 \
-            `method_not_allowed`. A request that does not finish within \
+            statuses it answers and their codes (`x-error-codes`). A message never quotes \
+            more than a short piece of the input and never carries internal details. A \
+            path that does not exist is 404 `not_found`; a method a path does not have is \
+            405 `method_not_allowed`. A request head over `server.max_header_bytes` (or \
+            with more than 100 header fields) is 431 `header_too_large`, a target over \
+            64 KiB 414 `uri_too_long`, a head that is not HTTP/1 400 `malformed_request`: \
+            these are answered before a request exists (so without `X-Request-Id`), and \
+            the connection is closed. A JSON body sent with a `Content-Type` other than \
+            `application/json` or `application/*+json` is 415 `unsupported_media_type`; \
+            a body without `Content-Type` is read as JSON. Request bodies refuse unknown \
+            fields at every depth (400, naming the field). A request that does not finish within \
             `server.request_timeout_ms` is 503 `timeout`. A connection opened while \
             `server.max_connections` are open is answered 503 `too_many_connections` with \
             `Retry-After` before its request is read (so without `X-Request-Id`), and \

@@ -156,7 +156,7 @@ fn crawl_duplicate() -> Value {
             normalization): its result is that one's.",
         &["url", "status", "same_as"],
         json!({
-            "url": string("The URL as requested."),
+            "url": string("The URL as requested; one over 2 KiB is cut, ending in `…`."),
             "status": { "const": "duplicate", "description": "`duplicate`." },
             "same_as": { "type": "integer", "minimum": 0,
                 "description": "The index of the earlier result." },
@@ -182,7 +182,7 @@ fn crawl_failure() -> Value {
         "A URL that failed.",
         &["url", "status", "error"],
         json!({
-            "url": string("The URL as requested."),
+            "url": string("The URL as requested; one over 2 KiB is cut, ending in `…`."),
             "status": { "const": "error", "description": "`error`." },
             "error": object("What `/extract` would have answered for it.", &["code", "message"],
                 json!({

@@ -2,6 +2,7 @@
 //! have none.
 
 pub mod admin;
+pub mod content_type;
 pub mod health;
 pub mod metrics;
 pub mod tenant;

@@ -7,6 +7,10 @@
 //! ([`Tracked`]) and gives the handlers the client's address as axum's
 //! `ConnectInfo<SocketAddr>`.
 //!
+//! A request head hyper cannot parse is answered by hyper itself with an empty body;
+//! [`Watched`] replaces that answer with the JSON error, and the socket then lingers
+//! ([`super::head_error`]).
+//!
 //! hyper's own `header_read_timeout` is turned off. In hyper 1.12 its timer starts at
 //! the first poll of a connection (before any byte, since hyper 1.4) and again as soon as
 //! a kept-alive connection goes idle, so it would be the idle timeout as well: idle
@@ -14,7 +18,6 @@
 //! that reuses them for 60 s. The clock keeps the two apart.
 
 use std::convert::Infallible;
-use std::io;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -30,14 +33,24 @@ use hyper::body::Incoming;
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 use tokio_util::sync::CancellationToken;
 use tower::Service as _;
 
 use super::gate::Permit;
+use super::head_error;
 use super::metrics::ConnMetrics;
 use super::phase::{Allowances, ConnClock, InFlight};
+use super::watched::Watched;
+
+/// What one connection may take: time per phase, and the size of a request head.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// The phases' time allowances.
+    pub allowances: Allowances,
+    /// `server.max_header_bytes`: longest request head hyper reads.
+    pub max_header_bytes: usize,
+}
 
 /// Serves `stream` until the client or the clock closes it, or, after `stop`, until its
 /// request in flight (if any) is answered. `_permit` holds its place under
@@ -46,7 +59,7 @@ pub async fn serve(
     stream: TcpStream,
     peer: SocketAddr,
     router: Router,
-    allowances: Allowances,
+    limits: Limits,
     stop: CancellationToken,
     metrics: Arc<ConnMetrics>,
     _permit: Permit,
@@ -54,10 +67,7 @@ pub async fn serve(
     // Small JSON answers go out at once rather than waiting for the client's ACK.
     let _ = stream.set_nodelay(true);
     let clock = ConnClock::new();
-    let io = TokioIo::new(Watched {
-        stream,
-        clock: clock.clone(),
-    });
+    let io = TokioIo::new(Watched::new(stream, clock.clone(), limits.max_header_bytes));
     let service = {
         let clock = clock.clone();
         service_fn(move |request: Request<Incoming>| {
@@ -76,20 +86,17 @@ pub async fn serve(
         })
     };
     let mut builder = http1::Builder::new();
-    builder.header_read_timeout(None);
-    let connection = builder.serve_connection(io, service);
-    tokio::pin!(connection);
-    let expired = clock.expired(allowances);
+    builder
+        .header_read_timeout(None)
+        .max_header_size(limits.max_header_bytes);
+    // Unpinned (it is `Unpin`), so that the socket can be taken back at the end.
+    let mut connection = builder.serve_connection(io, service);
+    let expired = clock.expired(limits.allowances);
     tokio::pin!(expired);
     let mut draining = false;
-    loop {
+    let served = loop {
         tokio::select! {
-            served = connection.as_mut() => {
-                if let Err(e) = served {
-                    tracing::debug!(client.addr = %peer, error = %e, "connection ended with an error");
-                }
-                return;
-            }
+            served = &mut connection => break served,
             phase = &mut expired => {
                 metrics.timed_out(phase);
                 tracing::debug!(
@@ -103,61 +110,20 @@ pub async fn serve(
                 // As `axum::serve` did: an idle or untouched connection closes now, a
                 // request in flight is answered first (with `Connection: close`).
                 draining = true;
-                connection.as_mut().graceful_shutdown();
+                Pin::new(&mut connection).graceful_shutdown();
             }
         }
-    }
-}
-
-/// The accepted socket, telling the clock when bytes arrive.
-struct Watched {
-    stream: TcpStream,
-    clock: Arc<ConnClock>,
-}
-
-impl AsyncRead for Watched {
-    fn poll_read(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        let this = self.get_mut();
-        let before = buf.filled().len();
-        let polled = Pin::new(&mut this.stream).poll_read(cx, buf);
-        if matches!(polled, Poll::Ready(Ok(()))) && buf.filled().len() > before {
-            this.clock.bytes_read();
+    };
+    match served {
+        Ok(()) => {}
+        Err(e) if e.is_parse() => {
+            tracing::debug!(client.addr = %peer, error = %e, "refused a request head");
+            let socket = connection.into_parts().io.into_inner().into_stream();
+            head_error::linger(socket, &stop).await;
         }
-        polled
-    }
-}
-
-impl AsyncWrite for Watched {
-    fn poll_write(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.get_mut().stream).poll_write(cx, buf)
-    }
-
-    fn poll_write_vectored(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        bufs: &[io::IoSlice<'_>],
-    ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.get_mut().stream).poll_write_vectored(cx, bufs)
-    }
-
-    fn is_write_vectored(&self) -> bool {
-        self.stream.is_write_vectored()
-    }
-
-    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().stream).poll_flush(cx)
-    }
-
-    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().stream).poll_shutdown(cx)
+        Err(e) => {
+            tracing::debug!(client.addr = %peer, error = %e, "connection ended with an error");
+        }
     }
 }
 

@@ -13,6 +13,9 @@
 //!   connection may stay idle `keep_alive_timeout_ms` ([`phase`], driven per connection
 //!   by [`connection`]); a request body is bounded by the `body_read_timeout_ms`
 //!   middleware ([`crate::middleware::body_timeout`]);
+//! - a request head is at most `max_header_bytes`; hyper answers a longer or malformed
+//!   head itself, and that answer is rewritten to the JSON error body
+//!   ([`head_error`]);
 //! - the client's address reaches the handlers as `ConnectInfo<SocketAddr>`.
 //!
 //! Graceful shutdown is what `axum::serve` did: on the signal the listener is closed,
@@ -23,8 +26,10 @@
 mod connection;
 mod fd_limit;
 mod gate;
+mod head_error;
 pub mod metrics;
 mod phase;
+mod watched;
 
 use std::future::Future;
 use std::io;
@@ -72,9 +77,12 @@ pub async fn serve(
     let open_files = fd_limit::raise();
     let configured = usize::try_from(config.max_connections).unwrap_or(usize::MAX);
     let max = fd_limit::connection_budget(configured, open_files.now);
-    let allowances = Allowances {
-        head: Duration::from_millis(config.header_read_timeout_ms),
-        idle: Duration::from_millis(config.keep_alive_timeout_ms),
+    let limits = connection::Limits {
+        allowances: Allowances {
+            head: Duration::from_millis(config.header_read_timeout_ms),
+            idle: Duration::from_millis(config.keep_alive_timeout_ms),
+        },
+        max_header_bytes: usize::try_from(config.max_header_bytes).unwrap_or(usize::MAX),
     };
     tracing::info!(
         connections.max = max,
@@ -82,6 +90,7 @@ pub async fn serve(
         header_read_timeout_ms = config.header_read_timeout_ms,
         keep_alive_timeout_ms = config.keep_alive_timeout_ms,
         body_read_timeout_ms = config.body_read_timeout_ms,
+        max_header_bytes = config.max_header_bytes,
         "connection limits"
     );
     let metrics = Arc::new(ConnMetrics::new(max));
@@ -120,7 +129,7 @@ pub async fn serve(
                     stream,
                     peer,
                     router.clone(),
-                    allowances,
+                    limits,
                     stop.clone(),
                     metrics.clone(),
                     permit,

@@ -126,6 +126,11 @@ impl ConnClock {
         });
     }
 
+    /// Whether a request is in flight (its head parsed, its response body not done).
+    pub fn in_flight(&self) -> bool {
+        self.now().in_flight > 0
+    }
+
     fn now(&self) -> State {
         *self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }

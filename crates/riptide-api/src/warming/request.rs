@@ -193,9 +193,10 @@ impl WarmingService {
             }
             return urls
                 .iter()
-                .map(|raw| {
+                .enumerate()
+                .map(|(n, raw)| {
                     let url: Url = normalize_url(raw)
-                        .map_err(|e| WarmingError::Invalid(format!("url {raw:?}: {e}")))?;
+                        .map_err(|e| WarmingError::Invalid(format!("urls[{n}]: {e}")))?;
                     Ok(Target {
                         tenant: tenant.clone(),
                         url,

@@ -233,7 +233,7 @@ async fn bad_input_is_400_and_unknown_things_404() {
         .send()
         .await
         .expect("sent");
-    expect_error(text, 400, "invalid_content_type").await;
+    expect_error(text, 415, "unsupported_media_type").await;
 
     let mut unknown = tenant_body("u1");
     unknown["colour"] = json!("blue");

@@ -52,8 +52,9 @@ pub struct TenantConfig {
     pub updated_at: DateTime<Utc>,
 }
 
-/// Who owns a tenant.
+/// Who owns a tenant. Unknown fields are refused (it is part of request bodies).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct TenantOwner {
     /// Owner id (free-form, e.g. a UUID).
     pub id: String,

@@ -8,8 +8,11 @@ use super::error::{TenantError, TenantResult};
 use super::resource::Permission;
 
 /// A tenant's own adjustments to what its plan grants.
+///
+/// Unknown fields are refused: a misspelt `deny` in an update must not replace the
+/// policy with one whose deny list is empty.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(default)]
+#[serde(default, deny_unknown_fields)]
 pub struct AccessPolicy {
     /// Granted on top of the plan (`resource:action` names).
     pub allow: BTreeSet<String>,
@@ -130,6 +133,25 @@ impl AdminRole {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::tenant::TenantUpdate;
+
+    #[test]
+    fn unknown_fields_are_refused_at_every_depth() {
+        for (body, field) in [
+            (r#"{"policy":{"denny":["extract"]}}"#, "denny"),
+            (
+                r#"{"owner":{"id":"o","name":"n","email":"a@b","colour":"x"}}"#,
+                "colour",
+            ),
+            (r#"{"nmae":"x"}"#, "nmae"),
+        ] {
+            let err = serde_json::from_str::<TenantUpdate>(body).expect_err(body);
+            assert!(err.to_string().contains(field), "{body}: {err}");
+        }
+        let ok: TenantUpdate =
+            serde_json::from_str(r#"{"policy":{"deny":["extract"]}}"#).expect("valid");
+        assert_eq!(ok.policy.expect("policy").deny.len(), 1);
+    }
 
     #[test]
     fn policy_adds_and_removes_from_the_plan() {

@@ -19,6 +19,7 @@ use crate::admin::{AdminCaller, audit};
 use crate::error::{ApiError, ApiResult};
 use crate::routes::tenant::cache_error;
 use crate::routes::tenant::cache_key::ExtractKey;
+use crate::routes::tenant::errors::invalid_url;
 use crate::state::AppState;
 
 /// Tenants read per page while clearing every cache.
@@ -192,8 +193,7 @@ pub async fn invalidate(
                     "invalidating a url needs tenant_id: /extract caches per tenant",
                 ));
             };
-            let url = normalize_url(raw)
-                .map_err(|e| ApiError::bad_request("invalid_url", e.to_string()))?;
+            let url = normalize_url(raw).map_err(|e| invalid_url(&e))?;
             let key = ExtractKey::new(tenant, &url, None);
             let removed = state.cache.delete(key.as_str(), key.tenant()).await;
             (url.to_string(), removed.map(u64::from))

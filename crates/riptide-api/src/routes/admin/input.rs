@@ -3,17 +3,19 @@
 //!
 //! axum's own `Json` and `Query` answer malformed input with plain-text 400/415/422
 //! responses; these answer with the service's error body and name what was wrong
-//! (syntax, unknown field, wrong type).
+//! (syntax, unknown field, wrong type). A body declared as anything but JSON is 415
+//! ([`crate::routes::content_type`]).
 
 use axum::body::Bytes;
 use axum::extract::{FromRequest, FromRequestParts, Query, Request};
 use axum::http::Uri;
-use axum::http::header::CONTENT_TYPE;
 use axum::http::request::Parts;
 use riptide_persistence::TenantId;
 use serde::de::DeserializeOwned;
 
 use crate::error::ApiError;
+use crate::routes::content_type::require_json;
+use crate::routes::tenant::body::unreadable;
 use crate::state::AppState;
 
 /// A JSON request body, required.
@@ -29,28 +31,15 @@ pub struct OptionalBody<T>(pub T);
 pub struct Params<T>(pub T);
 
 async fn read_body(req: Request, state: &AppState) -> Result<Bytes, ApiError> {
-    if let Some(ct) = req.headers().get(CONTENT_TYPE) {
-        let json = ct
-            .to_str()
-            .ok()
-            .and_then(|v| v.split(';').next())
-            .map(|v| v.trim().to_ascii_lowercase())
-            .is_some_and(|v| v == "application/json" || v.ends_with("+json"));
-        if !json {
-            return Err(ApiError::bad_request(
-                "invalid_content_type",
-                "the body must be JSON (Content-Type: application/json)",
-            ));
-        }
-    }
+    require_json(req.headers())?;
     Bytes::from_request(req, state).await.map_err(|e| {
         if e.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
             ApiError::TooLarge {
                 code: "body_too_large",
-                message: e.body_text(),
+                message: "the request body is too large".into(),
             }
         } else {
-            ApiError::bad_request("invalid_body", e.body_text())
+            unreadable(&e.body_text())
         }
     })
 }

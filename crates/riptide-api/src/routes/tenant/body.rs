@@ -3,12 +3,15 @@
 //!
 //! | failure | answer |
 //! |---|---|
+//! | a `Content-Type` that is not JSON ([`crate::routes::content_type`]) | 415 `unsupported_media_type` |
 //! | body over [`MAX_BODY_BYTES`] | 413 `body_too_large` |
+//! | body not readable (the connection failed) | 400 `invalid_body` |
 //! | not JSON | 400 `invalid_json` |
 //! | JSON of the wrong shape (unknown field, wrong type, missing field) | 400 `invalid_request` |
 //!
 //! An empty body reads as `{}`, so requests whose fields are all optional need none.
-//! The content type is not checked: the body is JSON or it is refused.
+//! Every request type refuses unknown fields at every depth (`deny_unknown_fields`), so
+//! a misspelt field is an error that names it, never a silently ignored setting.
 
 use axum::body::Bytes;
 use axum::extract::{FromRequest, Request};
@@ -17,6 +20,7 @@ use serde::de::DeserializeOwned;
 use serde_json::error::Category;
 
 use crate::error::ApiError;
+use crate::routes::content_type::require_json;
 
 /// Largest request body of a tenant route (applied with `DefaultBodyLimit`): room for
 /// a crawl of 100 long URLs, or a session with its maximum of cookies and headers.
@@ -34,6 +38,7 @@ where
     type Rejection = ApiError;
 
     async fn from_request(request: Request, state: &S) -> Result<Self, Self::Rejection> {
+        require_json(request.headers())?;
         let bytes = Bytes::from_request(request, state)
             .await
             .map_err(|rejection| {
@@ -43,11 +48,18 @@ where
                         message: format!("the request body is larger than {MAX_BODY_BYTES} bytes"),
                     }
                 } else {
-                    ApiError::bad_request("invalid_body", rejection.body_text())
+                    unreadable(&rejection.body_text())
                 }
             })?;
         parse(&bytes).map(JsonBody)
     }
+}
+
+/// 400 `invalid_body` for a body that could not be read; why (an I/O error of the
+/// connection) is logged, not sent.
+pub fn unreadable(why: &str) -> ApiError {
+    tracing::debug!(error = why, "reading a request body failed");
+    ApiError::bad_request("invalid_body", "the request body could not be read")
 }
 
 /// Parses `bytes` (empty: `{}`) as `T`.

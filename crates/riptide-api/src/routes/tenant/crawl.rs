@@ -34,6 +34,7 @@ use serde_json::json;
 
 use super::body::JsonBody;
 use super::cache_key::ExtractKey;
+use super::errors::invalid_url;
 use super::fetch::cached_page;
 use crate::config::CrawlConfig;
 use crate::error::{ApiError, ApiResult};
@@ -197,7 +198,7 @@ fn sort_urls(urls: &[String]) -> (Vec<Slot>, Vec<Url>) {
         .iter()
         .enumerate()
         .map(|(n, raw)| match normalize_url(raw) {
-            Err(e) => Slot::Invalid(ApiError::bad_request("invalid_url", e.to_string())),
+            Err(e) => Slot::Invalid(invalid_url(&e)),
             Ok(url) => match first_request.get(url.as_str()) {
                 Some(&first) => Slot::Duplicate(first),
                 None => {
@@ -220,6 +221,16 @@ struct Answer {
     pending: Vec<u8>,
     data_left: usize,
     results: usize,
+}
+
+/// Longest requested URL quoted back in an `error` or `duplicate` result; a longer one
+/// (it can only have failed, or be the duplicate of one that did) is cut, ending in `…`:
+/// a megabyte of URL in must not be a megabyte of answer out. Results are in request
+/// order, so a cut URL is still found by its position.
+const MAX_ECHOED_URL_BYTES: usize = 2048;
+
+fn echoed(url: &str) -> String {
+    crate::error::clip(url.to_owned(), MAX_ECHOED_URL_BYTES)
 }
 
 impl Answer {
@@ -265,7 +276,7 @@ impl Answer {
 
     /// `{"url":..,"status":"duplicate","same_as":first}`.
     fn duplicate(&mut self, url: &str, first: usize) {
-        let item = json!({ "url": url, "status": "duplicate", "same_as": first });
+        let item = json!({ "url": echoed(url), "status": "duplicate", "same_as": first });
         // Writing a `Value` to a `Vec` cannot fail.
         let _ = serde_json::to_writer(self.next(), &item);
     }
@@ -273,9 +284,9 @@ impl Answer {
     /// `{"url":..,"status":"error","error":{"code":..,"message":..}}`.
     fn error(&mut self, url: &str, e: &ApiError) {
         let item = json!({
-            "url": url,
+            "url": echoed(url),
             "status": "error",
-            "error": { "code": e.code(), "message": e.to_string() },
+            "error": { "code": e.code(), "message": e.message() },
         });
         // Writing a `Value` to a `Vec` cannot fail.
         let _ = serde_json::to_writer(self.next(), &item);

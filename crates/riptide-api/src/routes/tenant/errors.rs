@@ -11,7 +11,11 @@
 //! | `queue_full` | 429, `Retry-After: 1` |
 //! | `extraction_unavailable` | 503 |
 //!
-//! The error code in the body is the kind itself. A fetch that failed for the caller
+//! The error code in the body is the kind itself. The message is the error's own, but
+//! for `decode_failed` and `extraction_unavailable`, whose text comes from a parser or
+//! from starting a worker process: those say what failed in a fixed sentence, and the
+//! detail is logged. A URL refused before fetching is never quoted back
+//! ([`invalid_url`]): it may be a megabyte long. A fetch that failed for the caller
 //! whose load another caller was waiting on reaches that waiter as text (the cache's
 //! single-flight shares only a message): [`LoadFailure`] writes the kind in front of
 //! the message so the waiter answers with the same status and code.
@@ -19,7 +23,7 @@
 use std::fmt;
 
 use axum::http::StatusCode;
-use riptide_extract::ExtractError;
+use riptide_extract::{ExtractError, UrlError};
 use riptide_persistence::CacheError;
 
 use crate::error::ApiError;
@@ -45,6 +49,20 @@ impl fmt::Display for LoadFailure {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}: {}", self.kind, self.message)
     }
+}
+
+/// 400 `invalid_url` for a URL `normalize_url` refused. The URL itself is not quoted;
+/// a refused scheme is, cut short.
+pub fn invalid_url(e: &UrlError) -> ApiError {
+    let message = match e {
+        UrlError::Parse(why) => format!("not a valid URL: {why}"),
+        UrlError::Scheme(scheme) => format!(
+            "unsupported scheme {:?}: only http and https",
+            crate::error::clip(scheme.clone(), 32)
+        ),
+        UrlError::Credentials => e.to_string(),
+    };
+    ApiError::bad_request("invalid_url", message)
 }
 
 /// The answer to an extraction failure.
@@ -77,7 +95,14 @@ fn from_kind(kind: &str, message: String) -> ApiError {
         "upstream_unreachable" => upstream(StatusCode::BAD_GATEWAY, "upstream_unreachable"),
         "upstream_status" => upstream(StatusCode::BAD_GATEWAY, "upstream_status"),
         "too_many_redirects" => upstream(StatusCode::BAD_GATEWAY, "too_many_redirects"),
-        "decode_failed" => upstream(StatusCode::BAD_GATEWAY, "decode_failed"),
+        "decode_failed" => {
+            tracing::warn!(error = %message, "a page could not be decoded");
+            ApiError::Upstream {
+                status: StatusCode::BAD_GATEWAY,
+                code: "decode_failed",
+                message: "could not decode or extract the page".into(),
+            }
+        }
         "upstream_timeout" => upstream(StatusCode::GATEWAY_TIMEOUT, "upstream_timeout"),
         "not_html" => upstream(StatusCode::UNSUPPORTED_MEDIA_TYPE, "not_html"),
         "page_too_large" => ApiError::TooLarge {
@@ -96,7 +121,11 @@ fn from_kind(kind: &str, message: String) -> ApiError {
         },
         "extraction_unavailable" => {
             tracing::error!(error = %message, "extraction workers unavailable");
-            upstream(StatusCode::SERVICE_UNAVAILABLE, "extraction_unavailable")
+            ApiError::Upstream {
+                status: StatusCode::SERVICE_UNAVAILABLE,
+                code: "extraction_unavailable",
+                message: "extraction is unavailable; retry shortly".into(),
+            }
         }
         other => {
             tracing::error!(kind = other, error = %message, "extraction failed unexpectedly");

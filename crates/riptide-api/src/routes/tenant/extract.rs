@@ -22,7 +22,7 @@ use serde::Deserialize;
 
 use super::body::JsonBody;
 use super::cache_key::ExtractKey;
-use super::errors::extract_error;
+use super::errors::{extract_error, invalid_url};
 use super::fetch::{cached_page, fetch_body, session_headers};
 use super::sessions;
 use crate::error::{ApiError, ApiResult};
@@ -58,8 +58,7 @@ pub async fn post_extract(
     ctx: TenantContext,
     JsonBody(request): JsonBody<ExtractRequest>,
 ) -> ApiResult<Response> {
-    let url = normalize_url(&request.url)
-        .map_err(|e| ApiError::bad_request("invalid_url", e.to_string()))?;
+    let url = normalize_url(&request.url).map_err(|e| invalid_url(&e))?;
     let ttl = request.ttl_seconds.map(entry_ttl).transpose()?;
     let (key, headers) = match &request.session_id {
         Some(id) => {

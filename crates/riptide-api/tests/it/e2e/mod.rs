@@ -9,6 +9,7 @@
 //! |---|---|
 //! | [`flows`] | a tenant's whole journey: admin setup, extract MISS/HIT, crawl, sessions, usage, metrics |
 //! | [`statuses`] | every error status the service answers, each with its JSON error body |
+//! | [`error_bodies`] | refused heads (431, 400), 404/405, 415 and hostile input: JSON bodies that quote nothing large; unknown fields at any depth |
 //! | [`isolation`] | two tenants on one URL: cache, sessions, usage and invalidation stay apart |
 //! | [`two_instances`] | two binaries on one Redis: tenants, suspensions, invalidations, revocations |
 //! | [`sigterm`] | SIGTERM under load: exit 0 in time, no failed request, no lost usage |
@@ -25,6 +26,7 @@
 mod auth_throttle;
 mod connection_limit;
 mod crawl_memory;
+mod error_bodies;
 mod flows;
 mod hostile;
 mod isolation;

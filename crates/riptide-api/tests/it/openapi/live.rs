@@ -1,6 +1,6 @@
 //! The OpenAPI document against the running service: every operation answers a
 //! documented status with the documented headers and body; spoiled requests (no
-//! credentials, malformed or unknown ids, broken bodies, unknown query parameters) are
+//! credentials, malformed or unknown ids, broken or non-JSON bodies, unknown query parameters) are
 //! refused with a documented status and code; and each role is refused exactly where
 //! the document says.
 
@@ -136,6 +136,8 @@ enum Spoil {
     UnknownIds,
     /// A body that is not JSON: 400.
     BrokenBody,
+    /// A body declared as text: 415.
+    TextBody,
     /// An unknown query parameter: 400.
     UnknownQuery,
 }
@@ -146,7 +148,7 @@ impl Spoil {
         match self {
             Spoil::NoCredentials => o.op["security"].as_array().is_some_and(|s| !s.is_empty()),
             Spoil::MalformedIds | Spoil::UnknownIds => o.path.contains('{'),
-            Spoil::BrokenBody => o.op.get("requestBody").is_some(),
+            Spoil::BrokenBody | Spoil::TextBody => o.op.get("requestBody").is_some(),
             Spoil::UnknownQuery => has_in("query"),
         }
     }
@@ -155,6 +157,7 @@ impl Spoil {
         match self {
             Spoil::NoCredentials => 401,
             Spoil::UnknownIds => 404,
+            Spoil::TextBody => 415,
             _ => 400,
         }
     }
@@ -173,6 +176,7 @@ async fn refusals_answer_documented_statuses_and_codes() {
         Spoil::MalformedIds,
         Spoil::UnknownIds,
         Spoil::BrokenBody,
+        Spoil::TextBody,
         Spoil::UnknownQuery,
     ] {
         for o in ops.iter().filter(|o| spoil.applies(o)) {
@@ -215,6 +219,9 @@ async fn refusals_answer_documented_statuses_and_codes() {
                     (Spoil::BrokenBody, _) => request
                         .header("content-type", "application/json")
                         .body("{\"unclosed\": "),
+                    (Spoil::TextBody, body) => request
+                        .header("content-type", "text/plain")
+                        .body(body.map(|b| b.to_string()).unwrap_or_default()),
                     (_, Some(body)) => request.json(&body),
                     (_, None) => request,
                 };

@@ -67,8 +67,10 @@ const FORBIDDEN_HEADERS: &[&str] = &[
     "upgrade",
 ];
 
-/// One cookie a session sends.
+/// One cookie a session sends. Unknown fields are refused (it is part of request
+/// bodies): a misspelt `domain` would send the cookie everywhere.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct SessionCookie {
     /// Cookie name (HTTP token characters).
     pub name: String,
