@@ -246,6 +246,10 @@ async fn main() -> anyhow::Result<()> {
     );
     // A runtime cannot be dropped from async code; nothing of it is needed any more.
     hostile.shutdown_background();
+    if knob("NOISY_KEEP", 0) == 1 {
+        drop(rt);
+        eprintln!("service log kept: {}", dir.keep().join("riptide.log").display());
+    }
     Ok(())
 }
 
