@@ -1,7 +1,7 @@
 //! [`AuthFailures`]: failed authentications are throttled per client address.
 //!
 //! A credential that identifies nobody (an unknown or revoked API key, an invalid admin
-//! token) is a failure of the address that presented it; IPv6 addresses are grouped by
+//! token, a wrong metrics token) is a failure of the address that presented it; IPv6 addresses are grouped by
 //! their /64, which one client usually holds whole. Each address may fail
 //! `server.auth_failure_limit` times per `server.auth_failure_window_ms`; past that,
 //! every request it makes to an authenticated route is answered 429
@@ -48,6 +48,8 @@ pub enum Credential {
     ApiKey,
     /// An admin token.
     AdminToken,
+    /// The token of `GET /metrics` (`metrics.token`).
+    MetricsToken,
 }
 
 impl Credential {
@@ -56,6 +58,7 @@ impl Credential {
         match self {
             Credential::ApiKey => "api_key",
             Credential::AdminToken => "admin_token",
+            Credential::MetricsToken => "metrics_token",
         }
     }
 }

@@ -8,9 +8,8 @@
 //! at all:
 //!
 //! 1. every component [`LiveComponent::prepare_live`]s it: checks its own section and
-//!    readies what it needs (turning multi-tenancy off first creates the `default`
-//!    tenant). A failure there stops the generation: nothing is applied, an error is
-//!    logged, the running settings stay;
+//!    readies what it needs. A failure there stops the generation: nothing is applied,
+//!    an error is logged, the running settings stay;
 //! 2. every component [`LiveComponent::apply_live`]s it: a swap, which requests see from
 //!    their next read.
 //!
@@ -204,8 +203,8 @@ impl LiveComponent for LogLevel {
     }
 }
 
-/// The tenant layer: plans (quotas, burst, grants, prices), billing, the default plan
-/// and multi-tenancy.
+/// The tenant layer: plans (quotas, burst, grants, prices), billing and the default
+/// plan. Multi-tenancy is not live (see `riptide_persistence::tenant::live_settings`).
 impl LiveComponent for TenantManager {
     fn name(&self) -> &'static str {
         "tenants"

@@ -51,6 +51,8 @@ pub struct AppStateInner {
     pub sync: Arc<DistributedSync>,
     /// Renders the process's metrics for `GET /metrics`.
     pub metrics: PrometheusHandle,
+    /// What `GET /metrics` requires (`metrics.token`); `None`: it is open.
+    pub metrics_token: Option<crate::routes::metrics::MetricsToken>,
     /// Fetches pages and extracts their content for `/extract` and `/crawl`
     /// (configured by the `extract` section).
     pub extractor: Arc<Extractor>,
@@ -96,7 +98,9 @@ impl AppState {
             )
             .context("building the cache")?,
         );
-        let tenant_metrics = Arc::new(RwLock::new(TenantMetrics::new()));
+        let tenant_metrics = TenantMetrics::new();
+        tenant_metrics.set_billing_series(config.metrics.tenant_billing);
+        let tenant_metrics = Arc::new(RwLock::new(tenant_metrics));
         let tenants = Arc::new(
             TenantManager::with_store(
                 store.clone(),
@@ -176,6 +180,7 @@ impl AppState {
             state_manager,
             sync,
             metrics,
+            metrics_token: crate::routes::metrics::MetricsToken::new(&config.metrics.token),
             extractor,
             crawl: config.crawl.clone(),
             admin_tokens,

@@ -8,6 +8,7 @@ pub mod clock;
 pub mod config;
 pub mod error;
 pub mod keys;
+pub mod private_fs;
 pub mod state;
 pub mod store;
 pub mod sync;

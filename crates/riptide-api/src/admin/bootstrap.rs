@@ -6,11 +6,11 @@
 //! with `set_if_absent`: one bootstraps, the others see its token at their next start
 //! (and accept it at once, since authentication reads the store).
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use rand::RngCore;
+use riptide_persistence::private_fs;
 use riptide_persistence::store::Durability;
 use riptide_persistence::tenant::AdminRole;
 use riptide_persistence::tenant::audit::{AuditLog, OUTCOME_OK};
@@ -163,47 +163,10 @@ fn log_existing(tokens: u64, path: &Path) {
 
 /// Writes `token` and a newline to `path` with mode `0600`: to a fresh temporary file
 /// in the same directory (created `0700` when missing), fsynced, then renamed over
-/// `path`, and the directory fsynced. A file left by an earlier bootstrap is replaced.
+/// `path`, and the directory fsynced ([`private_fs::write_atomic`]). A file left by an
+/// earlier bootstrap is replaced.
 pub fn write_token_file(path: &Path, token: &str) -> std::io::Result<()> {
-    let dir = path
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    let mut builder = std::fs::DirBuilder::new();
-    builder.recursive(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::DirBuilderExt;
-        builder.mode(0o700);
-    }
-    builder.create(dir)?;
-    let tmp = dir.join(format!(
-        ".{TOKEN_FILE}.{}.{}.tmp",
-        std::process::id(),
-        hex::encode(rand::rng().next_u64().to_be_bytes())
-    ));
-    let written = (|| {
-        let mut options = std::fs::OpenOptions::new();
-        options.write(true).create_new(true);
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::OpenOptionsExt;
-            options.mode(0o600);
-        }
-        let mut file = options.open(&tmp)?;
-        file.write_all(token.as_bytes())?;
-        file.write_all(b"\n")?;
-        file.sync_all()?;
-        std::fs::rename(&tmp, path)
-    })();
-    if written.is_err() {
-        // Best effort: the temporary name is never needed again.
-        let _ = std::fs::remove_file(&tmp);
-    }
-    written?;
-    #[cfg(unix)]
-    std::fs::File::open(dir)?.sync_all()?;
-    Ok(())
+    private_fs::write_atomic(path, format!("{token}\n").as_bytes())
 }
 
 #[cfg(test)]

@@ -8,6 +8,7 @@
 
 pub mod crawl;
 pub mod load;
+pub mod metrics;
 pub mod provenance;
 pub mod schema;
 
@@ -26,6 +27,7 @@ use tracing_subscriber::EnvFilter;
 
 pub use crawl::CrawlConfig;
 pub use load::{ConfigError, DEFAULT_CONFIG_PATH, Overrides, default_file, load};
+pub use metrics::MetricsConfig;
 pub use provenance::{ENV_VARS, Env, Provenance};
 
 /// Everything `riptide serve` is configured with.
@@ -46,6 +48,8 @@ pub struct AppConfig {
     pub crawl: CrawlConfig,
     /// The admin API's credentials.
     pub admin: AdminConfig,
+    /// Who may read `GET /metrics`, and whether it carries per-tenant bills.
+    pub metrics: MetricsConfig,
     /// Cache warming: the tiers' sizes and schedule, access counting, warm jobs and the
     /// manual list.
     pub warming: crate::warming::WarmingConfig,
@@ -127,6 +131,13 @@ pub struct ServerConfig {
     /// Most client addresses whose failures are remembered (about 64 bytes each); past
     /// it the least recently failing are forgotten. At least 1.
     pub auth_failure_clients_tracked: u32,
+    /// Says that serving without authentication is meant. Multi-tenancy off
+    /// (`persistence.tenant.enabled: false`) answers every tenant route, with no
+    /// credential at all, as the `default` tenant: fine on a loopback `listen` address
+    /// (a local tool), a hole on any other. So a start with multi-tenancy off on a
+    /// non-loopback address is refused (exit 2) unless this is `true`. Env
+    /// `RIPTIDE_ALLOW_UNAUTHENTICATED`.
+    pub allow_unauthenticated: bool,
 }
 
 impl Default for ServerConfig {
@@ -144,6 +155,7 @@ impl Default for ServerConfig {
             auth_failure_limit: 30,
             auth_failure_window_ms: 60_000,
             auth_failure_clients_tracked: 100_000,
+            allow_unauthenticated: false,
         }
     }
 }
@@ -292,8 +304,35 @@ impl AppConfig {
             other => Invalid::new("persistence", other.to_string()),
         })?;
         validate_secrets(&self.persistence.tenant)?;
+        self.validate_authentication()?;
+        self.metrics.validate()?;
         crate::admin::validate_configured_token(&self.admin.token)
             .map_err(|reason| Invalid::new("admin.token", reason))
+    }
+
+    /// Multi-tenancy off serves tenant routes without authentication: refused on a
+    /// non-loopback listen address unless `server.allow_unauthenticated` says it is
+    /// meant (see [`ServerConfig::allow_unauthenticated`]). The error names
+    /// `persistence.tenant.enabled`, so its origin (the file or `ENABLE_MULTI_TENANCY`)
+    /// is named too.
+    fn validate_authentication(&self) -> Result<(), Invalid> {
+        let listen = self.server.listen;
+        if self.persistence.tenant.enabled
+            || self.server.allow_unauthenticated
+            || listen.ip().to_canonical().is_loopback()
+        {
+            return Ok(());
+        }
+        Err(Invalid::new(
+            "persistence.tenant.enabled",
+            format!(
+                "multi-tenancy off answers every tenant route without authentication, and \
+                 server.listen {listen} is not a loopback address: keep multi-tenancy on, \
+                 listen on 127.0.0.1 or ::1, or set server.allow_unauthenticated: true \
+                 (RIPTIDE_ALLOW_UNAUTHENTICATED=true) to serve without authentication on \
+                 purpose"
+            ),
+        ))
     }
 
     /// The embedded store's directory, or `None` when the store is Redis.
@@ -428,6 +467,37 @@ mod tests {
             let err = cfg.validate().expect_err(key);
             assert_eq!(err.key, key, "{err:?}");
         }
+    }
+
+    #[test]
+    fn multi_tenancy_off_needs_loopback_or_an_explicit_setting() {
+        let mut cfg = AppConfig::default();
+        cfg.persistence.tenant.enabled = false;
+        assert_eq!(cfg.validate(), Ok(()), "127.0.0.1");
+        for open in [
+            "0.0.0.0:8080",
+            "[::]:8080",
+            "10.1.2.3:80",
+            "[::ffff:10.0.0.1]:1",
+        ] {
+            cfg.server.listen = open.parse().expect("address");
+            let err = cfg.validate().expect_err(open);
+            assert_eq!(err.key, "persistence.tenant.enabled", "{err:?}");
+            assert!(
+                err.reason.contains("server.allow_unauthenticated"),
+                "{err:?}"
+            );
+        }
+        for local in ["[::1]:8080", "127.0.0.2:1", "[::ffff:127.0.0.1]:1"] {
+            cfg.server.listen = local.parse().expect("address");
+            assert_eq!(cfg.validate(), Ok(()), "{local}");
+        }
+        cfg.server.listen = "0.0.0.0:8080".parse().expect("address");
+        cfg.server.allow_unauthenticated = true;
+        assert_eq!(cfg.validate(), Ok(()));
+        cfg.persistence.tenant.enabled = true;
+        cfg.server.allow_unauthenticated = false;
+        assert_eq!(cfg.validate(), Ok(()), "multi-tenancy on: any address");
     }
 
     #[test]

@@ -29,9 +29,13 @@ use super::load::{ConfigError, Overrides};
 
 /// The environment variables read, each with the key it sets. `RUST_LOG` comes after
 /// `RIPTIDE_LOG_LEVEL`, so it wins when both are set.
-pub const ENV_VARS: [(&str, &str); 13] = [
+pub const ENV_VARS: [(&str, &str); 15] = [
     ("REDIS_URL", "persistence.redis.url"),
     ("RIPTIDE_LISTEN", "server.listen"),
+    (
+        "RIPTIDE_ALLOW_UNAUTHENTICATED",
+        "server.allow_unauthenticated",
+    ),
     ("RIPTIDE_DATA_DIR", "persistence.embedded.data_dir"),
     ("RIPTIDE_LOG_LEVEL", "log.level"),
     ("RUST_LOG", "log.level"),
@@ -49,13 +53,15 @@ pub const ENV_VARS: [(&str, &str); 13] = [
         "persistence.tenant.api_key_pepper",
     ),
     ("RIPTIDE_ADMIN_TOKEN", "admin.token"),
+    ("RIPTIDE_METRICS_TOKEN", "metrics.token"),
 ];
 
 /// Variables whose values are secrets: never logged, never echoed in an error.
-pub const SECRET_VARS: [&str; 3] = [
+pub const SECRET_VARS: [&str; 4] = [
     "RIPTIDE_MASTER_KEY",
     "RIPTIDE_API_KEY_PEPPER",
     "RIPTIDE_ADMIN_TOKEN",
+    "RIPTIDE_METRICS_TOKEN",
 ];
 
 /// Reads one environment variable; `None` when unset. Injected so tests need not touch
@@ -205,6 +211,9 @@ impl Provenance {
         if let Some(listen) = vars.parsed("RIPTIDE_LISTEN", SocketAddr::from_str)? {
             cfg.server.listen = listen;
         }
+        if let Some(on) = vars.parsed("RIPTIDE_ALLOW_UNAUTHENTICATED", parse_bool)? {
+            cfg.server.allow_unauthenticated = on;
+        }
         if let Some(dir) = vars.get("RIPTIDE_DATA_DIR") {
             cfg.persistence.embedded.data_dir = PathBuf::from(dir);
         }
@@ -240,6 +249,9 @@ impl Provenance {
         }
         if let Some(token) = vars.get("RIPTIDE_ADMIN_TOKEN") {
             cfg.admin.token = token;
+        }
+        if let Some(token) = vars.get("RIPTIDE_METRICS_TOKEN") {
+            cfg.metrics.token = token;
         }
         Ok(())
     }

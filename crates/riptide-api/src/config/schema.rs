@@ -9,9 +9,9 @@
 //!
 //! Live: the keys of [`LIVE_KEYS`] (applied by [`crate::live_config`]): the log level,
 //! the cache's TTL, compression and warming switch, the tenant plans (quotas, burst,
-//! grants, prices), billing, the default plan and multi-tenancy, and the warming
-//! schedule and lists. Everything else (the server, the log format, the store, L1 and
-//! limits, secrets, state directories, sync, extraction, admin) is listed as
+//! grants, prices), billing and the default plan, and the warming schedule and lists.
+//! Everything else (the server, the log format, the store, L1 and limits, multi-tenancy,
+//! secrets, state directories, sync, extraction, admin, metrics) is listed as
 //! restart-only, so the reload reports such changes as waiting for the next start
 //! instead of pretending to apply them. The list includes every prefix
 //! [`PersistenceSchema`] names.
@@ -43,7 +43,6 @@ pub const LIVE_KEYS: &[&str] = &[
     "persistence.cache.compression_algorithm",
     "persistence.cache.zstd_level",
     "persistence.cache.enable_warming",
-    "persistence.tenant.enabled",
     "persistence.tenant.enable_billing",
     "persistence.tenant.default_plan",
     "persistence.tenant.plans",
@@ -199,6 +198,7 @@ mod tests {
             "persistence.cache.l1_capacity_bytes",
             "warming.top_k_per_tenant",
             "persistence.tenant.master_key",
+            "persistence.tenant.enabled",
         ] {
             assert!(is_restart_only(key, &prefixes), "{key}");
         }

@@ -25,7 +25,8 @@
 //!    the caller.
 //!
 //! With multi-tenancy off (`persistence.tenant.enabled: false`, `ENABLE_MULTI_TENANCY=false`,
-//! read on every request so that a reload switches it) steps 1 and 2 are skipped (the
+//! fixed at start: a reload never switches it, and startup refuses it on a non-loopback
+//! address unless `server.allow_unauthenticated` says so) steps 1 and 2 are skipped (the
 //! headers are ignored) and the request runs as the built-in `default` tenant; steps 3
 //! to 7 apply to it.
 

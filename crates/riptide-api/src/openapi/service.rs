@@ -1,4 +1,5 @@
-//! The operations without credentials: the probes, the metrics and this document.
+//! The operations without credentials: the probes, the metrics (unless `metrics.token`
+//! is set) and this document.
 
 use serde_json::{Map, Value, json};
 
@@ -36,9 +37,16 @@ pub fn paths() -> Value {
             "tags": ["service"],
             "summary": "Prometheus metrics",
             "description": "Every metric of this process in the Prometheus text exposition \
-                format 0.0.4: cache, tenant, state, warming and HTTP request metrics.",
+                format 0.0.4: cache, tenant, state, warming and HTTP request metrics. Open \
+                unless `metrics.token` (`RIPTIDE_METRICS_TOKEN`) is set; then it requires \
+                `Authorization: Bearer <metrics.token>` (401 `unauthorized` with \
+                `WWW-Authenticate: Bearer` without it or with another token, which counts \
+                as a failed authentication of the client address).",
             "security": [],
-            "responses": responses(vec![(200, metrics_reply())], &[ANY]),
+            "responses": responses(
+                vec![(200, metrics_reply())],
+                &[ANY, &[(401, "unauthorized"), (429, "too_many_auth_failures")]],
+            ),
         }},
         "/openapi.json": { "get": {
             "operationId": "get_openapi",

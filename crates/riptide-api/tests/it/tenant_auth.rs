@@ -221,8 +221,10 @@ async fn with_multi_tenancy_off_requests_run_as_the_default_tenant_without_a_key
     assert_eq!(usage["usage"]["by_operation"]["extract"], 1);
 }
 
+/// Multi-tenancy is read at start only: settings that turn it off, applied to the running
+/// tenant layer as a reload would, leave authentication on.
 #[tokio::test]
-async fn switching_multi_tenancy_off_live_serves_the_default_tenant() {
+async fn multi_tenancy_cannot_be_switched_off_live() {
     let server = start(|_| {}).await;
     let anonymous = || async {
         server
@@ -241,9 +243,22 @@ async fn switching_multi_tenancy_off_live_serves_the_default_tenant() {
     let mut next = tenants.config().clone();
     next.enabled = false;
     tenants.prepare_live_settings(&next).await.expect("prepare");
-    tenants.apply_live_settings(&next).expect("apply");
-    let usage = json_of(anonymous().await, 200).await;
-    assert_eq!(usage["tenant_id"], "default");
+    assert!(
+        tenants
+            .apply_live_settings(&next)
+            .expect("apply")
+            .is_empty(),
+        "enabled is not a live key"
+    );
+    assert!(tenants.multi_tenancy_enabled());
+    assert_eq!(
+        error_of(anonymous().await).await,
+        (401, "unauthorized".to_owned())
+    );
+    assert!(
+        tenants.get_tenant("default").await.expect("read").is_none(),
+        "no default tenant was created for a switch that does not happen"
+    );
 }
 
 #[tokio::test]

@@ -75,7 +75,7 @@ pub const PERSISTENCE_SECTION: &str = "persistence";
 /// Keys of the `persistence` section a running process applies without a restart: the
 /// cache's live settings ([`crate::cache::LIVE_CACHE_KEYS`], applied by
 /// `PersistentCacheManager::apply_live_settings`), the tenant manager's
-/// ([`crate::tenant::LIVE_TENANT_KEYS`]: plans, billing, default plan, multi-tenancy;
+/// ([`crate::tenant::LIVE_TENANT_KEYS`]: plans, billing, default plan;
 /// `TenantManager::prepare_live_settings` then `apply_live_settings`), and the debounce
 /// the reloader reads itself on each change. The embedding service hands each new
 /// generation to those managers.
@@ -86,7 +86,6 @@ pub const PERSISTENCE_LIVE: &[&str] = &[
     "persistence.cache.compression_algorithm",
     "persistence.cache.zstd_level",
     "persistence.cache.enable_warming",
-    "persistence.tenant.enabled",
     "persistence.tenant.enable_billing",
     "persistence.tenant.default_plan",
     "persistence.tenant.plans",
@@ -108,6 +107,7 @@ pub const PERSISTENCE_RESTART_ONLY: &[&str] = &[
     "persistence.cache.load_timeout_ms",
     "persistence.cache.default_tenant_budget_bytes",
     "persistence.cache.max_tracked_tenants",
+    "persistence.tenant.enabled",
     "persistence.tenant.isolation_level",
     "persistence.tenant.usage_flush_interval_ms",
     "persistence.tenant.usage_buffer_max",

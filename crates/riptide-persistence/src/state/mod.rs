@@ -4,6 +4,7 @@
 pub mod config_doc;
 pub mod config_schema;
 pub mod reload;
+pub mod reload_guard;
 
 pub use config_doc::{ConfigDocument, ConfigRejection};
 pub use config_schema::{ConfigIssue, ConfigSchema, PersistenceSchema, SchemaSet};

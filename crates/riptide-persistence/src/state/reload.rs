@@ -6,7 +6,8 @@
 //! reads every configuration file again ([`ConfigDocument::load`]), and then:
 //!
 //! - the same canonical hash as the running document: [`ReloadOutcome::Unchanged`];
-//! - refused by the schema (or unreadable): [`ReloadOutcome::Rejected`] naming the
+//! - unreadable, not YAML, cut short (an emptied file or a lost section, see
+//!   [`reload_guard`]) or refused by the schema: [`ReloadOutcome::Rejected`] naming the
 //!   file, key and reason; the running generation stays;
 //! - otherwise the new generation is swapped in and sent to subscribers:
 //!   [`ReloadOutcome::Applied`] with the changed keys, and among them those under a
@@ -36,9 +37,10 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::config_doc::{
-    ConfigDocument, ConfigRejection, changed_keys, get_dotted, is_config_file_name,
+    ConfigDocument, ConfigRejection, SourceFile, changed_keys, get_dotted, is_config_file_name,
 };
 use super::config_schema::{ConfigSchema, is_restart_only};
+use super::reload_guard;
 use crate::config::StateConfig;
 
 /// Name of the reload counter.
@@ -171,6 +173,9 @@ pub struct ConfigReloader {
     restart_only: Vec<String>,
     /// The document the process started with: restart-only keys keep its values.
     initial: Arc<Value>,
+    /// The files of the running generation as parsed, which [`reload_guard::check`]
+    /// compares a reload with. Written only under `reload_lock`.
+    running_files: Mutex<Vec<SourceFile>>,
     current: ArcSwap<ConfigGeneration>,
     notify_tx: watch::Sender<Arc<ConfigGeneration>>,
     /// Serializes reloads, so generations are numbered and diffed in order.
@@ -213,6 +218,7 @@ impl ConfigReloader {
             .into());
         }
         let sources = doc.sources();
+        let running_files = Mutex::new(doc.files);
         let value = Arc::new(doc.value);
         let first = Arc::new(ConfigGeneration {
             generation: 1,
@@ -236,6 +242,7 @@ impl ConfigReloader {
             restart_only: schema.restart_only(),
             schema,
             initial: value,
+            running_files,
             current: ArcSwap::new(first),
             notify_tx,
             reload_lock: Mutex::new(()),
@@ -297,6 +304,9 @@ impl ConfigReloader {
         if doc.hash == running.hash {
             return ReloadOutcome::Unchanged;
         }
+        if let Err(cut) = reload_guard::check(&lock(&self.running_files), &running.value, &doc) {
+            return cut.into();
+        }
         if let Err(issue) = self.schema.validate(&doc.value) {
             return ReloadOutcome::Rejected {
                 file: doc.file_defining(&issue.key).map(Path::to_path_buf),
@@ -315,6 +325,7 @@ impl ConfigReloader {
             value: Arc::new(doc.value),
             pending_restart,
         });
+        *lock(&self.running_files) = doc.files;
         self.current.store(Arc::clone(&next));
         self.notify_tx.send_replace(Arc::clone(&next));
         ReloadOutcome::Applied {
@@ -579,6 +590,40 @@ mod tests {
     }
 
     #[test]
+    fn an_empty_comment_only_or_cut_file_is_refused_and_counted() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let file = dir.path().join("a.yml");
+        let full =
+            "persistence:\n  cache:\n    zstd_level: 5\n  state:\n    reload_debounce_ms: 70\n";
+        std::fs::write(&file, full).expect("write");
+        let rec = Capture::default();
+        metrics::with_local_recorder(&rec, || {
+            let r = ConfigReloader::new(&config(dir.path()), Arc::new(PersistenceSchema))
+                .expect("initial");
+            let cut_after_cache = &full[..full.find("  state").expect("state")];
+            for text in [
+                "",
+                "  \n\n",
+                "# all commented out\n",
+                "persistence:\n",
+                cut_after_cache,
+            ] {
+                std::fs::write(&file, text).expect("write");
+                let outcome = r.reload();
+                assert!(
+                    matches!(&outcome, ReloadOutcome::Rejected { file: Some(f), .. } if *f == file),
+                    "{text:?}: {outcome:?}"
+                );
+                assert_eq!(r.current().generation, 1, "{text:?}");
+            }
+            assert_eq!(rec.get("config_reload_total{result=error}"), 5);
+            // A complete edit still applies.
+            std::fs::write(&file, full.replace("70", "80")).expect("write");
+            assert_eq!(r.reload().as_str(), "applied");
+        });
+    }
+
+    #[test]
     fn pending_restart_keys_are_relative_to_the_start() {
         let dir = tempfile::tempdir().expect("tempdir");
         let file = dir.path().join("a.yml");
@@ -601,8 +646,14 @@ mod tests {
         };
         assert!(restart_required.is_empty());
         assert_eq!(r.current().pending_restart, ["persistence.redis.pool_size"]);
-        std::fs::write(&file, "persistence: {redis: {pool_size: 4}}\n").expect("write");
-        r.reload();
+        // Back to the start value (keeping the `state` section: dropping a whole section
+        // is refused as a cut file, see `reload_guard`).
+        std::fs::write(
+            &file,
+            "persistence: {redis: {pool_size: 4}, state: {reload_debounce_ms: 300}}\n",
+        )
+        .expect("write");
+        assert_eq!(r.reload().as_str(), "applied");
         assert!(r.current().pending_restart.is_empty());
     }
 

@@ -153,7 +153,7 @@ fn lookup(identity: &str) -> Option<SharedStore> {
 }
 
 fn absolute(dir: &Path) -> StoreResult<PathBuf> {
-    std::fs::create_dir_all(dir)
+    crate::private_fs::create_dir(dir)
         .and_then(|_| dir.canonicalize())
         .map_err(|e| StoreError::Config(format!("data dir {}: {e}", dir.display())))
 }

@@ -1,6 +1,5 @@
 //! The tenant settings a running [`TenantManager`] changes without a restart: the plans
-//! (quotas, burst, grants, prices), billing on or off, the default plan, and whether
-//! multi-tenancy is on.
+//! (quotas, burst, grants, prices), billing on or off, and the default plan.
 //!
 //! They sit in one `ArcSwap` shared by the manager and the cache budget it hands to the
 //! cache, so the request path reads them with one load and no copy: a quota check, an
@@ -10,11 +9,13 @@
 //! a new rate applies from the next request), and a tenant's cache budget is looked up
 //! in its plan on every write.
 //!
-//! Turning multi-tenancy off makes every request run as the built-in `default` tenant,
-//! so [`TenantManager::prepare_live_settings`] creates that tenant (with the new default
-//! plan) before the switch; other tenants and their data stay, unreachable through the
-//! tenant routes until multi-tenancy is on again. Turning it on leaves `default` as it
-//! is: an ordinary tenant reachable with its own API keys.
+//! Whether multi-tenancy is on (`enabled`, `ENABLE_MULTI_TENANCY`) is **not** live: off,
+//! every request runs as the built-in `default` tenant without any credential, so a
+//! file dropped into the configuration directory must not be able to switch
+//! authentication off in a running service. It is read once, when the manager is built
+//! ([`TenantManager::multi_tenancy_enabled`]); a reload that changes it is reported as
+//! waiting for the next restart, and the service's startup checks decide whether that
+//! restart may serve without authentication.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -24,16 +25,13 @@ use super::manager::TenantManager;
 use super::model::BillingPlan;
 use crate::config::{PlanConfig, TenantConfig};
 
-/// The keys of the `tenant` section applied live; every other key keeps the value the
-/// manager was built with.
-pub const LIVE_TENANT_KEYS: [&str; 4] = ["enabled", "enable_billing", "default_plan", "plans"];
+/// The keys of the `tenant` section applied live; every other key (`enabled` among
+/// them) keeps the value the manager was built with.
+pub const LIVE_TENANT_KEYS: [&str; 3] = ["enable_billing", "default_plan", "plans"];
 
 /// The live part of [`TenantConfig`].
 #[derive(Debug, Clone, PartialEq)]
 pub struct LiveTenantSettings {
-    /// Multi-tenancy on (`ENABLE_MULTI_TENANCY`); off, only `default` is served and
-    /// creating tenants is refused.
-    pub enabled: bool,
     /// Bills are computed (usage is metered either way).
     pub enable_billing: bool,
     /// Plan of the built-in `default` tenant when it is created, and whose
@@ -47,7 +45,6 @@ impl LiveTenantSettings {
     /// The live keys of `config`.
     pub fn of(config: &TenantConfig) -> Self {
         Self {
-            enabled: config.enabled,
             enable_billing: config.enable_billing,
             default_plan: config.default_plan,
             plans: config.plans.clone(),
@@ -62,7 +59,6 @@ impl LiveTenantSettings {
     /// The keys of [`LIVE_TENANT_KEYS`] whose value differs in `next`.
     fn changed(&self, next: &Self) -> Vec<&'static str> {
         let differs = [
-            self.enabled != next.enabled,
             self.enable_billing != next.enable_billing,
             self.default_plan != next.default_plan,
             self.plans != next.plans,
@@ -81,31 +77,24 @@ impl TenantManager {
         self.live.load_full()
     }
 
-    /// Whether multi-tenancy is on now (`enabled` as last applied). The request path
-    /// reads this, not the start configuration, so a reload switches it.
+    /// Whether multi-tenancy is on: `enabled` as the manager was built with it, for the
+    /// life of the process (see the module docs).
     pub fn multi_tenancy_enabled(&self) -> bool {
-        self.live.load().enabled
+        self.config.enabled
     }
 
-    /// Checks `next` and readies the store for it, changing nothing requests see:
-    /// `next` is validated as a whole, and when it has multi-tenancy off, the `default`
-    /// tenant is created if missing (with `next`'s default plan), so the switch never
-    /// leaves requests without a tenant. Call it before [`Self::apply_live_settings`].
+    /// Checks `next`, changing nothing requests see: `next` is validated as a whole.
+    /// Call it before [`Self::apply_live_settings`].
     pub async fn prepare_live_settings(&self, next: &TenantConfig) -> TenantResult<()> {
         next.validate()?;
-        if !next.enabled {
-            self.ensure_default_tenant(next.default_plan).await?;
-        }
         Ok(())
     }
 
     /// Applies the [`LIVE_TENANT_KEYS`] of `next` from the next call on (quota and
-    /// access checks, bills, cache budgets, tenant creation); the other keys are ignored.
-    /// Returns the keys whose value changed.
+    /// access checks, bills, cache budgets); the other keys, `enabled` among them, are
+    /// ignored. Returns the keys whose value changed.
     ///
-    /// `next` is validated first: an invalid one changes nothing. Run
-    /// [`Self::prepare_live_settings`] with the same `next` first, so that turning
-    /// multi-tenancy off finds the `default` tenant in place.
+    /// `next` is validated first: an invalid one changes nothing.
     pub fn apply_live_settings(&self, next: &TenantConfig) -> TenantResult<Vec<&'static str>> {
         next.validate()?;
         let next = LiveTenantSettings::of(next);
@@ -130,13 +119,13 @@ mod tests {
         let running = LiveTenantSettings::of(&TenantConfig::default());
         assert!(running.changed(&running.clone()).is_empty());
         let mut next = running.clone();
-        next.enabled = false;
+        next.enable_billing = false;
         next.plans
             .get_mut(&BillingPlan::Free)
             .expect("free")
             .quotas
             .insert("operations_per_minute".into(), 5);
-        assert_eq!(running.changed(&next), ["enabled", "plans"]);
+        assert_eq!(running.changed(&next), ["enable_billing", "plans"]);
         assert_eq!(running.plans, default_plans());
     }
 

@@ -88,7 +88,7 @@ pub struct TenantManager {
     pub(super) clock: SharedClock,
     /// As built: the keys read once (see `live` for the others).
     pub(super) config: Arc<config::TenantConfig>,
-    /// Plans, billing, default plan and multi-tenancy as last applied (see
+    /// Plans, billing and default plan as last applied (see
     /// `live_settings.rs`); shared with the cache budgets.
     pub(super) live: Arc<ArcSwap<LiveTenantSettings>>,
     pub(super) registry: Registry,
@@ -224,8 +224,8 @@ impl TenantManager {
     }
 
     /// The configuration the manager was built with. The live keys (plans, billing,
-    /// default plan, multi-tenancy) may have changed since: [`Self::live_settings`] has
-    /// the values in force.
+    /// default plan) may have changed since: [`Self::live_settings`] has the values in
+    /// force.
     pub fn config(&self) -> &config::TenantConfig {
         &self.config
     }

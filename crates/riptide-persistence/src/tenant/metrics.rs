@@ -14,7 +14,10 @@
 //! | `usage_pending_aggregates` | gauge | — | (tenant, month) usage aggregates held in memory |
 //!
 //! `tenant_billing_units` is the bill's total in cents (not a count of meter blocks:
-//! blocks of different meters have different units and do not add up).
+//! blocks of different meters have different units and do not add up). It is the one
+//! series that says what a tenant pays, so it can be left out of the exposition
+//! ([`TenantMetrics::set_billing_series`]); the in-memory copy keeps the figures either
+//! way.
 //!
 //! Label cardinality is bounded: the first `max_tenants` tenants seen get their own
 //! `tenant_id` label, later ones share `_other` (a deleted tenant's slot is freed with
@@ -26,7 +29,7 @@
 //! holding the seed's `Arc<RwLock<TenantMetrics>>` only ever need the read lock.
 
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError, RwLock};
 
 use dashmap::DashMap;
@@ -63,6 +66,8 @@ pub struct TenantMetrics {
     flush_failures: AtomicU64,
     flush_failures_counter: OnceLock<Counter>,
     pending_gauge: OnceLock<Gauge>,
+    /// Whether `tenant_billing_units` is registered (see the module docs).
+    billing_series: AtomicBool,
 }
 
 impl std::fmt::Debug for TenantMetrics {
@@ -99,7 +104,16 @@ impl TenantMetrics {
             flush_failures: AtomicU64::new(0),
             flush_failures_counter: OnceLock::new(),
             pending_gauge: OnceLock::new(),
+            billing_series: AtomicBool::new(true),
         }
+    }
+
+    /// Whether bills are published as `tenant_billing_units` (on by default). Off, the
+    /// series is never registered with the recorder, so no exposition shows it; the
+    /// figures are still kept for [`Self::snapshot`]. Set it before bills are recorded:
+    /// a period first recorded while off stays unpublished.
+    pub fn set_billing_series(&self, publish: bool) {
+        self.billing_series.store(publish, Ordering::Relaxed);
     }
 
     /// Changes the label bound (at least 1). Tenants already labelled keep their label;
@@ -194,7 +208,8 @@ impl TenantMetrics {
     }
 
     /// Publishes the total of a computed bill: `tenant_billing_units{tenant_id, period}`
-    /// is set to `total_cents` (cents, see the module docs).
+    /// is set to `total_cents` (cents, see the module docs), unless the series is off
+    /// ([`Self::set_billing_series`]).
     pub fn record_billing_units(&self, tenant: &TenantId, period: Period, total_cents: u64) {
         let entry = self.entry(tenant);
         let mut billing = lock(&entry.billing);
@@ -204,9 +219,11 @@ impl TenantMetrics {
                 billing[i].2.clone()
             }
             None => {
-                let gauge = metrics::gauge!("tenant_billing_units",
-                    "tenant_id" => entry.label.to_string(),
-                    "period" => period.to_string());
+                let gauge = self.billing_series.load(Ordering::Relaxed).then(|| {
+                    metrics::gauge!("tenant_billing_units",
+                        "tenant_id" => entry.label.to_string(),
+                        "period" => period.to_string())
+                });
                 if billing.len() >= BILLING_PERIODS_CACHED {
                     // Forget the oldest period's handle; its series keeps its last value.
                     if let Some(oldest) = billing
@@ -224,7 +241,9 @@ impl TenantMetrics {
         };
         drop(billing);
         // u64 cents above 2^53 lose precision in a gauge; such bills are not real.
-        gauge.set(total_cents as f64);
+        if let Some(gauge) = gauge {
+            gauge.set(total_cents as f64);
+        }
     }
 
     /// Publishes a bill from [`compute_bill`](super::billing::compute_bill) with
@@ -372,8 +391,9 @@ struct TenantEntry {
     quota_gauges: [OnceLock<Gauge>; Resource::ALL.len()],
     denials: [AtomicU64; Resource::ALL.len()],
     denial_counters: [OnceLock<Counter>; Resource::ALL.len()],
-    /// (period, total cents, gauge), at most `BILLING_PERIODS_CACHED`.
-    billing: Mutex<Vec<(Period, u64, Gauge)>>,
+    /// (period, total cents, gauge unless the series is off), at most
+    /// `BILLING_PERIODS_CACHED`.
+    billing: Mutex<Vec<(Period, u64, Option<Gauge>)>>,
 }
 
 /// "No ratio reported yet": NaN bits, distinguishable from any clamped ratio.
@@ -707,6 +727,37 @@ mod tests {
                 .get("tenant_billing_units{period=2026-11,tenant_id=b}")
                 .map(f64::from_bits);
             assert_eq!(b_g, Some(123.0));
+        });
+    }
+
+    #[test]
+    fn billing_series_off_registers_nothing_but_keeps_the_figures() {
+        let rec = Capture::default();
+        metrics::with_local_recorder(&rec, || {
+            let m = TenantMetrics::new();
+            m.set_billing_series(false);
+            let nov = Period::parse("2026-11").expect("period");
+            m.record_billing_units(&t("a"), nov, 3_560);
+            m.record_billing_units(&t("a"), nov, 3_600);
+            m.record_operation(&t("a"), "extract", 1);
+            let names = rec.names();
+            assert!(
+                !names.iter().any(|n| n.starts_with("tenant_billing_units")),
+                "{names:?}"
+            );
+            assert!(
+                names
+                    .iter()
+                    .any(|n| n.starts_with("tenant_operations_total"))
+            );
+            let row = m.tenant(&t("a")).expect("row");
+            assert_eq!(
+                row.billing,
+                Some(BillingUnits {
+                    period: nov,
+                    total_cents: 3_600
+                })
+            );
         });
     }
 

@@ -13,9 +13,9 @@
 //! can copy a generated secret into the configuration of other instances that share one
 //! Redis. Secret values never appear in logs or error messages.
 
-use std::fs::{self, OpenOptions};
-use std::io::{ErrorKind, Write};
-use std::path::{Path, PathBuf};
+use std::fs;
+use std::io::ErrorKind;
+use std::path::Path;
 
 use base64::Engine;
 use base64::engine::general_purpose::{
@@ -25,6 +25,7 @@ use rand::RngCore;
 
 use super::error::{TenantError, TenantResult};
 use crate::config::TenantConfig;
+use crate::private_fs;
 
 /// File name of the generated API key pepper under `tenant.secrets_dir`.
 pub const API_KEY_PEPPER_FILE: &str = "api_key_pepper";
@@ -200,14 +201,7 @@ fn warn_if_readable_by_others(path: &Path, meta: &fs::Metadata) {
 fn warn_if_readable_by_others(_path: &Path, _meta: &fs::Metadata) {}
 
 fn create_dir(dir: &Path) -> TenantResult<()> {
-    let mut builder = fs::DirBuilder::new();
-    builder.recursive(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::DirBuilderExt;
-        builder.mode(0o700);
-    }
-    builder.create(dir).map_err(|e| {
+    private_fs::create_dir(dir).map_err(|e| {
         TenantError::Crypto(format!(
             "cannot create secrets directory {}: {e}",
             dir.display()
@@ -218,52 +212,23 @@ fn create_dir(dir: &Path) -> TenantResult<()> {
 /// Writes `secret` to a fresh temporary file in `dir` (mode 0600, fsynced) and moves it
 /// to `path` without overwriting an existing file.
 fn publish_secret_file(dir: &Path, path: &Path, secret: &[u8]) -> TenantResult<Published> {
-    let tmp = temp_path(dir, path);
-    let result = write_temp(&tmp, secret).and_then(|()| link_into_place(&tmp, path));
-    // The temporary name is never needed afterwards: linked, renamed or failed.
-    if let Err(e) = fs::remove_file(&tmp)
-        && e.kind() != ErrorKind::NotFound
-    {
-        tracing::warn!(secret.path = %tmp.display(), error = %e, "could not remove a temporary secret file");
-    }
-    let published = result?;
-    if matches!(published, Published::Created) {
-        sync_dir(dir)?;
-    }
-    Ok(published)
-}
-
-fn temp_path(dir: &Path, path: &Path) -> PathBuf {
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let mut nonce = [0u8; 8];
-    rand::rng().fill_bytes(&mut nonce);
-    dir.join(format!(
-        ".{name}.{}.{}.tmp",
-        std::process::id(),
-        hex::encode(nonce)
-    ))
-}
-
-fn write_temp(tmp: &Path, secret: &[u8]) -> TenantResult<()> {
-    let mut options = OpenOptions::new();
-    options.write(true).create_new(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        options.mode(0o600);
-    }
-    let mut file = options
-        .open(tmp)
-        .map_err(|e| crypto(tmp, format!("cannot create: {e}")))?;
     let mut text = STANDARD.encode(secret);
     text.push('\n');
-    file.write_all(text.as_bytes())
-        .map_err(|e| crypto(tmp, format!("cannot write: {e}")))?;
-    file.sync_all()
-        .map_err(|e| crypto(tmp, format!("cannot fsync: {e}")))
+    let tmp = private_fs::write_temp(path, text.as_bytes())
+        .map_err(|e| crypto(path, format!("cannot write a temporary file: {e}")))?;
+    let result = link_into_place(&tmp, path);
+    // The temporary name is never needed afterwards: linked, renamed or failed.
+    private_fs::discard(&tmp);
+    let published = result?;
+    if matches!(published, Published::Created) {
+        private_fs::sync_dir(dir).map_err(|e| {
+            TenantError::Crypto(format!(
+                "cannot fsync secrets directory {}: {e}",
+                dir.display()
+            ))
+        })?;
+    }
+    Ok(published)
 }
 
 fn link_into_place(tmp: &Path, path: &Path) -> TenantResult<Published> {
@@ -285,22 +250,6 @@ fn link_into_place(tmp: &Path, path: &Path) -> TenantResult<Published> {
             Ok(Published::Created)
         }
     }
-}
-
-fn sync_dir(dir: &Path) -> TenantResult<()> {
-    // Only Unix can open (and so fsync) a directory; elsewhere the rename is what we get.
-    #[cfg(unix)]
-    fs::File::open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(|e| {
-            TenantError::Crypto(format!(
-                "cannot fsync secrets directory {}: {e}",
-                dir.display()
-            ))
-        })?;
-    #[cfg(not(unix))]
-    let _ = dir;
-    Ok(())
 }
 
 #[cfg(test)]

@@ -1,7 +1,8 @@
 //! Live settings through the reload path: a reloaded file becomes a configuration
-//! generation, and its plans (rate limits, grants, prices, cache budgets), billing and
-//! multi-tenancy switches, cache TTL and compression apply at once, without a restart.
-//! An invalid file changes nothing.
+//! generation, and its plans (rate limits, grants, prices, cache budgets), billing
+//! switch, cache TTL and compression apply at once, without a restart. Multi-tenancy is
+//! not live: a reload that turns it off waits for the next restart. An invalid file
+//! changes nothing.
 
 use std::path::Path;
 use std::sync::{Arc, RwLock};
@@ -242,45 +243,36 @@ async fn grants_prices_budgets_and_switches_follow_the_live_settings() {
         "{err}"
     );
 
-    // Billing off, then multi-tenancy off: `default` is created before the switch.
+    // Billing off applies; multi-tenancy off in the same file waits for a restart: it
+    // is reported as such, tenants can still be created and no `default` appears.
     let mut doc = changed.clone();
     doc["persistence"]["tenant"]["enable_billing"] = json!(false);
     doc["persistence"]["tenant"]["enabled"] = json!(false);
-    doc["persistence"]["tenant"]["default_plan"] = json!("professional");
-    applied_live(&live.reload(&doc).await);
+    match live.reload(&doc).await {
+        ReloadOutcome::Applied {
+            restart_required, ..
+        } => assert_eq!(restart_required, ["persistence.tenant.enabled"]),
+        other => panic!("expected an applied reload, got {other:?}"),
+    }
     assert!(matches!(
         live.tenants.billing(&t, &period).await,
         Err(TenantError::BillingDisabled)
     ));
-    assert!(!live.tenants.multi_tenancy_enabled());
-    let default = live
-        .tenants
-        .get_tenant("default")
-        .await
-        .expect("read")
-        .expect("the default tenant exists");
-    assert_eq!(default.plan, BillingPlan::Professional);
-    assert!(matches!(
-        live.tenants
-            .create_tenant(tenant_config(&tenant()), owner(), BillingPlan::Free)
-            .await,
-        Err(TenantError::MultiTenancyDisabled)
-    ));
-    assert!(live.tenants.delete_tenant("default").await.is_err());
-
-    // On again: tenants can be created, `default` stays an ordinary tenant.
-    applied_live(&live.reload(&changed).await);
     assert!(live.tenants.multi_tenancy_enabled());
+    assert_eq!(
+        live.reloader.current().pending_restart,
+        ["persistence.tenant.enabled"]
+    );
     live.tenants
         .create_tenant(tenant_config(&tenant()), owner(), BillingPlan::Free)
         .await
-        .expect("created");
+        .expect("multi-tenancy is still on");
     assert!(
         live.tenants
             .get_tenant("default")
             .await
             .expect("read")
-            .is_some()
+            .is_none()
     );
 }
 
@@ -424,6 +416,7 @@ fn the_reload_reports_no_restart_for_live_keys_only() {
             restart_required,
             [
                 "persistence.cache.l1_capacity_bytes",
+                "persistence.tenant.enabled",
                 "persistence.tenant.record_cache_ttl_ms"
             ]
         ),

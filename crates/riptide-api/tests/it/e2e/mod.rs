@@ -18,6 +18,10 @@
 //! | [`auth_throttle`] | failed authentication throttled per client address, before any store lookup |
 //! | [`crawl_memory`] | a crawl's peak RSS is its pages in flight and its answer, not its URL count |
 //! | [`hostile`] | every hostile page: a bounded answer, CPU within the budget, nothing left running |
+//! | [`file_modes`] | started with umask 022: the data directory 0700, every file written 0600 |
+//! | [`metrics_access`] | `/metrics` behind `metrics.token`; bills left out with `metrics.tenant_billing: false` |
+//! | [`multi_tenancy_off`] | off only at start, refused on a public address unless allowed; a reload cannot switch it |
+//! | [`reload_file`] | an empty, comment-only, unparsable or cut configuration file is refused by reload |
 //!
 //! [`process`] starts and stops the binary and holds the HTTP helpers; [`raw`] speaks
 //! raw TCP for the clients an HTTP library cannot be; [`proc_stats`] reads CPU and
@@ -27,12 +31,16 @@ mod auth_throttle;
 mod connection_limit;
 mod crawl_memory;
 mod error_bodies;
+mod file_modes;
 mod flows;
 mod hostile;
 mod isolation;
+mod metrics_access;
+mod multi_tenancy_off;
 mod proc_stats;
 mod process;
 mod raw;
+mod reload_file;
 mod sigterm;
 mod slow_clients;
 mod statuses;

@@ -3,7 +3,7 @@
 //! the scenarios share, and [`Tenant`] is one tenant's credentials.
 //!
 //! The binary starts with an empty environment in its own directory, listening on
-//! `127.0.0.1:0`; the port is read from its "riptide serving" log line, so no port is
+//! `127.0.0.1:0` (or [`Launch::listen`]); the port is read from its "riptide serving" log line, so no port is
 //! ever guessed. Its stdout and stderr go to `riptide.log` in that directory, shown
 //! whenever a start or a stop goes wrong. A [`Riptide`] dropped while running is killed.
 
@@ -71,6 +71,10 @@ pub struct Launch {
     env: Vec<(String, String)>,
     /// Soft and hard `RLIMIT_NOFILE` to start with (through `prlimit`), if set.
     open_files: Option<(u64, u64)>,
+    /// The umask to start with (through `sh -c 'umask ...; exec ...'`), if set.
+    umask: Option<u32>,
+    /// The `--listen` address (port 0 picks a free one).
+    listen: SocketAddr,
 }
 
 impl Launch {
@@ -83,6 +87,8 @@ impl Launch {
             config: json!({}),
             env: Vec::new(),
             open_files: None,
+            umask: None,
+            listen: SocketAddr::from(([127, 0, 0, 1], 0)),
         };
         let launch = launch
             .set("extract.allow_addresses", json!(["127.0.0.1/32"]))
@@ -127,6 +133,19 @@ impl Launch {
         self.open_files = Some((soft, hard));
         self
     }
+
+    /// Listens on `addr` (`--listen`) instead of `127.0.0.1:0`; an unspecified address
+    /// (`0.0.0.0`) is reached over loopback.
+    pub fn listen(mut self, addr: SocketAddr) -> Self {
+        self.listen = addr;
+        self
+    }
+
+    /// Starts the binary with umask `mask`, as a shell with that umask would.
+    pub fn umask(mut self, mask: u32) -> Self {
+        self.umask = Some(mask);
+        self
+    }
 }
 
 /// A running `riptide` binary.
@@ -169,18 +188,31 @@ impl Riptide {
             .open(&log)
             .expect("open the log file");
         let started_at = std::fs::metadata(&log).map_or(0, |m| m.len());
-        let mut command = match launch.open_files {
-            Some((soft, hard)) => {
-                let mut prlimit = Command::new("prlimit");
-                prlimit.arg(format!("--nofile={soft}:{hard}")).arg(BIN);
-                prlimit
-            }
-            None => Command::new(BIN),
+        let mut program: Vec<String> = match launch.open_files {
+            Some((soft, hard)) => vec![
+                "prlimit".to_owned(),
+                format!("--nofile={soft}:{hard}"),
+                BIN.to_owned(),
+            ],
+            None => vec![BIN.to_owned()],
         };
+        if let Some(mask) = launch.umask {
+            // `sh` sets the umask and execs the program in its own process.
+            let mut shell = vec![
+                "sh".to_owned(),
+                "-c".to_owned(),
+                format!("umask {mask:03o} && exec \"$@\""),
+                "sh".to_owned(),
+            ];
+            shell.append(&mut program);
+            program = shell;
+        }
+        let mut command = Command::new(&program[0]);
+        command.args(&program[1..]);
         command
             .current_dir(dir)
             .env_clear()
-            .args(["serve", "--listen", "127.0.0.1:0", "--config"])
+            .args(["serve", "--listen", &launch.listen.to_string(), "--config"])
             .arg(&file)
             .env("RIPTIDE_DATA_DIR", dir.join("data"))
             .stdin(Stdio::null())
@@ -238,9 +270,13 @@ impl Riptide {
                         .find_map(|w| w.strip_prefix("listen="))
                 });
             if let Some(addr) = listen {
-                return addr
+                let mut addr: SocketAddr = addr
                     .parse()
                     .unwrap_or_else(|e| panic!("listen={addr}: {e}\n{log}"));
+                if addr.ip().is_unspecified() {
+                    addr.set_ip([127, 0, 0, 1].into());
+                }
+                return addr;
             }
             self.assert_running("before serving");
             assert!(Instant::now() < deadline, "riptide never served:\n{log}");

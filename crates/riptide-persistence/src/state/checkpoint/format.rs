@@ -22,7 +22,7 @@
 //! its footer magic at the expected place and is reported as truncated.
 
 use std::borrow::Cow;
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::io::{self, BufRead, BufReader, BufWriter, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
@@ -320,7 +320,8 @@ pub fn temp_name(id: &str) -> String {
 }
 
 /// Writes checkpoint `id` into `dir` from the parts received on `rx` (run on a blocking
-/// thread): temp file, header, compressed body, footer, checksum, fsync, rename to
+/// thread): the directory (created or narrowed to mode `0700`), temp file (mode `0600`,
+/// see [`crate::private_fs`]), header, compressed body, footer, checksum, fsync, rename to
 /// `<id>.ckpt`, fsync of the directory. Returns the final path, its size and its footer.
 /// On any failure, or when the sender goes away without [`WriteMsg::Finish`], the temp
 /// file is removed.
@@ -335,10 +336,10 @@ pub fn write_file(
         path: dir.join(temp_name(id)),
         persisted: false,
     };
-    let file = OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .open(&temp.path)
+    crate::private_fs::create_dir(dir)
+        .map_err(|e| WriteError::Io("create the checkpoint directory", e))?;
+    // Mode 0600 from the start: a checkpoint holds sessions (cookies) and key records.
+    let file = crate::private_fs::create_new(&temp.path)
         .map_err(|e| WriteError::Io("create the temp file", e))?;
     let mut out = Hashing {
         inner: BufWriter::with_capacity(IO_BUFFER, file),
@@ -382,19 +383,8 @@ pub fn write_file(
     std::fs::rename(&temp.path, &final_path)
         .map_err(|e| WriteError::Io("rename the temp file", e))?;
     temp.persisted = true;
-    sync_dir(dir).map_err(|e| WriteError::Io("fsync the directory", e))?;
+    crate::private_fs::sync_dir(dir).map_err(|e| WriteError::Io("fsync the directory", e))?;
     Ok((final_path, size, footer))
-}
-
-/// Makes a rename in `dir` durable.
-fn sync_dir(dir: &Path) -> io::Result<()> {
-    if cfg!(unix) {
-        File::open(dir)?.sync_all()
-    } else {
-        // Directories cannot be opened for fsync elsewhere; the rename is as durable as
-        // the platform makes it.
-        Ok(())
-    }
 }
 
 /// Why a file is not a usable checkpoint.

@@ -112,7 +112,7 @@ use tokio::sync::mpsc;
 pub use self::error::CheckpointError;
 
 use self::collect::{TenantTally, ZSET_PAGE, ZsetCursor, collect_tenant};
-use self::error::{io_err, task_err};
+use self::error::task_err;
 use self::files::{datetime, new_id};
 pub(crate) use self::files::{is_month, is_segment};
 use self::format::{Footer, Header, Line, Meta, WriteError, WriteMsg};
@@ -324,9 +324,7 @@ impl CheckpointManager {
     ) -> Result<CheckpointInfo, CheckpointError> {
         let now_ms = self.clock.now_ms();
         let id = new_id(now_ms);
-        tokio::fs::create_dir_all(&self.dir)
-            .await
-            .map_err(io_err(format!("create {}", self.dir.display())))?;
+        // The writer creates the directory (mode 0700) before its temp file.
         let (tx, rx) = mpsc::channel(WRITE_QUEUE);
         let writer = {
             let (dir, id) = (self.dir.clone(), id.clone());

@@ -3,7 +3,8 @@
 //!
 //! Writes are atomic: a temporary file in the same directory (mode `0600`), written and
 //! fsynced ([`write_temp`]), renamed over the final name ([`publish`]), then the
-//! directory fsynced ([`sync_dir`]). Directories are created with mode `0700`. Tenant
+//! directory fsynced ([`sync_dir`]). Directories are created with mode `0700`; files and
+//! directories are made by [`crate::private_fs`], like everything else RipTide writes. Tenant
 //! ids and session ids are validated before they get here (`[a-z0-9_-]` and
 //! `[A-Za-z0-9_-]`), so a path never leaves its directory.
 //!
@@ -15,15 +16,14 @@
 //! loading a session back, or removing a stale file) waits for a rename, an unlink or a
 //! read, never for an fsync.
 
-use std::fs::{self, OpenOptions};
-use std::io::{ErrorKind, Read, Write};
+use std::fs;
+use std::io::{ErrorKind, Read};
 use std::path::{Path, PathBuf};
-
-use rand::RngCore;
 
 use super::codec::MAX_ENCODED_LEN;
 use super::error::{SessionError, SessionResult};
 use super::memory::SessionKey;
+use crate::private_fs;
 
 /// Extension of spill files.
 pub(crate) const EXTENSION: &str = "session";
@@ -80,27 +80,24 @@ impl SpillDir {
 pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<u64> {
     let tmp = write_temp(path, bytes)?;
     publish(&tmp, path)?;
-    sync_dir(parent(path)?)?;
+    let dir = path
+        .parent()
+        .ok_or_else(|| std::io::Error::other("spill path has no directory"))?;
+    sync_dir(dir)?;
     Ok(bytes.len() as u64)
 }
 
 /// Writes `bytes` to a new temporary file beside `path` (creating the directory) and
-/// fsyncs it; returns the temporary file's path. Nothing else ever opens it.
+/// fsyncs it; returns the temporary file's path. Nothing else ever opens it. Modes
+/// `0600` and `0700` (see [`crate::private_fs`]): a spill file holds a session's
+/// cookies and headers.
 pub(crate) fn write_temp(path: &Path, bytes: &[u8]) -> std::io::Result<PathBuf> {
-    let dir = parent(path)?;
-    create_dir(dir)?;
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let mut nonce = [0u8; 8];
-    rand::rng().fill_bytes(&mut nonce);
-    let tmp = dir.join(format!(".{name}.{}.tmp", hex::encode(nonce)));
-    if let Err(e) = write_new(&tmp, bytes) {
-        discard(&tmp);
-        return Err(e);
+    // The spill root too (`<root>/<tenant>/<id>.session`): it may predate RipTide, open
+    // to others; a stat per write is nothing next to the fsync.
+    if let Some(root) = path.parent().and_then(Path::parent) {
+        private_fs::create_dir(root)?;
     }
-    Ok(tmp)
+    private_fs::write_temp(path, bytes)
 }
 
 /// Renames the temporary file `tmp` over `path` (removing `tmp` when that fails).
@@ -110,51 +107,12 @@ pub(crate) fn publish(tmp: &Path, path: &Path) -> std::io::Result<()> {
 
 /// Removes a temporary file, logging a failure.
 pub(crate) fn discard(tmp: &Path) {
-    if let Err(cleanup) = fs::remove_file(tmp)
-        && cleanup.kind() != ErrorKind::NotFound
-    {
-        tracing::warn!(spill.path = %tmp.display(), error = %cleanup, "could not remove a temporary spill file");
-    }
-}
-
-/// The directory of a spill path.
-pub(crate) fn parent(path: &Path) -> std::io::Result<&Path> {
-    path.parent()
-        .ok_or_else(|| std::io::Error::other("spill path has no directory"))
-}
-
-fn write_new(tmp: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    let mut options = OpenOptions::new();
-    options.write(true).create_new(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        options.mode(0o600);
-    }
-    let mut file = options.open(tmp)?;
-    file.write_all(bytes)?;
-    file.sync_all()
-}
-
-fn create_dir(dir: &Path) -> std::io::Result<()> {
-    let mut builder = fs::DirBuilder::new();
-    builder.recursive(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::DirBuilderExt;
-        builder.mode(0o700);
-    }
-    builder.create(dir)
+    private_fs::discard(tmp);
 }
 
 /// Fsyncs a directory, so the renames in it are durable.
 pub(crate) fn sync_dir(dir: &Path) -> std::io::Result<()> {
-    // Only Unix can open (and so fsync) a directory; elsewhere the rename is what we get.
-    #[cfg(unix)]
-    fs::File::open(dir)?.sync_all()?;
-    #[cfg(not(unix))]
-    let _ = dir;
-    Ok(())
+    private_fs::sync_dir(dir)
 }
 
 /// The contents of `path`; `None` when it does not exist. A file larger than any

@@ -62,6 +62,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use bytes::Bytes;
+use redb::backends::FileBackend;
 use redb::{
     Database, Key, ReadOnlyTable, ReadableDatabase, TableDefinition, Value, WriteTransaction,
 };
@@ -113,7 +114,8 @@ struct Inner {
 
 impl EmbeddedStore {
     /// Opens (or creates) `dir/riptide.redb` with `cfg.page_cache_bytes` of page cache and
-    /// starts the sweeper and the flusher on the current tokio runtime.
+    /// starts the sweeper and the flusher on the current tokio runtime. `dir` is created
+    /// (or narrowed) to mode `0700` and the file to `0600` (see [`crate::private_fs`]).
     ///
     /// Fails with [`StoreError::Config`] outside a tokio runtime, when `dir` cannot be
     /// created, or when the file is already open (by another process, or by a store of
@@ -126,7 +128,7 @@ impl EmbeddedStore {
         let runtime = tokio::runtime::Handle::try_current().map_err(|_| {
             StoreError::Config("the embedded store must be opened inside a tokio runtime".into())
         })?;
-        std::fs::create_dir_all(dir)
+        crate::private_fs::create_dir(dir)
             .map_err(|e| StoreError::Config(format!("data dir {}: {e}", dir.display())))?;
         let db = open_database(&dir.join(DB_FILE), cfg.page_cache_bytes)?;
         let inner = Arc::new(Inner {
@@ -277,10 +279,20 @@ impl Inner {
 
 /// Opens the database, retrying briefly while the file is still held by a store of this
 /// process that was just dropped (its last background commit keeps it open until done).
+///
+/// The file is opened here, not by redb, so that it is created with mode `0600` (and an
+/// older, wider one narrowed) before anything is written to it: redb's own `create`
+/// would leave it to the umask. An empty file is what redb initializes a new database in.
 fn open_database(path: &Path, cache_bytes: usize) -> StoreResult<Database> {
     let deadline = std::time::Instant::now() + OPEN_RETRY;
     loop {
-        match Database::builder().set_cache_size(cache_bytes).create(path) {
+        let file = crate::private_fs::open_or_create(path)
+            .map_err(|e| StoreError::Config(format!("open {}: {e}", path.display())))?;
+        let backend = FileBackend::new(file).ctx(&format!("open {}", path.display()))?;
+        match Database::builder()
+            .set_cache_size(cache_bytes)
+            .create_with_backend(backend)
+        {
             Ok(db) => return Ok(db),
             Err(redb::DatabaseError::DatabaseAlreadyOpen)
                 if std::time::Instant::now() < deadline =>
