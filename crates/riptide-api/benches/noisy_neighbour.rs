@@ -248,7 +248,10 @@ async fn main() -> anyhow::Result<()> {
     hostile.shutdown_background();
     if knob("NOISY_KEEP", 0) == 1 {
         drop(rt);
-        eprintln!("service log kept: {}", dir.keep().join("riptide.log").display());
+        eprintln!(
+            "service log kept: {}",
+            dir.keep().join("riptide.log").display()
+        );
     }
     Ok(())
 }
