@@ -4,7 +4,8 @@
 //!
 //! The release binary runs on the embedded store, pinned to CPU 0 (`taskset`, workers
 //! included: they inherit it), with default settings but `extract.workers` 2 (and
-//! `extract.idle_priority` true with `NOISY_IDLE=1`). The
+//! `extract.idle_priority` true with `NOISY_IDLE=1`, and `extract.worker_cpus` from
+//! `NOISY_WORKER_CPUS`). The
 //! victim (enterprise plan) sends `POST /extract` of one cached article at a fixed
 //! `NOISY_RATE` requests per second (default 1,000) over `NOISY_CONNECTIONS` (8)
 //! connections, and every answer's latency is recorded. The attacker (basic plan: 1,000
@@ -185,8 +186,11 @@ async fn main() -> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;
     // NOISY_IDLE=1: page work under SCHED_IDLE (`extract.idle_priority`).
     let idle = knob("NOISY_IDLE", 0) == 1;
+    // NOISY_WORKER_CPUS=1: page work on CPU 1 (`extract.worker_cpus`), off the service's.
+    let cpus = std::env::var("NOISY_WORKER_CPUS").unwrap_or_default();
     let config = format!(
-        "extract:\n  allow_addresses: [\"127.0.0.1/32\"]\n  workers: 2\n  idle_priority: {idle}\n"
+        "extract:\n  allow_addresses: [\"127.0.0.1/32\"]\n  workers: 2\n  idle_priority: {idle}\n  \
+         worker_cpus: [{cpus}]\n"
     );
     let rt = Binary::start(dir.path(), free_port()?, &config, "0").await?;
     let victim = rt
@@ -237,7 +241,7 @@ async fn main() -> anyhow::Result<()> {
     let (_, p99_attacked) = row("attacked", &mut attacked);
     println!();
     println!(
-        "idle_priority {idle}: victim p99 attacked / alone: {:.2} (budget <= 2.0); attacker \
+        "idle_priority {idle}, worker_cpus [{cpus}]: victim p99 attacked / alone: {:.2} (budget <= 2.0); attacker \
          answers by status: {outcomes:?}; extraction workers' CPU while attacked: {:.1} s \
          over {} s",
         p99_attacked as f64 / p99_alone.max(1) as f64,

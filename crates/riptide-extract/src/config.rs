@@ -7,6 +7,7 @@
 //! hundreds of megabytes. Each default is chosen so that real pages pass with a wide
 //! margin and the worst page costs a bounded amount; the doc of each field says why.
 
+use rustix::thread::CpuSet;
 use std::net::IpAddr;
 
 use ipnet::IpNet;
@@ -74,6 +75,10 @@ pub struct ExtractConfig {
     /// cgroup) keeps the CPUs busy, and time out. Turn it on where the service has its
     /// CPUs to itself (a container with its own CPU quota, a dedicated host).
     pub idle_priority: bool,
+    /// CPUs (numbered from 0) page work runs on: the worker processes and the
+    /// service's page threads. Empty (the default): any. Set it to keep the other CPUs
+    /// for the threads answering requests, so that pages never share a CPU with them.
+    pub worker_cpus: Vec<usize>,
     /// Deepest element nesting accepted. 512 by default, the depth Chromium's HTML parser
     /// builds at most; Readability's cost grows with the cube of depth (512: 50 ms). 16 to
     /// 4,096.
@@ -126,6 +131,7 @@ impl Default for ExtractConfig {
             worker_memory_bytes: 1024 * MIB as u64,
             worker_nice: 10,
             idle_priority: false,
+            worker_cpus: Vec::new(),
             max_depth: 512,
             max_elements: 250_000,
             max_links: 10_000,
@@ -211,6 +217,10 @@ impl ExtractConfig {
             u64::MAX,
         )?;
         in_range("worker_nice", self.worker_nice, 0, 19)?;
+        if let Some(cpu) = self.worker_cpus.iter().find(|&&cpu| cpu >= CpuSet::MAX_CPU) {
+            let max = CpuSet::MAX_CPU - 1;
+            return Err(("worker_cpus", format!("CPU {cpu}: at most {max}")));
+        }
         in_range("max_depth", self.max_depth, 16, 4_096)?;
         in_range("max_elements", self.max_elements, 1_000, usize::MAX)?;
         in_range("max_links", self.max_links, 1, usize::MAX)?;
@@ -257,6 +267,15 @@ impl ExtractConfig {
             return self.workers;
         }
         std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
+    }
+
+    /// Threads for the service's share of page work: one per CPU it may run on.
+    pub(crate) fn page_thread_count(&self) -> usize {
+        if self.worker_cpus.is_empty() {
+            std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
+        } else {
+            self.worker_cpus.len()
+        }
     }
 
     /// Extractions one tenant may run at once: `max_extractions_per_tenant`, or one less
@@ -382,6 +401,14 @@ mod tests {
         .unwrap_err();
         assert_eq!(field, "allow_addresses");
         assert!(reason.contains("localhost"), "{reason}");
+        let (field, reason) = ExtractConfig {
+            worker_cpus: vec![0, 1024],
+            ..base()
+        }
+        .validate()
+        .unwrap_err();
+        assert_eq!(field, "worker_cpus");
+        assert!(reason.contains("1024"), "{reason}");
     }
 
     #[test]

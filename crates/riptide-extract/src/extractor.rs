@@ -71,16 +71,17 @@ impl Extractor {
                 memory_bytes: cfg.worker_memory_bytes,
                 nice: cfg.worker_nice,
                 idle: cfg.idle_priority,
+                cpus: cfg.worker_cpus.clone(),
             },
             budget: Duration::from_millis(cfg.max_extract_ms),
         })
         .await?;
         let queue = cfg.max_queued_per_tenant;
-        let threads = std::thread::available_parallelism().map_or(1, usize::from);
         let pages = Arc::new(PageRuntime::start(
-            threads,
+            cfg.page_thread_count(),
             cfg.worker_nice,
             cfg.idle_priority,
+            &cfg.worker_cpus,
         )?);
         Ok(Self {
             pages,

@@ -4,7 +4,7 @@
 //! reading the worker's answer, serializing the extraction) runs on a runtime of its
 //! own, not on the threads that answer requests: a page's work never holds a request
 //! thread, and its threads run at the workers' lower priority (niceness, or
-//! `SCHED_IDLE`, see [`crate::idle`]), so one tenant's gzip bombs and link floods wait
+//! `SCHED_IDLE`, see [`crate::page_cpu`]), so one tenant's gzip bombs and link floods wait
 //! for the CPU behind other tenants' cached answers rather than delaying them.
 
 use std::future::Future;
@@ -14,15 +14,22 @@ use tokio::task::JoinHandle;
 use tracing::Instrument;
 
 use crate::error::ExtractError;
-use crate::idle::{idle_policy, lower_priority};
+use crate::page_cpu::{idle_policy, lower_priority, pin_to};
 
 /// A multi-threaded tokio runtime for page work, shut down (its tasks dropped) when
 /// this is dropped.
 pub(crate) struct PageRuntime(Option<Runtime>);
 
 impl PageRuntime {
-    /// `threads` threads at niceness `nice`, and under `SCHED_IDLE` when `idle`.
-    pub(crate) fn start(threads: usize, nice: i32, idle: bool) -> Result<Self, ExtractError> {
+    /// `threads` threads at niceness `nice`, under `SCHED_IDLE` when `idle`, on `cpus`
+    /// (empty: any).
+    pub(crate) fn start(
+        threads: usize,
+        nice: i32,
+        idle: bool,
+        cpus: &[usize],
+    ) -> Result<Self, ExtractError> {
+        let cpus = cpus.to_vec();
         let runtime = Builder::new_multi_thread()
             .worker_threads(threads.max(1))
             .thread_name("riptide-pages")
@@ -33,6 +40,9 @@ impl PageRuntime {
                 }
                 if idle && let Err(e) = idle_policy() {
                     tracing::warn!(error = %e, "page thread: cannot set SCHED_IDLE");
+                }
+                if let Err(e) = pin_to(&cpus) {
+                    tracing::warn!(error = %e, ?cpus, "page thread: cannot run on its CPUs");
                 }
             })
             .build()
@@ -97,16 +107,29 @@ mod tests {
 
     #[tokio::test]
     async fn page_work_runs_under_sched_idle_off_the_callers_threads() {
-        let idle = PageRuntime::start(1, 0, true).unwrap();
+        let idle = PageRuntime::start(1, 0, true, &[]).unwrap();
         assert_eq!(idle.run(async { Ok(priority()) }).await.unwrap(), (0, 5));
-        let niced = PageRuntime::start(1, 7, false).unwrap();
+        let niced = PageRuntime::start(1, 7, false, &[]).unwrap();
         assert_eq!(niced.run(async { Ok(priority()) }).await.unwrap(), (7, 0));
         assert_eq!(priority(), (0, 0), "the caller's thread is left alone");
     }
 
     #[tokio::test]
+    async fn page_work_runs_on_the_chosen_cpus() {
+        let cpus = || {
+            let status = std::fs::read_to_string("/proc/thread-self/status").unwrap();
+            let line = status.lines().find(|l| l.starts_with("Cpus_allowed_list:"));
+            line.unwrap()["Cpus_allowed_list:".len()..]
+                .trim()
+                .to_owned()
+        };
+        let pinned = PageRuntime::start(1, 0, false, &[0]).unwrap();
+        assert_eq!(pinned.run(async move { Ok(cpus()) }).await.unwrap(), "0");
+    }
+
+    #[tokio::test]
     async fn a_dropped_caller_stops_its_page_work() {
-        let pages = PageRuntime::start(1, 0, false).unwrap();
+        let pages = PageRuntime::start(1, 0, false, &[]).unwrap();
         let (tx, mut rx) = tokio::sync::mpsc::channel::<()>(1);
         let work = pages.run(async move {
             // Holds the sender until dropped: the receiver sees the drop.

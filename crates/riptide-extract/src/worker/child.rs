@@ -28,7 +28,7 @@ use super::protocol::{
 use crate::charset::decode_html;
 use crate::content::extract_content;
 use crate::error::ExtractError;
-use crate::idle::{idle_policy, lower_priority};
+use crate::page_cpu::{idle_policy, lower_priority, pin_to};
 
 /// Stack of the thread pages are extracted on.
 const STACK_BYTES: usize = 64 * 1024 * 1024;
@@ -68,6 +68,7 @@ fn serve(input: impl Read, output: impl Write) -> io::Result<()> {
     if init.idle {
         idle_policy()?;
     }
+    pin_to(&init.cpus)?;
     write_frame(&mut output, HELLO)?;
     loop {
         let header = match read_frame(&mut input, MAX_CONTROL_FRAME) {

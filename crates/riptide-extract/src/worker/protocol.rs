@@ -33,7 +33,7 @@ pub(crate) const MAX_CONTROL_FRAME: usize = 64 * 1024;
 pub(crate) const MAX_PAGE_FRAME: usize = 1 << 30;
 
 /// The worker's limits, sent once after it starts.
-#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub(crate) struct Init {
     /// `RLIMIT_AS` of the worker process.
     pub memory_bytes: u64,
@@ -41,6 +41,8 @@ pub(crate) struct Init {
     pub nice: i32,
     /// Extract under `SCHED_IDLE`: only on CPU time nothing else wants.
     pub idle: bool,
+    /// The CPUs to extract on; empty: any.
+    pub cpus: Vec<usize>,
 }
 
 /// One page to extract; the page's bytes follow in the next frame.

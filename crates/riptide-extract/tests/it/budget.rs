@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 
 use riptide_extract::{ExtractConfig, ExtractError, Extractor};
 
-use crate::server::{CALLER, Site, extractor_with, tagged_extractor, test_config};
+use crate::server::{CALLER, Site, extractor_with, tagged_extractor, test_config, worker};
 
 /// The worker processes started with the argument `tag`, with their state (`R`
 /// running, `S` sleeping...) from `/proc`. Zombies (`Z`) are not counted: they ran
@@ -38,6 +38,19 @@ fn workers(tag: &str) -> Vec<(u32, char)> {
 /// Scheduling policies, as `/proc/<pid>/task/<tid>/stat` writes them.
 const SCHED_OTHER: u32 = 0;
 const SCHED_IDLE: u32 = 5;
+
+/// The line of worker `pid`'s extracting thread's `status` that starts with `field`,
+/// without it.
+fn extracting_thread(pid: u32, field: &str) -> String {
+    let status = std::fs::read_dir(format!("/proc/{pid}/task"))
+        .unwrap()
+        .flatten()
+        .filter_map(|task| std::fs::read_to_string(task.path().join("status")).ok())
+        .find(|status| status.starts_with("Name:\textract-worker"))
+        .expect("an extract-worker thread");
+    let line = status.lines().find(|l| l.starts_with(field)).expect(field);
+    line[field.len()..].trim().to_owned()
+}
 
 /// The niceness and scheduling policy of worker `pid`'s extracting thread.
 fn priority(pid: u32) -> (i32, u32) {
@@ -183,11 +196,12 @@ async fn workers_are_reused_and_bounded() {
 }
 
 #[tokio::test]
-async fn workers_may_run_under_sched_idle() {
+async fn workers_may_run_under_sched_idle_on_chosen_cpus() {
     let tag = "budget-idle-test";
     let config = ExtractConfig {
         idle_priority: true,
         worker_nice: 5,
+        worker_cpus: vec![0],
         ..test_config()
     };
     let _extractor = tagged_extractor(config, tag).await;
@@ -195,5 +209,21 @@ async fn workers_may_run_under_sched_idle() {
     assert_eq!(found.len(), 2);
     for (pid, _) in found {
         assert_eq!(priority(pid), (5, SCHED_IDLE), "worker {pid}");
+        assert_eq!(
+            extracting_thread(pid, "Cpus_allowed_list:"),
+            "0",
+            "worker {pid}"
+        );
     }
+}
+
+#[tokio::test]
+async fn workers_on_cpus_the_process_may_not_use_stop_the_start() {
+    let config = ExtractConfig {
+        workers: 1,
+        worker_cpus: vec![1000],
+        ..test_config()
+    };
+    let refused = Extractor::start(&config, worker(&[])).await.unwrap_err();
+    assert_eq!(refused.kind(), "extraction_unavailable", "{refused}");
 }

@@ -1,14 +1,17 @@
-//! [`lower_priority`], [`idle_policy`]: the CPU priority of page work.
+//! [`lower_priority`], [`idle_policy`], [`pin_to`]: how page work gets the CPU.
 //!
 //! A page's cost is its author's choice, so the threads that fetch, decode and extract
 //! pages run niced, and with `extract.idle_priority` under `SCHED_IDLE`: then any other
 //! thread that wants the CPU, such as a service thread answering another tenant's
 //! cached request, preempts them at once, where a niced thread keeps the CPU for up to
-//! a scheduler slice (milliseconds) first. Both are per thread on Linux.
+//! a scheduler slice (milliseconds) first. With `extract.worker_cpus` it runs only on
+//! those CPUs, so that the threads answering requests can have the others to
+//! themselves. All three are per thread on Linux.
 
 use std::io;
 
 use rustix::process::{getpriority_process, setpriority_process};
+use rustix::thread::{CpuSet, sched_setaffinity};
 
 /// Raises the calling thread's niceness to `nice` (never lowers it: that needs
 /// privileges).
@@ -34,4 +37,16 @@ pub(crate) fn idle_policy() -> io::Result<()> {
     } else {
         Err(io::Error::last_os_error())
     }
+}
+
+/// Lets the calling thread run on `cpus` only; none: leaves it where it may run.
+pub(crate) fn pin_to(cpus: &[usize]) -> io::Result<()> {
+    if cpus.is_empty() {
+        return Ok(());
+    }
+    let mut set = CpuSet::new();
+    for &cpu in cpus {
+        set.set(cpu);
+    }
+    sched_setaffinity(None, &set).map_err(io::Error::from)
 }
