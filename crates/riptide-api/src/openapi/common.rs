@@ -391,6 +391,13 @@ fn parameters() -> Value {
         "WarmJobId": path("A warm job id (malformed: 400 `invalid_job_id`).", "^[0-9a-f]{16}$"),
         "TokenId": path("An admin token id, or `env` for the configured token (malformed: \
             400 `invalid_input`).", "^([a-z2-7]{12}|env)$"),
+        "Kid": {
+            "name": "kid",
+            "in": "path",
+            "required": true,
+            "description": "A JWT verification key id (malformed: 400 `invalid_key_id`).",
+            "schema": { "type": "string", "pattern": "^[a-z2-7]{12}$" },
+        },
         "KeyId": {
             "name": "key_id",
             "in": "path",
@@ -406,10 +413,14 @@ fn security_schemes() -> Value {
         "apiKey": {
             "type": "http",
             "scheme": "bearer",
-            "bearerFormat": "RipTide API key",
-            "description": format!("A tenant's API key as `Authorization: Bearer <key>`, with \
-                the required header `X-Tenant-ID` naming its tenant. Missing, malformed, \
-                unknown, revoked or expired keys: 401 with `WWW-Authenticate: Bearer`. With \
+            "bearerFormat": "RipTide API key or JWT",
+            "description": format!("A tenant's API key, or a JWT signed with one of its \
+                verification keys (`/admin/tenants/{{id}}/jwt-keys`: header `kid` required, \
+                claims `tenant` and `exp` required, `nbf` and `aud` honoured), as \
+                `Authorization: Bearer <credential>`, with the required header `X-Tenant-ID` \
+                naming its tenant. Missing, malformed, unknown, revoked or expired keys, and \
+                tokens that do not verify for that tenant: 401 with \
+                `WWW-Authenticate: Bearer`. With \
                 multi-tenancy off (`ENABLE_MULTI_TENANCY=false`) no key is needed and \
                 requests run as tenant `default`. Request bodies of tenant routes are \
                 limited to {MAX_BODY_BYTES} bytes."),

@@ -35,7 +35,7 @@ use serde::{Deserialize, Serialize};
 
 pub use self::material::JwtAlgorithm;
 use self::material::{KeyMaterial, VerifyingKey};
-pub use self::verify::VerifiedToken;
+pub use self::verify::{MAX_TOKEN_LEN, VerifiedToken, looks_like_jwt};
 use super::api_keys::{is_key_id, random_key_id};
 use super::crypto::MasterKey;
 use super::error::{TenantError, TenantResult};
