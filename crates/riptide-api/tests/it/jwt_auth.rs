@@ -14,10 +14,10 @@ use serde_json::{Value, json};
 use crate::support::{TestServer, admin_token, json_of, tenant_with_key};
 use crate::tenant_client::{error_of, eventually, start};
 
-const ED_PRIVATE: &str = include_str!("../fixtures/jwt/ed25519-private.pem");
-const ED_PUBLIC: &str = include_str!("../fixtures/jwt/ed25519-public.pem");
-const RSA_PRIVATE: &str = include_str!("../fixtures/jwt/rsa-private.pem");
-const RSA_PUBLIC: &str = include_str!("../fixtures/jwt/rsa-public.pem");
+use riptide_test_support::jwt::{
+    ED25519_PRIVATE_PEM as ED_PRIVATE, ED25519_PUBLIC_PEM as ED_PUBLIC,
+    RSA_PRIVATE_PEM as RSA_PRIVATE, RSA_PUBLIC_PEM as RSA_PUBLIC,
+};
 
 /// A server, its admin token, and tenants `acme` and `globex`.
 struct Jwt {
