@@ -379,9 +379,10 @@ fn parameters() -> Value {
             "name": "X-Tenant-ID",
             "in": "header",
             "required": true,
-            "description": "The tenant the API key belongs to. Missing: 400 \
-                `missing_tenant_header`; malformed: 400 `invalid_tenant_id`; another \
-                tenant: 403 `tenant_mismatch`. Ignored when multi-tenancy is off.",
+            "description": "The tenant the API key belongs to, or the JWT is for. Missing: \
+                400 `missing_tenant_header`; malformed: 400 `invalid_tenant_id`; another \
+                tenant than the API key's: 403 `tenant_mismatch` (a JWT that is not this \
+                tenant's: 401). Ignored when multi-tenancy is off.",
             "schema": { "type": "string", "pattern": "^[a-z0-9][a-z0-9_-]{0,63}$" },
         },
         "TenantId": path("A tenant id (malformed: 400 `invalid_tenant_id`).",

@@ -1,9 +1,9 @@
 //! The OpenAPI 3.1 document of the service, served at `GET /openapi.json`.
 //!
 //! The document is built in Rust, by area: [`service`] (probes, metrics, this
-//! document), [`tenant`] (the tenant routes), [`admin_tenants`], [`admin_ops`] (caches
-//! and state), [`admin_jwt_keys`] and [`admin_access`] (audit log and admin tokens), each with its schemas
-//! beside it, over the shared pieces of [`common`]. Where the code already states a
+//! document), [`tenant`] (the tenant routes), [`admin_tenants`], [`admin_jwt_keys`],
+//! [`admin_ops`] (caches and state) and [`admin_access`] (audit log and admin tokens),
+//! each with its schemas beside it, over the shared pieces of [`common`]. Where the code already states a
 //! fact (the limits of a request, the roles of [`AdminRole::allows`], the permission of
 //! a tenant route, the enum names of plans, resources and permissions) the document is
 //! built from it, so the two cannot drift apart. It is built once, on first use, and

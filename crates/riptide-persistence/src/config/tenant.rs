@@ -412,3 +412,20 @@ impl TenantConfig {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_jwt_leeway_is_bounded() {
+        let at = |s: u64| TenantConfig {
+            jwt_leeway_seconds: s,
+            ..Default::default()
+        };
+        assert!(at(0).validate().is_ok());
+        assert!(at(MAX_JWT_LEEWAY_SECONDS).validate().is_ok());
+        let err = at(MAX_JWT_LEEWAY_SECONDS + 1).validate().unwrap_err();
+        assert!(err.to_string().contains("jwt_leeway_seconds"), "{err}");
+    }
+}
