@@ -1,8 +1,9 @@
 //! [`AuthFailures`]: failed authentications are throttled per client address.
 //!
-//! A credential that identifies nobody (an unknown or revoked API key, an invalid admin
-//! token, a wrong metrics token) is a failure of the address that presented it; IPv6 addresses are grouped by
-//! their /64, which one client usually holds whole. Each address may fail
+//! A credential that identifies nobody (an unknown or revoked API key, a JWT that does
+//! not verify, an invalid admin token, a wrong metrics token) is a failure of the
+//! address that presented it; IPv6 addresses are grouped by their /64, which one client
+//! usually holds whole. Each address may fail
 //! `server.auth_failure_limit` times per `server.auth_failure_window_ms`; past that,
 //! every request it makes to an authenticated route is answered 429
 //! `too_many_auth_failures` with `Retry-After`, good credentials included, before any
@@ -46,6 +47,8 @@ pub const THROTTLED: &str = "auth_throttled_total";
 pub enum Credential {
     /// A tenant's API key.
     ApiKey,
+    /// A tenant's JWT.
+    Jwt,
     /// An admin token.
     AdminToken,
     /// The token of `GET /metrics` (`metrics.token`).
@@ -57,6 +60,7 @@ impl Credential {
     pub fn as_str(self) -> &'static str {
         match self {
             Credential::ApiKey => "api_key",
+            Credential::Jwt => "jwt",
             Credential::AdminToken => "admin_token",
             Credential::MetricsToken => "metrics_token",
         }

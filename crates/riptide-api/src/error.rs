@@ -342,6 +342,7 @@ impl From<TenantError> for ApiError {
                 message: e.to_string(),
             },
             TenantError::InvalidApiKey => ApiError::unauthorized("invalid API key"),
+            TenantError::InvalidToken(_) => ApiError::unauthorized(e.to_string()),
             TenantError::Crypto(_) | TenantError::Corrupt { .. } => {
                 tracing::error!(error = %e, "tenant layer failure");
                 ApiError::Internal

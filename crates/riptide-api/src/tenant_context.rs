@@ -23,8 +23,8 @@ use crate::error::ApiError;
 pub struct TenantContext {
     /// The tenant's validated id.
     pub tenant_id: TenantId,
-    /// The id of the API key that authenticated the request; `None` when multi-tenancy
-    /// is off and the request runs as the built-in `default` tenant without a key.
+    /// The id of the API key, or the `kid` of the JWT verification key, that
+    /// authenticated the request; `None` when multi-tenancy is off and the request runs as the built-in `default` tenant without a key.
     pub key_id: Option<String>,
     /// The tenant's record as the middleware checked it.
     pub tenant: Arc<Tenant>,

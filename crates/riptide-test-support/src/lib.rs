@@ -17,6 +17,10 @@
 //! redis-tools`); `RIPTIDE_REDIS_SERVER` and `RIPTIDE_REDIS_CLI` may point at the binaries.
 //! Linux only (PDEATHSIG, `/proc`).
 //!
+//! # JWT keys
+//!
+//! [`jwt`] holds an Ed25519 and an RSA key pair for signing test tokens.
+//!
 //! # Hostile pages
 //!
 //! [`hostile`] holds pages built to hurt an extraction service (deep nesting, element floods,
@@ -27,6 +31,7 @@
 mod cleanup;
 mod cluster;
 pub mod hostile;
+pub mod jwt;
 mod resp;
 mod server;
 mod spawner;

@@ -1,4 +1,4 @@
-//! The admin commands of the `riptide` binary: `tenants`, `keys`, `cache`, `state`,
+//! The admin commands of the `riptide` binary: `tenants`, `keys`, `jwt-keys`, `cache`, `state`,
 //! `audit` and `tokens`. Each calls the admin HTTP API of a running service (the URL
 //! and admin token from flags, the environment or the token file, see
 //! [`client::Connection`]) and prints tables, or the API's JSON with `--json`.
@@ -10,6 +10,7 @@
 pub mod audit;
 pub mod cache;
 pub mod client;
+pub mod jwt_keys;
 pub mod keys;
 pub mod output;
 pub mod state;
@@ -31,6 +32,8 @@ pub enum AdminCommand {
     Tenants(tenants::TenantsArgs),
     /// Manage tenants' API keys
     Keys(keys::KeysArgs),
+    /// Manage tenants' JWT verification keys
+    JwtKeys(jwt_keys::JwtKeysArgs),
     /// Cache statistics, warming, invalidation and clearing
     Cache(cache::CacheArgs),
     /// Instance state, configuration reload and checkpoints
@@ -46,6 +49,7 @@ impl AdminCommand {
         match self {
             AdminCommand::Tenants(a) => &a.connection,
             AdminCommand::Keys(a) => &a.connection,
+            AdminCommand::JwtKeys(a) => &a.connection,
             AdminCommand::Cache(a) => &a.connection,
             AdminCommand::State(a) => &a.connection,
             AdminCommand::Audit(a) => &a.connection,
@@ -94,6 +98,7 @@ async fn dispatch(command: AdminCommand) -> CliResult<()> {
     match command {
         AdminCommand::Tenants(a) => tenants::run(&ctx, a.command).await,
         AdminCommand::Keys(a) => keys::run(&ctx, a.command).await,
+        AdminCommand::JwtKeys(a) => jwt_keys::run(&ctx, a.command).await,
         AdminCommand::Cache(a) => cache::run(&ctx, a.command).await,
         AdminCommand::State(a) => state::run(&ctx, a.command).await,
         AdminCommand::Audit(a) => audit::run(&ctx, a).await,

@@ -1,12 +1,17 @@
 //! The tenant middleware: every tenant route runs behind it, in this order.
 //!
-//! 1. `Authorization: Bearer <api key>` is authenticated (missing, malformed, unknown or
-//!    revoked: 401). First, though, a client address over its limit of failed
-//!    authentications is refused (429 `too_many_auth_failures`) without its key being
-//!    looked at; an unknown or revoked key counts as one failure of its address (see
-//!    [`crate::auth_failures`]).
+//! 1. `Authorization: Bearer <api key or JWT>` is authenticated (missing, malformed,
+//!    unknown or revoked: 401 with `WWW-Authenticate: Bearer`). First, though, a client
+//!    address over its limit of failed authentications is refused (429
+//!    `too_many_auth_failures`) without its credential being looked at; an unknown or
+//!    revoked key, or a JWT that does not verify, counts as one failure of its address
+//!    (see [`crate::auth_failures`]). A credential with a JWT's shape (three base64url
+//!    segments) is a JWT: it is verified with the keys of the tenant `X-Tenant-ID`
+//!    names (so that header is checked first), and its `tenant` claim must name that
+//!    tenant (see `riptide_persistence::tenant::jwt_keys`).
 //! 2. `X-Tenant-ID` must be there (400 `missing_tenant_header`), be a valid tenant id
-//!    (400 `invalid_tenant_id`) and name the key's tenant (403 `tenant_mismatch`).
+//!    (400 `invalid_tenant_id`) and name the key's tenant (403 `tenant_mismatch`; for a
+//!    JWT, another tenant's key or claim is a token that does not verify, 401).
 //! 3. The tenant must be active (403 `tenant_suspended`).
 //! 4. The tenant's plan and policy must grant the route (403 `access_denied`).
 //! 5. The month's `data_transfer_bytes` must not be used up (429 `quota_exceeded`, with

@@ -379,9 +379,10 @@ fn parameters() -> Value {
             "name": "X-Tenant-ID",
             "in": "header",
             "required": true,
-            "description": "The tenant the API key belongs to. Missing: 400 \
-                `missing_tenant_header`; malformed: 400 `invalid_tenant_id`; another \
-                tenant: 403 `tenant_mismatch`. Ignored when multi-tenancy is off.",
+            "description": "The tenant the API key belongs to, or the JWT is for. Missing: \
+                400 `missing_tenant_header`; malformed: 400 `invalid_tenant_id`; another \
+                tenant than the API key's: 403 `tenant_mismatch` (a JWT that is not this \
+                tenant's: 401). Ignored when multi-tenancy is off.",
             "schema": { "type": "string", "pattern": "^[a-z0-9][a-z0-9_-]{0,63}$" },
         },
         "TenantId": path("A tenant id (malformed: 400 `invalid_tenant_id`).",
@@ -391,6 +392,13 @@ fn parameters() -> Value {
         "WarmJobId": path("A warm job id (malformed: 400 `invalid_job_id`).", "^[0-9a-f]{16}$"),
         "TokenId": path("An admin token id, or `env` for the configured token (malformed: \
             400 `invalid_input`).", "^([a-z2-7]{12}|env)$"),
+        "Kid": {
+            "name": "kid",
+            "in": "path",
+            "required": true,
+            "description": "A JWT verification key id (malformed: 400 `invalid_key_id`).",
+            "schema": { "type": "string", "pattern": "^[a-z2-7]{12}$" },
+        },
         "KeyId": {
             "name": "key_id",
             "in": "path",
@@ -406,10 +414,14 @@ fn security_schemes() -> Value {
         "apiKey": {
             "type": "http",
             "scheme": "bearer",
-            "bearerFormat": "RipTide API key",
-            "description": format!("A tenant's API key as `Authorization: Bearer <key>`, with \
-                the required header `X-Tenant-ID` naming its tenant. Missing, malformed, \
-                unknown, revoked or expired keys: 401 with `WWW-Authenticate: Bearer`. With \
+            "bearerFormat": "RipTide API key or JWT",
+            "description": format!("A tenant's API key, or a JWT signed with one of its \
+                verification keys (`/admin/tenants/{{id}}/jwt-keys`: header `kid` required, \
+                claims `tenant` and `exp` required, `nbf` and `aud` honoured), as \
+                `Authorization: Bearer <credential>`, with the required header `X-Tenant-ID` \
+                naming its tenant. Missing, malformed, unknown, revoked or expired keys, and \
+                tokens that do not verify for that tenant: 401 with \
+                `WWW-Authenticate: Bearer`. With \
                 multi-tenancy off (`ENABLE_MULTI_TENANCY=false`) no key is needed and \
                 requests run as tenant `default`. Request bodies of tenant routes are \
                 limited to {MAX_BODY_BYTES} bytes."),

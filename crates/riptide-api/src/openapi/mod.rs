@@ -1,9 +1,9 @@
 //! The OpenAPI 3.1 document of the service, served at `GET /openapi.json`.
 //!
 //! The document is built in Rust, by area: [`service`] (probes, metrics, this
-//! document), [`tenant`] (the tenant routes), [`admin_tenants`], [`admin_ops`] (caches
-//! and state) and [`admin_access`] (audit log and admin tokens), each with its schemas
-//! beside it, over the shared pieces of [`common`]. Where the code already states a
+//! document), [`tenant`] (the tenant routes), [`admin_tenants`], [`admin_jwt_keys`],
+//! [`admin_ops`] (caches and state) and [`admin_access`] (audit log and admin tokens),
+//! each with its schemas beside it, over the shared pieces of [`common`]. Where the code already states a
 //! fact (the limits of a request, the roles of [`AdminRole::allows`], the permission of
 //! a tenant route, the enum names of plans, resources and permissions) the document is
 //! built from it, so the two cannot drift apart. It is built once, on first use, and
@@ -17,6 +17,7 @@
 //! [`AdminRole::allows`]: riptide_persistence::tenant::AdminRole::allows
 
 pub mod admin_access;
+pub mod admin_jwt_keys;
 pub mod admin_ops;
 pub mod admin_tenant_schemas;
 pub mod admin_tenants;
@@ -62,6 +63,7 @@ pub fn build() -> Value {
         service::paths(),
         tenant::paths(),
         admin_tenants::paths(),
+        admin_jwt_keys::paths(),
         admin_ops::paths(),
         admin_access::paths(),
     ] {
@@ -74,6 +76,7 @@ pub fn build() -> Value {
         service::schemas(),
         tenant_schemas::schemas(),
         admin_tenant_schemas::schemas(),
+        admin_jwt_keys::schemas(),
         ops_schemas::schemas(),
         state_schemas::schemas(),
     ] {
@@ -123,7 +126,8 @@ fn info() -> Value {
             `server.max_connections` are open is answered 503 `too_many_connections` with \
             `Retry-After` before its request is read (so without `X-Request-Id`), and \
             closed.\n\n\
-            Tenant routes take an API key and `X-Tenant-ID` (security scheme `apiKey`), \
+            Tenant routes take an API key or a JWT, and `X-Tenant-ID` (security scheme \
+            `apiKey`), \
             are rate limited (`RateLimit-*` headers; 429 with `Retry-After`) and metered. \
             A client address that fails authentication (tenant or admin) more than \
             `server.auth_failure_limit` times per `server.auth_failure_window_ms` gets 429 \
@@ -142,7 +146,7 @@ fn tags() -> Value {
     json!([
         { "name": "service", "description": "Probes, metrics and this document; no credentials." },
         { "name": "tenant", "description": "Extraction, sessions and usage, as a tenant." },
-        { "name": "admin-tenants", "description": "Tenants, their usage, bills and API keys." },
+        { "name": "admin-tenants", "description": "Tenants, their usage, bills, API keys and JWT verification keys." },
         { "name": "admin-cache", "description": "Cache statistics, invalidation, clearing and warming." },
         { "name": "admin-state", "description": "State report, configuration reload and checkpoints." },
         { "name": "admin-audit", "description": "The audit log of admin operations." },

@@ -216,6 +216,69 @@ async fn tenants_and_keys_from_create_to_delete() {
 }
 
 #[tokio::test]
+async fn jwt_keys_create_list_revoke() {
+    let server = TestServer::start().await;
+    tenant_with_key(&server, "cli-jwt", BillingPlan::Basic, &[]).await;
+    let cli = Cli::new(&server);
+
+    let hs = cli
+        .json(&[
+            "jwt-keys",
+            "create",
+            "cli-jwt",
+            "--algorithm",
+            "HS256",
+            "--name",
+            "issuer",
+        ])
+        .await;
+    let hs_kid = str_of(&hs, "kid").to_owned();
+    assert_eq!(str_of(&hs, "secret").len(), 43, "{hs}");
+
+    let pem = cli.dir.path().join("ed25519.pem");
+    std::fs::write(&pem, riptide_test_support::jwt::ED25519_PUBLIC_PEM).expect("write pem");
+    let pem = pem.to_str().expect("UTF-8 path");
+    let ed = cli
+        .run(&[
+            "jwt-keys",
+            "create",
+            "cli-jwt",
+            "--algorithm",
+            "EdDSA",
+            "--public-key",
+            pem,
+        ])
+        .await
+        .ok();
+    assert!(ed.contains("EdDSA") && !ed.contains("secret"), "{ed}");
+
+    let listed = cli.run(&["jwt-keys", "list", "cli-jwt"]).await.ok();
+    assert!(
+        listed.contains(&hs_kid) && listed.contains("HS256") && listed.contains("EdDSA"),
+        "{listed}"
+    );
+    let revoked = cli
+        .run(&["jwt-keys", "revoke", "cli-jwt", &hs_kid])
+        .await
+        .ok();
+    assert!(revoked.contains("revoked"), "{revoked}");
+    let keys = cli.json(&["jwt-keys", "list", "cli-jwt"]).await;
+    let hs_listed = keys["keys"]
+        .as_array()
+        .expect("keys")
+        .iter()
+        .find(|k| k["kid"] == hs_kid.as_str())
+        .expect("still listed");
+    assert!(hs_listed["revoked_at"].is_string(), "{hs_listed}");
+
+    let missing_pem = cli
+        .run(&["jwt-keys", "create", "cli-jwt", "--algorithm", "RS256"])
+        .await
+        .fails(1);
+    assert!(missing_pem.contains("HTTP 400"), "{missing_pem}");
+}
+
+#[tokio::test]
 async fn cache_state_and_audit() {
     let pages = Pages::start().await;
     let server = TestServer::start_with(allow_loopback).await;

@@ -21,6 +21,7 @@ mod extract_errors;
 mod extract_redis;
 mod extract_session;
 mod hot_reload;
+mod jwt_auth;
 mod metrics_exposition;
 mod metrics_scrape;
 mod metrics_traffic;

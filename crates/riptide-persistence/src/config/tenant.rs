@@ -42,6 +42,10 @@ pub struct TenantConfig {
     /// How long an instance trusts a looked-up tenant record or API key, ms. Bounds how
     /// late another instance sees a suspension or revocation (at most 1000).
     pub record_cache_ttl_ms: u64,
+    /// Clock skew allowed on a JWT's `exp` and `nbf`, seconds (at most 300).
+    pub jwt_leeway_seconds: u64,
+    /// The audience a JWT's `aud` must contain; empty: `aud` is not checked.
+    pub jwt_audience: String,
     /// Server pepper for API key hashes (base64 of ≥ 32 bytes). Empty: read or create
     /// `<secrets_dir>/api_key_pepper`. Env `RIPTIDE_API_KEY_PEPPER`.
     pub api_key_pepper: String,
@@ -70,6 +74,8 @@ impl Default for TenantConfig {
             api_key_prefix: "rt_".to_owned(),
             api_key_rotation_overlap_seconds: 86_400,
             record_cache_ttl_ms: 1_000,
+            jwt_leeway_seconds: 30,
+            jwt_audience: String::new(),
             api_key_pepper: String::new(),
             master_key: String::new(),
             secrets_dir: PathBuf::from("./data"),
@@ -100,6 +106,8 @@ impl std::fmt::Debug for TenantConfig {
                 &self.api_key_rotation_overlap_seconds,
             )
             .field("record_cache_ttl_ms", &self.record_cache_ttl_ms)
+            .field("jwt_leeway_seconds", &self.jwt_leeway_seconds)
+            .field("jwt_audience", &self.jwt_audience)
             .field("api_key_pepper", &secret(&self.api_key_pepper))
             .field("master_key", &secret(&self.master_key))
             .field("secrets_dir", &self.secrets_dir)
@@ -285,6 +293,9 @@ pub fn default_plans() -> BTreeMap<BillingPlan, PlanConfig> {
     ])
 }
 
+/// Largest `jwt_leeway_seconds`: more would keep expired tokens alive for long.
+pub const MAX_JWT_LEEWAY_SECONDS: u64 = 300;
+
 impl TenantConfig {
     /// Checks ranges and that every plan is configured sensibly.
     pub fn validate(&self) -> Result<(), InvalidInput> {
@@ -303,6 +314,9 @@ impl TenantConfig {
                 "tenant.record_cache_ttl_ms",
                 "between 1 and 1000",
             ));
+        }
+        if self.jwt_leeway_seconds > MAX_JWT_LEEWAY_SECONDS {
+            return Err(config_err("tenant.jwt_leeway_seconds", "at most 300"));
         }
         // Secrets are checked here, at startup, not at first use; errors never echo them.
         let secret_err = |key: &'static str, e: crate::tenant::TenantError| {
@@ -396,5 +410,22 @@ impl TenantConfig {
             }
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_jwt_leeway_is_bounded() {
+        let at = |s: u64| TenantConfig {
+            jwt_leeway_seconds: s,
+            ..Default::default()
+        };
+        assert!(at(0).validate().is_ok());
+        assert!(at(MAX_JWT_LEEWAY_SECONDS).validate().is_ok());
+        let err = at(MAX_JWT_LEEWAY_SECONDS + 1).validate().unwrap_err();
+        assert!(err.to_string().contains("jwt_leeway_seconds"), "{err}");
     }
 }

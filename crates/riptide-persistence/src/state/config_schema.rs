@@ -116,6 +116,8 @@ pub const PERSISTENCE_RESTART_ONLY: &[&str] = &[
     "persistence.tenant.api_key_prefix",
     "persistence.tenant.api_key_rotation_overlap_seconds",
     "persistence.tenant.record_cache_ttl_ms",
+    "persistence.tenant.jwt_leeway_seconds",
+    "persistence.tenant.jwt_audience",
     "persistence.tenant.api_key_pepper",
     "persistence.tenant.master_key",
     "persistence.tenant.secrets_dir",

@@ -312,6 +312,12 @@ impl DataKey {
         })
     }
 
+    /// The raw key, for a 32-byte secret that is kept wrapped by the master key like a
+    /// data key (a tenant's HS256 JWT secret, see `jwt_keys`).
+    pub(crate) fn expose(&self) -> &[u8; KEY_LEN] {
+        &self.bytes
+    }
+
     /// Seals `plaintext` bound to `aad`: `nonce (12) || ciphertext || tag (16)`, with a
     /// fresh random nonce. Fails only for inputs beyond AES-GCM's limit (64 GiB).
     pub fn seal(&self, plaintext: &[u8], aad: &[u8]) -> Result<Vec<u8>, SealError> {

@@ -62,6 +62,11 @@ pub enum TenantError {
     /// A presented API key is malformed, unknown, revoked or expired.
     #[error("invalid api key")]
     InvalidApiKey,
+    /// A presented JWT is malformed, unsigned or badly signed, names an unknown or
+    /// revoked key, another tenant, or is outside its validity window. The reason is
+    /// one of a few fixed phrases, safe to send (never the token or a key).
+    #[error("invalid token: {0}")]
+    InvalidToken(&'static str),
     /// The record changed concurrently too many times; try again.
     #[error("concurrent update of {0:?}; try again")]
     Conflict(String),

@@ -281,6 +281,7 @@ impl TenantManager {
         // First out of the registry, so it is never listed half-deleted.
         self.registry.unregister(&id).await?;
         self.api_keys.delete_all(&id).await?;
+        self.jwt_keys.delete_all(&id).await?;
         match self.cache.load_full() {
             Some(cache) => {
                 cache

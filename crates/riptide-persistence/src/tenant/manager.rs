@@ -16,6 +16,7 @@ use super::api_keys::ApiKeys;
 use super::audit::{AuditEntry, AuditLog};
 use super::crypto::{MasterKey, TenantKeys};
 use super::error::{TenantError, TenantResult};
+use super::jwt_keys::JwtKeys;
 use super::live_settings::LiveTenantSettings;
 use super::metrics::TenantMetrics;
 use super::model::{BillingPlan, Tenant, TenantOwner};
@@ -59,7 +60,7 @@ pub enum TenantEvent {
         /// What changed.
         change: &'static str,
     },
-    /// One of the tenant's keys was revoked.
+    /// One of the tenant's keys (an API key or a JWT verification key) was revoked.
     KeyRevoked {
         /// The tenant.
         tenant_id: String,
@@ -96,6 +97,7 @@ pub struct TenantManager {
     pub(super) usage: Arc<UsageMeter>,
     pub(super) metrics: Arc<RwLock<TenantMetrics>>,
     pub(super) api_keys: ApiKeys,
+    pub(super) jwt_keys: JwtKeys,
     audit: Arc<AuditLog>,
     pub(super) keys: Arc<TenantKeys>,
     pub(super) cache: ArcSwapOption<PersistentCacheManager>,
@@ -139,6 +141,7 @@ impl TenantManager {
         let live = Arc::new(ArcSwap::from_pointee(LiveTenantSettings::of(&config)));
         let usage = UsageMeter::new(store.clone(), clock.clone(), &config, metrics.clone());
         let budgets = TenantBudgets::new(live.clone());
+        let jwt_keys = JwtKeys::new(store.clone(), clock.clone(), master.clone(), &config);
         let keys = TenantKeys::new(store.clone(), master);
         let on_load: super::registry::OnLoad = {
             let (budgets, keys) = (budgets.clone(), keys.clone());
@@ -158,6 +161,7 @@ impl TenantManager {
             registry: Registry::new(store.clone(), config.record_cache_ttl_ms, on_load),
             budgets,
             api_keys: ApiKeys::new(store.clone(), clock.clone(), pepper, &config),
+            jwt_keys,
             audit,
             keys,
             cache: ArcSwapOption::empty(),
@@ -210,6 +214,7 @@ impl TenantManager {
         };
         self.registry.forget(&id);
         self.api_keys.forget_cached();
+        self.jwt_keys.forget_cached();
         if deleted {
             self.keys.forget(&id);
             self.budgets.set(&id, None);
@@ -221,6 +226,7 @@ impl TenantManager {
     pub fn forget_everything(&self) {
         self.registry.forget_all();
         self.api_keys.forget_cached();
+        self.jwt_keys.forget_cached();
     }
 
     /// The configuration the manager was built with. The live keys (plans, billing,

@@ -1,5 +1,5 @@
 //! The tenant layer: records and lifecycle, plans and quotas, rate limits, usage
-//! metering and billing, API keys, access policies, per-tenant encryption, audit log.
+//! metering and billing, API keys, JWT verification keys, access policies, per-tenant encryption, audit log.
 
 mod access;
 pub mod api_keys;
@@ -8,6 +8,8 @@ pub mod billing;
 pub mod crypto;
 mod data_keys;
 mod error;
+mod jwt_admin;
+pub mod jwt_keys;
 mod key_admin;
 mod lifecycle;
 mod live_settings;

@@ -22,6 +22,7 @@ mod sync_coordination;
 mod tenant_api_keys;
 mod tenant_audit;
 mod tenant_encryption;
+mod tenant_jwt_keys;
 mod tenant_lifecycle;
 mod tenant_usage;
 mod tenant_usage_reads;

@@ -1,5 +1,6 @@
-//! Who a request is: the API key's tenant, checked against `X-Tenant-ID` (multi-tenancy
-//! on), or the built-in `default` tenant (multi-tenancy off).
+//! Who a request is: the API key's tenant, checked against `X-Tenant-ID`, or the tenant
+//! `X-Tenant-ID` names when a JWT of that tenant verifies (multi-tenancy on); or the
+//! built-in `default` tenant (multi-tenancy off).
 
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -9,6 +10,7 @@ use arc_swap::ArcSwapOption;
 use axum::http::HeaderMap;
 use axum::http::header::AUTHORIZATION;
 use riptide_persistence::TenantId;
+use riptide_persistence::tenant::jwt_keys::looks_like_jwt;
 use riptide_persistence::tenant::validate::DEFAULT_TENANT;
 use riptide_persistence::tenant::{Tenant, TenantError, TenantManager};
 use riptide_persistence::tenant_id::is_valid_tenant_id;
@@ -26,21 +28,33 @@ pub(super) struct Identified {
     pub(super) tenant: Arc<Tenant>,
 }
 
-/// Steps 1 and 2: the key authenticates, and `X-Tenant-ID` names its tenant.
+/// Steps 1 and 2: the credential authenticates, and `X-Tenant-ID` names its tenant.
 ///
-/// A `client` over its limit of failed authentications is refused before its key is
-/// read; a key that identifies nobody is one failure of `client`.
+/// The bearer credential is a JWT when it has a JWT's shape (three base64url segments;
+/// API keys have no dot), else an API key. A `client` over its limit of failed
+/// authentications is refused before its credential is looked at; a credential that
+/// identifies nobody is one failure of `client`.
 ///
-/// A key whose tenant is suspended still authenticates the caller: the tenant header is
-/// checked first, then the suspension is reported (403 `tenant_suspended`).
+/// A credential whose tenant is suspended still authenticates the caller: the tenant
+/// header is checked first, then the suspension is reported (403 `tenant_suspended`).
 pub(super) async fn authenticate(
     tenants: &TenantManager,
     failures: &AuthFailures,
     client: Option<IpAddr>,
     headers: &HeaderMap,
 ) -> Result<Identified, ApiError> {
-    failures.admit(client, Credential::ApiKey)?;
-    let presented = bearer(headers)?;
+    let presented = bearer(headers);
+    let is_jwt = matches!(&presented, Ok(p) if looks_like_jwt(p));
+    let credential = if is_jwt {
+        Credential::Jwt
+    } else {
+        Credential::ApiKey
+    };
+    failures.admit(client, credential)?;
+    let presented = presented?;
+    if is_jwt {
+        return authenticate_jwt(tenants, failures, client, headers, presented).await;
+    }
     let (key, tenant) = match tenants.authenticate(presented).await {
         Ok(found) => found,
         Err(TenantError::InvalidApiKey) => {
@@ -61,10 +75,35 @@ pub(super) async fn authenticate(
     })
 }
 
-/// The API key of `Authorization: Bearer <key>` (the scheme is case-insensitive).
+/// A JWT is verified for the tenant `X-Tenant-ID` names, with that tenant's keys only:
+/// another tenant's key, or a `tenant` claim naming another tenant, does not verify.
+async fn authenticate_jwt(
+    tenants: &TenantManager,
+    failures: &AuthFailures,
+    client: Option<IpAddr>,
+    headers: &HeaderMap,
+    token: &str,
+) -> Result<Identified, ApiError> {
+    let claimed = tenant_header(headers)?;
+    match tenants.authenticate_jwt(claimed, token).await {
+        Ok((verified, tenant)) => Ok(Identified {
+            tenant_id: verified.tenant_id,
+            key_id: Some(verified.kid),
+            tenant,
+        }),
+        Err(e @ TenantError::InvalidToken(_)) => {
+            failures.failed(client, Credential::Jwt);
+            Err(e.into())
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// The credential of `Authorization: Bearer <credential>` (the scheme is
+/// case-insensitive).
 fn bearer(headers: &HeaderMap) -> Result<&str, ApiError> {
     let value = headers.get(AUTHORIZATION).ok_or_else(|| {
-        ApiError::unauthorized("missing Authorization header: expected `Bearer <api key>`")
+        ApiError::unauthorized("missing Authorization header: expected `Bearer <api key or JWT>`")
     })?;
     let value = value
         .to_str()
@@ -73,21 +112,21 @@ fn bearer(headers: &HeaderMap) -> Result<&str, ApiError> {
     let key = key.trim();
     if !scheme.eq_ignore_ascii_case("bearer") || key.is_empty() {
         return Err(ApiError::unauthorized(
-            "expected `Authorization: Bearer <api key>`",
+            "expected `Authorization: Bearer <api key or JWT>`",
         ));
     }
     Ok(key)
 }
 
-/// `X-Tenant-ID` is present, a valid tenant id, and `expected`.
-fn tenant_header_matches(headers: &HeaderMap, expected: &str) -> Result<(), ApiError> {
+/// `X-Tenant-ID`: present and a valid tenant id.
+fn tenant_header(headers: &HeaderMap) -> Result<&str, ApiError> {
     let value = headers.get(TENANT_HEADER).ok_or_else(|| {
         ApiError::bad_request(
             "missing_tenant_header",
             "the X-Tenant-ID header is required",
         )
     })?;
-    let claimed = value
+    value
         .to_str()
         .ok()
         .filter(|v| is_valid_tenant_id(v))
@@ -96,8 +135,12 @@ fn tenant_header_matches(headers: &HeaderMap, expected: &str) -> Result<(), ApiE
                 "invalid_tenant_id",
                 "X-Tenant-ID must match ^[a-z0-9][a-z0-9_-]{0,63}$",
             )
-        })?;
-    if claimed != expected {
+        })
+}
+
+/// `X-Tenant-ID` is present, a valid tenant id, and `expected`.
+fn tenant_header_matches(headers: &HeaderMap, expected: &str) -> Result<(), ApiError> {
+    if tenant_header(headers)? != expected {
         return Err(ApiError::forbidden(
             "tenant_mismatch",
             "X-Tenant-ID does not name the tenant of this API key",

@@ -4,8 +4,8 @@
 //!
 //! | route | action (roles allowed) |
 //! |---|---|
-//! | `GET /admin/tenants`, `GET /admin/tenants/{id}`, `GET .../keys` | ReadTenants (all) |
-//! | `POST /admin/tenants`, `PUT`/`DELETE /admin/tenants/{id}`, `POST .../suspend`, `.../resume`, `POST .../keys`, `DELETE .../keys/{key_id}`, `POST .../keys/{key_id}/rotate` | WriteTenants (admin) |
+//! | `GET /admin/tenants`, `GET /admin/tenants/{id}`, `GET .../keys`, `GET .../jwt-keys` | ReadTenants (all) |
+//! | `POST /admin/tenants`, `PUT`/`DELETE /admin/tenants/{id}`, `POST .../suspend`, `.../resume`, `POST .../keys`, `DELETE .../keys/{key_id}`, `POST .../keys/{key_id}/rotate`, `POST .../jwt-keys`, `DELETE .../jwt-keys/{kid}` | WriteTenants (admin) |
 //! | `GET .../usage` | ReadUsage (admin, billing, viewer) |
 //! | `GET .../billing` | ReadBilling (admin, billing, viewer) |
 //! | `GET /admin/cache/stats` | ReadCache (admin, operator, viewer) |
@@ -22,6 +22,7 @@
 pub mod audit;
 pub mod cache;
 pub mod input;
+pub mod jwt_keys;
 pub mod keys;
 pub mod state;
 pub mod tenants;
@@ -61,6 +62,14 @@ pub fn router() -> Router<AppState> {
         .route(
             "/admin/tenants/{id}/keys/{key_id}/rotate",
             post(keys::rotate_key),
+        )
+        .route(
+            "/admin/tenants/{id}/jwt-keys",
+            get(jwt_keys::list_jwt_keys).post(jwt_keys::create_jwt_key),
+        )
+        .route(
+            "/admin/tenants/{id}/jwt-keys/{kid}",
+            delete(jwt_keys::revoke_jwt_key),
         )
         .route("/admin/cache/stats", get(cache::get_stats))
         .route("/admin/cache/invalidate", post(cache::invalidate))

@@ -13,7 +13,7 @@ use crate::pages::Pages;
 use crate::support::{TestServer, admin_token, allow_loopback, json_of, tenant_with_key};
 
 /// The running service with everything the operations name: tenant `acme` (with an API
-/// key, a session), a warm job, an admin token of each role and a checkpoint.
+/// key, a JWT verification key, a session), a warm job, an admin token of each role and a checkpoint.
 pub struct Fixture {
     /// The service.
     pub server: TestServer,
@@ -23,6 +23,7 @@ pub struct Fixture {
     /// `acme`'s API key.
     pub api_key: String,
     key_id: String,
+    kid: String,
     session_id: String,
     job_id: String,
     checkpoint_id: String,
@@ -44,6 +45,7 @@ impl Fixture {
             admin,
             api_key,
             key_id: String::new(),
+            kid: String::new(),
             session_id: String::new(),
             job_id: String::new(),
             checkpoint_id: String::new(),
@@ -57,6 +59,16 @@ impl Fixture {
             .as_str()
             .expect("key id")
             .to_owned();
+        let jwt_key = json!({ "algorithm": "HS256" });
+        let created = fixture
+            .admin_json(
+                Method::POST,
+                "/admin/tenants/acme/jwt-keys",
+                Some(jwt_key),
+                201,
+            )
+            .await;
+        fixture.kid = created["kid"].as_str().expect("kid").to_owned();
         let response = fixture
             .as_tenant(Method::POST, "/sessions", Some(json!({})))
             .await;
@@ -147,6 +159,7 @@ impl Fixture {
                 (p, "id") if p.starts_with("/admin/cache/warm/") => self.job_id.clone(),
                 (p, "id") if p.starts_with("/admin/tokens/") => self.spare_token_id.clone(),
                 (_, "key_id") => self.key_id.clone(),
+                (_, "kid") => self.kid.clone(),
                 (p, v) => panic!("no sample value for {{{v}}} of {p}"),
             }
         };
@@ -238,7 +251,7 @@ pub fn unknown_id(path: &str, var: &str) -> &'static str {
         (p, "id") if p.starts_with("/admin/tenants/") => "ghost",
         (p, "id") if p.starts_with("/admin/cache/warm/") => "0000000000000000",
         (p, "id") if p.starts_with("/admin/tokens/") => "aaaaaaaaaaaa",
-        (_, "key_id") => "aaaaaaaaaaaa",
+        (_, "key_id" | "kid") => "aaaaaaaaaaaa",
         (p, v) => panic!("no unknown value for {{{v}}} of {p}"),
     }
 }

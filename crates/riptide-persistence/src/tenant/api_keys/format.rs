@@ -72,14 +72,14 @@ pub(super) fn keyed_mac(pepper: &[u8]) -> Option<HmacSha256> {
     <HmacSha256 as KeyInit>::new_from_slice(pepper).ok()
 }
 
-pub(super) fn random_key_id() -> String {
+pub(crate) fn random_key_id() -> String {
     let mut rng = rand::rng();
     (0..KEY_ID_LEN)
         .map(|_| char::from(KEY_ID_ALPHABET[rng.random_range(0..KEY_ID_ALPHABET.len())]))
         .collect()
 }
 
-pub(super) fn is_key_id(key_id: &str) -> bool {
+pub(crate) fn is_key_id(key_id: &str) -> bool {
     key_id.len() == KEY_ID_LEN && key_id.bytes().all(|c| KEY_ID_ALPHABET.contains(&c))
 }
 

@@ -27,6 +27,8 @@ mod auth;
 mod format;
 mod records;
 
+pub(crate) use self::format::{is_key_id, random_key_id};
+
 use std::fmt;
 use std::time::Duration;
 
@@ -38,7 +40,7 @@ use rand::RngCore;
 use serde::{Deserialize, Serialize};
 
 use self::auth::Cached;
-use self::format::{Digest, HmacSha256, keyed_mac, random_key_id};
+use self::format::{Digest, HmacSha256, keyed_mac};
 use self::records::{
     KeyRecord, LookupRecord, corrupt, datetime, not_found, parse, scope, score, to_json,
     validate_label,
