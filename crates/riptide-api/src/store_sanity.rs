@@ -89,7 +89,12 @@ impl StoreSanity {
     /// What `/readyz` adds to the ping: no refused node policy since the last reconnect,
     /// and the store still holding the adopted identity.
     pub async fn readiness(&self, store: &dyn Store) -> Result<(), ApiError> {
-        if let Some(reason) = self.evicting.lock().unwrap_or_else(|e| e.into_inner()).clone() {
+        if let Some(reason) = self
+            .evicting
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+        {
             return Err(ApiError::StoreEvictingPolicy(reason));
         }
         let check = self.identity.check(store).await?;
@@ -170,7 +175,9 @@ pub async fn follow_reconnects(
         for _ in 0..RECHECK_ATTEMPTS {
             match sanity.recheck(&*store).await {
                 Ok(()) => break,
-                Err(e) => tracing::debug!(error = %e, "node check after a reconnect failed; retrying"),
+                Err(e) => {
+                    tracing::debug!(error = %e, "node check after a reconnect failed; retrying")
+                }
             }
             tokio::select! {
                 () = cancel.cancelled() => return,

@@ -33,6 +33,7 @@ mod routing;
 mod sessions;
 mod shutdown;
 mod store_outage;
+mod store_sanity;
 mod support;
 mod tenant_auth;
 mod tenant_client;

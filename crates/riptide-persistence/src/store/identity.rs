@@ -109,8 +109,10 @@ async fn read(store: &dyn Store) -> StoreResult<Option<StoreIdentity>> {
     let Some(raw) = store.get(&identity_key(store.key_prefix())).await? else {
         return Ok(None);
     };
-    Ok(Some(serde_json::from_slice(&raw).unwrap_or(StoreIdentity {
-        id: format!("unreadable:{}", hex::encode(blake3::hash(&raw).as_bytes())),
-        created_ms: 0,
-    })))
+    Ok(Some(serde_json::from_slice(&raw).unwrap_or(
+        StoreIdentity {
+            id: format!("unreadable:{}", hex::encode(blake3::hash(&raw).as_bytes())),
+            created_ms: 0,
+        },
+    )))
 }

@@ -38,7 +38,10 @@ pub struct NodeReport {
 /// Fails with [`StoreError::Config`], naming the node and the policy, when a node's
 /// policy can evict keys without a TTL and `allow_evicting_policy` is false; with the
 /// store's error when it cannot be reached.
-pub async fn check_nodes(store: &dyn Store, allow_evicting_policy: bool) -> StoreResult<NodeReport> {
+pub async fn check_nodes(
+    store: &dyn Store,
+    allow_evicting_policy: bool,
+) -> StoreResult<NodeReport> {
     let nodes = store.node_settings().await?;
     let report = judge(&nodes, allow_evicting_policy)?;
     for (node, policy) in &report.evicting_allowed {
@@ -78,10 +81,15 @@ fn judge(nodes: &[NodeSettings], allow_evicting_policy: bool) -> StoreResult<Nod
         if let Some(reason) = &n.refused {
             report.unknown.push((n.node.clone(), reason.clone()));
         }
-        if let Some(policy) = n.maxmemory_policy.as_deref().filter(|p| evicts_keys_without_ttl(p))
+        if let Some(policy) = n
+            .maxmemory_policy
+            .as_deref()
+            .filter(|p| evicts_keys_without_ttl(p))
         {
             if allow_evicting_policy {
-                report.evicting_allowed.push((n.node.clone(), policy.to_owned()));
+                report
+                    .evicting_allowed
+                    .push((n.node.clone(), policy.to_owned()));
             } else {
                 refused.push(format!("{} has maxmemory-policy {policy}", n.node));
             }
@@ -117,10 +125,21 @@ mod tests {
 
     #[test]
     fn only_allkeys_policies_evict_keys_without_ttl() {
-        for p in ["allkeys-lru", "allkeys-lfu", "allkeys-random", "ALLKEYS-LRU"] {
+        for p in [
+            "allkeys-lru",
+            "allkeys-lfu",
+            "allkeys-random",
+            "ALLKEYS-LRU",
+        ] {
             assert!(evicts_keys_without_ttl(p), "{p}");
         }
-        for p in ["noeviction", "volatile-lru", "volatile-lfu", "volatile-random", "volatile-ttl"] {
+        for p in [
+            "noeviction",
+            "volatile-lru",
+            "volatile-lfu",
+            "volatile-random",
+            "volatile-ttl",
+        ] {
             assert!(!evicts_keys_without_ttl(p), "{p}");
         }
     }
@@ -129,9 +148,15 @@ mod tests {
     fn an_evicting_policy_is_refused_naming_node_and_policy_unless_allowed() {
         let nodes = [node("allkeys-lfu", true, false)];
         let err = judge(&nodes, false).unwrap_err().to_string();
-        assert!(err.contains("127.0.0.1:1 has maxmemory-policy allkeys-lfu"), "{err}");
+        assert!(
+            err.contains("127.0.0.1:1 has maxmemory-policy allkeys-lfu"),
+            "{err}"
+        );
         let report = judge(&nodes, true).unwrap();
-        assert_eq!(report.evicting_allowed, vec![("127.0.0.1:1".into(), "allkeys-lfu".into())]);
+        assert_eq!(
+            report.evicting_allowed,
+            vec![("127.0.0.1:1".into(), "allkeys-lfu".into())]
+        );
         assert!(report.without_persistence.is_empty());
     }
 

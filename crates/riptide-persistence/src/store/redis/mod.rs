@@ -46,7 +46,8 @@ use crate::config::RedisConfig;
 use crate::keys::{ScopeKeys, validate_tag};
 use crate::store::{
     CachePut, CountersApplied, Durability, GcraDecision, GcraLimit, LeaseOp, LeaseState,
-    NodeSettings, PutOutcome, RemoveOutcome, ScopeUsage, Store, StoreError, StoreKind, StoreResult, Subscription,
+    NodeSettings, PutOutcome, RemoveOutcome, ScopeUsage, Store, StoreError, StoreKind, StoreResult,
+    Subscription,
 };
 
 pub use self::lease::MAX_LEASE_HOLDER_LEN;

@@ -65,9 +65,7 @@ pub(super) async fn read(conn: Connection, node: &str) -> StoreResult<Vec<NodeSe
 /// `Ok(Some(value))`, `Ok(None)` when the parameter is unknown to the server (an empty
 /// reply), `Err(reason)` when the server refused the command. A connection failure is
 /// the caller's error.
-fn reply_value(
-    reply: redis::RedisResult<Value>,
-) -> StoreResult<Result<Option<String>, String>> {
+fn reply_value(reply: redis::RedisResult<Value>) -> StoreResult<Result<Option<String>, String>> {
     match reply {
         Ok(Value::ServerError(e)) => Ok(Err(format!("{e:?}"))),
         Ok(value) => Ok(Ok(second(&value))),
@@ -107,7 +105,10 @@ fn settings(node: String, values: Vec<Result<Option<String>, String>>) -> NodeSe
     NodeSettings {
         node,
         maxmemory_policy: policy.ok().flatten(),
-        aof: appendonly.ok().flatten().map(|v| v.eq_ignore_ascii_case("yes")),
+        aof: appendonly
+            .ok()
+            .flatten()
+            .map(|v| v.eq_ignore_ascii_case("yes")),
         // `save ""` turns RDB snapshots off; any schedule turns them on.
         rdb: save.ok().flatten().map(|v| !v.trim().is_empty()),
         refused,
@@ -127,7 +128,10 @@ mod tests {
 
     #[test]
     fn node_names_carry_no_credentials() {
-        assert_eq!(node_name("redis://:secret@10.0.0.1:6379/0"), "10.0.0.1:6379");
+        assert_eq!(
+            node_name("redis://:secret@10.0.0.1:6379/0"),
+            "10.0.0.1:6379"
+        );
         assert_eq!(node_name("rediss://h:1"), "h:1");
     }
 
@@ -135,13 +139,21 @@ mod tests {
     fn settings_read_aof_rdb_and_refusals() {
         let s = settings(
             "n".into(),
-            vec![Ok(Some("allkeys-lru".into())), Ok(Some("no".into())), Ok(Some("".into()))],
+            vec![
+                Ok(Some("allkeys-lru".into())),
+                Ok(Some("no".into())),
+                Ok(Some("".into())),
+            ],
         );
         assert_eq!(s.maxmemory_policy.as_deref(), Some("allkeys-lru"));
         assert_eq!((s.aof, s.rdb, s.refused), (Some(false), Some(false), None));
         let s = settings(
             "n".into(),
-            vec![Err("unknown command".into()), Ok(Some("yes".into())), Ok(Some("3600 1".into()))],
+            vec![
+                Err("unknown command".into()),
+                Ok(Some("yes".into())),
+                Ok(Some("3600 1".into())),
+            ],
         );
         assert_eq!(s.maxmemory_policy, None);
         assert_eq!((s.aof, s.rdb), (Some(true), Some(true)));

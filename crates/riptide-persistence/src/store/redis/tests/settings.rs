@@ -21,28 +21,43 @@ async fn a_standalone_server_reports_its_policy_and_persistence() {
     assert_eq!(settings.len(), 1);
     assert_eq!(settings[0].node, node);
     assert_eq!(settings[0].maxmemory_policy.as_deref(), Some("noeviction"));
-    assert_eq!((settings[0].aof, settings[0].rdb), (Some(false), Some(false)));
+    assert_eq!(
+        (settings[0].aof, settings[0].rdb),
+        (Some(false), Some(false))
+    );
     let report = check_nodes(&store, false).await.expect("noeviction passes");
     assert_eq!(report.without_persistence, vec![node.clone()]);
 
-    server.command(&["CONFIG", "SET", "appendonly", "yes"]).expect("AOF on");
+    server
+        .command(&["CONFIG", "SET", "appendonly", "yes"])
+        .expect("AOF on");
     let report = check_nodes(&store, false).await.expect("passes");
     assert!(report.without_persistence.is_empty(), "{report:?}");
 
     server
         .command(&["CONFIG", "SET", "maxmemory-policy", "allkeys-lru"])
         .expect("policy");
-    let err = check_nodes(&store, false).await.expect_err("allkeys-lru refused");
+    let err = check_nodes(&store, false)
+        .await
+        .expect_err("allkeys-lru refused");
     let text = err.to_string();
     assert!(matches!(err, StoreError::Config(_)), "{err:?}");
-    assert!(text.contains(&format!("{node} has maxmemory-policy allkeys-lru")), "{text}");
+    assert!(
+        text.contains(&format!("{node} has maxmemory-policy allkeys-lru")),
+        "{text}"
+    );
     let report = check_nodes(&store, true).await.expect("allowed");
-    assert_eq!(report.evicting_allowed, vec![(node.clone(), "allkeys-lru".to_owned())]);
+    assert_eq!(
+        report.evicting_allowed,
+        vec![(node.clone(), "allkeys-lru".to_owned())]
+    );
 
     server
         .command(&["CONFIG", "SET", "maxmemory-policy", "volatile-lru"])
         .expect("policy");
-    check_nodes(&store, false).await.expect("volatile-lru passes");
+    check_nodes(&store, false)
+        .await
+        .expect("volatile-lru passes");
 }
 
 #[tokio::test]
@@ -58,7 +73,9 @@ async fn a_renamed_config_command_is_reported_not_fatal() {
     let settings = store.node_settings().await.expect("settings");
     assert_eq!(settings[0].maxmemory_policy, None);
     assert!(settings[0].refused.is_some(), "{settings:?}");
-    let report = check_nodes(&store, false).await.expect("unknown is not fatal");
+    let report = check_nodes(&store, false)
+        .await
+        .expect("unknown is not fatal");
     assert_eq!(report.unknown.len(), 1, "{report:?}");
 }
 
