@@ -11,6 +11,9 @@ use super::connection::Connection;
 use super::error::from_redis;
 use crate::store::{NodeSettings, StoreError, StoreResult};
 
+/// One parameter's value as a node answered: `Err` with the reason when it refused.
+type Answer = Result<Option<String>, String>;
+
 /// The parameters read, in this order.
 const PARAMS: [&str; 3] = ["maxmemory-policy", "appendonly", "save"];
 
@@ -33,7 +36,7 @@ pub(super) async fn read(conn: Connection, node: &str) -> StoreResult<Vec<NodeSe
         Connection::Cluster(mut c) => {
             // One round per parameter to every master; the reply maps node address to
             // that node's answer (a server error when it refused).
-            let mut per_node: Vec<(String, Vec<Result<Option<String>, String>>)> = Vec::new();
+            let mut per_node: Vec<(String, Vec<Answer>)> = Vec::new();
             for param in PARAMS {
                 let mut cmd = redis::cmd("CONFIG");
                 cmd.arg("GET").arg(param);
@@ -95,7 +98,7 @@ fn text(value: &Value) -> Option<String> {
     }
 }
 
-fn settings(node: String, values: Vec<Result<Option<String>, String>>) -> NodeSettings {
+fn settings(node: String, values: Vec<Answer>) -> NodeSettings {
     let mut values = values.into_iter();
     let mut next = || values.next().unwrap_or(Ok(None));
     let (policy, appendonly, save) = (next(), next(), next());
