@@ -147,6 +147,18 @@ async fn a_restart_after_a_wipe_adopts_the_new_store() {
 }
 
 #[tokio::test]
+async fn a_redis_without_persistence_restarted_is_not_ready() {
+    let redis = start_redis_server();
+    let url = redis.url();
+    let server = TestServer::start_with(|c| c.persistence.redis.url = url).await;
+    wait_readyz(&server, 200, None).await;
+    // The case: no AOF, no RDB, a restart; every tenant and key is gone.
+    redis.restart();
+    wait_readyz(&server, 503, Some("store_identity_lost")).await;
+    let _ = server.stop().await;
+}
+
+#[tokio::test]
 async fn an_evicting_policy_seen_after_a_reconnect_makes_readyz_503_until_fixed() {
     let redis = start_redis_server();
     let url = redis.url();
