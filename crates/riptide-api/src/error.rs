@@ -60,6 +60,21 @@ pub enum ApiError {
     /// The store did not answer; the operation cannot degrade.
     #[error("the store is unavailable")]
     StoreUnavailable(#[source] StoreError),
+    /// 503 from `/readyz`: the store no longer holds the identity this instance adopted
+    /// at start, so it was wiped or replaced (see
+    /// [`riptide_persistence::store::identity`]).
+    #[error(
+        "the store no longer holds the identity this instance started with ({found}): it was \
+         wiped or replaced; restart the instances once it is the store to use"
+    )]
+    StoreIdentityLost {
+        /// What the store holds instead: `missing` or `replaced`.
+        found: &'static str,
+    },
+    /// 503 from `/readyz`: after a reconnect, a Redis node's `maxmemory-policy` can evict
+    /// keys without a TTL and `persistence.redis.allow_evicting_policy` is false.
+    #[error("the store may evict keys without a TTL: {0}")]
+    StoreEvictingPolicy(String),
     /// 431: the request head is over `server.max_header_bytes` or has more header fields
     /// than hyper reads. Written by [`crate::server`] in place of hyper's own empty
     /// answer, before any request exists (so without `X-Request-Id`); never returned by
@@ -230,6 +245,8 @@ impl ApiError {
             ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::Timeout { .. }
             | ApiError::StoreUnavailable(_)
+            | ApiError::StoreIdentityLost { .. }
+            | ApiError::StoreEvictingPolicy(_)
             | ApiError::TooManyConnections { .. } => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::BodyTimeout { .. } => StatusCode::REQUEST_TIMEOUT,
             ApiError::Internal => StatusCode::INTERNAL_SERVER_ERROR,
@@ -261,6 +278,8 @@ impl ApiError {
             ApiError::TooManyAuthFailures { .. } => "too_many_auth_failures",
             ApiError::Busy { .. } => "queue_full",
             ApiError::StoreUnavailable(_) => "store_unavailable",
+            ApiError::StoreIdentityLost { .. } => "store_identity_lost",
+            ApiError::StoreEvictingPolicy(_) => "store_evicting_policy",
             ApiError::Internal => "internal",
             ApiError::HeaderTooLarge { .. } => "header_too_large",
             ApiError::UriTooLong => "uri_too_long",

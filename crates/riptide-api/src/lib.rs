@@ -21,6 +21,7 @@ pub mod server;
 pub mod service;
 pub mod shutdown;
 pub mod state;
+pub mod store_sanity;
 pub mod tenant_context;
 pub mod warming;
 

@@ -55,7 +55,7 @@ enum Kind {
 
 /// `# HELP` texts of the series the service and its persistence layer emit (the seed's
 /// names first), with their kind and unit.
-const DESCRIPTIONS: [(&str, Kind, Option<Unit>, &str); 25] = [
+const DESCRIPTIONS: [(&str, Kind, Option<Unit>, &str); 27] = [
     (
         "http_requests_total",
         Kind::Counter,
@@ -133,6 +133,18 @@ const DESCRIPTIONS: [(&str, Kind, Option<Unit>, &str); 25] = [
         Kind::Gauge,
         Some(Unit::Bytes),
         "Bytes of the tenant's cache entries in the store, as last observed",
+    ),
+    (
+        riptide_persistence::store::node_check::PERSISTENCE_GAUGE,
+        Kind::Gauge,
+        None,
+        "1 when every Redis node that answered has AOF or RDB persistence on, 0 when one has neither (the embedded store: 1)",
+    ),
+    (
+        riptide_persistence::store::identity::LOST_GAUGE,
+        Kind::Gauge,
+        None,
+        "1 while the store no longer holds the identity this instance started with (wiped or replaced); set by /readyz",
     ),
     (
         "tenant_quota_usage",

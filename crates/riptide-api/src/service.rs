@@ -17,7 +17,7 @@ use tokio_util::task::TaskTracker;
 use crate::config::AppConfig;
 use crate::config::schema::ServiceSchema;
 use crate::state::AppState;
-use crate::{live_config, middleware, recorder, routes, server};
+use crate::{live_config, middleware, recorder, routes, server, store_sanity};
 
 /// A built service, ready to serve.
 pub struct Service {
@@ -74,6 +74,11 @@ impl Service {
         let cancel = CancellationToken::new();
         let tasks = TaskTracker::new();
         tasks.spawn(recorder::run_upkeep(state.metrics.clone(), cancel.clone()));
+        tasks.spawn(store_sanity::follow_reconnects(
+            state.store_sanity.clone(),
+            state.store().clone(),
+            cancel.clone(),
+        ));
         let schema = ServiceSchema::new(config.provenance.clone());
         tasks.spawn(live_config::follow(
             generations,

@@ -64,6 +64,8 @@ pub struct AppStateInner {
     pub warming: Arc<crate::warming::WarmingService>,
     /// Failed authentications per client address, checked before any credential.
     pub auth_failures: Arc<crate::auth_failures::AuthFailures>,
+    /// The store identity adopted at start and the node checks since, for `/readyz`.
+    pub store_sanity: Arc<crate::store_sanity::StoreSanity>,
 }
 
 /// The extractor of `config.extract`, its workers running `config.extract_worker` or
@@ -88,6 +90,15 @@ impl AppState {
         metrics: PrometheusHandle,
     ) -> anyhow::Result<Self> {
         let clock: SharedClock = system_clock();
+        // First: a store that may lose records is refused before anything writes to it.
+        let store_sanity = Arc::new(
+            crate::store_sanity::StoreSanity::start(
+                &*store,
+                &*clock,
+                config.persistence.redis.allow_evicting_policy,
+            )
+            .await?,
+        );
         let extractor = Arc::new(start_extractor(config).await?);
         let persistence = &config.persistence;
         let cache = Arc::new(
@@ -189,6 +200,7 @@ impl AppState {
                 &config.server,
                 clock,
             )),
+            store_sanity,
         })))
     }
 

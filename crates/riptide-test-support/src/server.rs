@@ -130,6 +130,18 @@ impl RedisServer {
         self.fail("restart", &NotReady::Exited(child.wait().expect("reap")));
     }
 
+    /// Sends one command (`CONFIG SET maxmemory-policy allkeys-lru`, `FLUSHALL`) and returns
+    /// its reply as text, or the server's error as `Err`. For fault-injection tests on a private
+    /// [`crate::start_redis_server`]; panics when the server cannot be reached.
+    pub fn command(&self, args: &[&str]) -> Result<String, String> {
+        let reply = resp::command(self.port, args)
+            .unwrap_or_else(|e| panic!("redis on port {}: {args:?}: {e}", self.port));
+        match reply {
+            Reply::Error(e) => Err(e),
+            other => Ok(other.text().unwrap_or_default()),
+        }
+    }
+
     /// The server's `--dir`.
     pub(crate) fn dir(&self) -> &Path {
         &self.dir

@@ -24,12 +24,16 @@ pub fn paths() -> Value {
             "operationId": "get_readyz",
             "tags": ["service"],
             "summary": "Readiness",
-            "description": "200 when the store answers a ping; 503 `store_unavailable` \
-                otherwise. Cache warming never holds readiness back.",
+            "description": "200 when the store answers a ping and still holds the identity \
+                this instance adopted at start. 503 `store_unavailable` when the store does \
+                not answer; `store_identity_lost` when it was wiped or replaced (restart the \
+                instances once it is the store to use); `store_evicting_policy` when a Redis \
+                node came back from a reconnect with an `allkeys-*` maxmemory-policy. Cache \
+                warming never holds readiness back.",
             "security": [],
             "responses": responses(
                 vec![(200, json_reply("The store answers.", super::common::schema("Ready"), &[]))],
-                &[ANY, STORE],
+                &[ANY, STORE, &[(503, "store_identity_lost"), (503, "store_evicting_policy")]],
             ),
         }},
         "/metrics": { "get": {

@@ -2,7 +2,8 @@
 //!
 //! `/healthz` says the process answers HTTP; it touches nothing else, so a slow store
 //! never gets a live process restarted. `/readyz` says it can do its work: the store
-//! answers a ping.
+//! answers a ping, still holds the identity this instance started with, and (after a
+//! reconnect) keeps records safe (see [`crate::store_sanity`]).
 
 use axum::Json;
 use axum::extract::State;
@@ -17,13 +18,16 @@ pub async fn get_healthz() -> Json<Value> {
 }
 
 /// `GET /readyz`: 200 `{"status":"ready","store":"<kind>"}` when the store answers a
-/// ping, 503 `store_unavailable` otherwise.
+/// ping; 503 `store_unavailable` when it does not, `store_identity_lost` when it was
+/// wiped or replaced, `store_evicting_policy` when a Redis node came back with a policy
+/// that can evict records.
 pub async fn get_readyz(State(state): State<AppState>) -> ApiResult<Json<Value>> {
     state
         .store()
         .ping()
         .await
         .map_err(ApiError::StoreUnavailable)?;
+    state.store_sanity.readiness(&**state.store()).await?;
     Ok(Json(
         json!({ "status": "ready", "store": state.store().kind().as_str() }),
     ))

@@ -9,13 +9,13 @@ use std::time::{Duration, Instant};
 const BIN: &str = env!("CARGO_BIN_EXE_riptide");
 
 /// A command for the binary in `dir`, with none of the test's environment.
-fn riptide(dir: &Path) -> Command {
+pub(crate) fn riptide(dir: &Path) -> Command {
     let mut command = Command::new(BIN);
     command.current_dir(dir).env_clear().stdin(Stdio::null());
     command
 }
 
-fn free_port() -> u16 {
+pub(crate) fn free_port() -> u16 {
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind port 0");
     listener.local_addr().expect("local addr").port()
 }
@@ -184,14 +184,14 @@ fn the_shipped_config_file_is_valid() {
 
 /// The binary with `config` as its configuration file (in `dir/conf`), its data in
 /// `dir/data` and its stdout in `dir/stdout.log`, serving on a free port.
-struct Served {
+pub(crate) struct Served {
     running: Running,
-    port: u16,
+    pub(crate) port: u16,
     stdout: std::path::PathBuf,
 }
 
 impl Served {
-    async fn start(dir: &Path, config: &str, env: &[(&str, &str)]) -> Self {
+    pub(crate) async fn start(dir: &Path, config: &str, env: &[(&str, &str)]) -> Self {
         let conf = dir.join("conf");
         std::fs::create_dir_all(&conf).expect("mkdir conf");
         std::fs::write(conf.join("riptide.yml"), config).expect("write config");
@@ -237,11 +237,11 @@ impl Served {
         }
     }
 
-    fn log(&self) -> String {
+    pub(crate) fn log(&self) -> String {
         std::fs::read_to_string(&self.stdout).unwrap_or_default()
     }
 
-    async fn wait_for_log(&self, text: &str) {
+    pub(crate) async fn wait_for_log(&self, text: &str) {
         let deadline = Instant::now() + Duration::from_secs(15);
         while !self.log().contains(text) {
             assert!(
@@ -254,7 +254,7 @@ impl Served {
     }
 
     /// SIGTERM, then the exit status and the whole log.
-    fn terminate(mut self) -> (std::process::ExitStatus, String) {
+    pub(crate) fn terminate(mut self) -> (std::process::ExitStatus, String) {
         let killed = Command::new("kill")
             .args(["-TERM", &self.running.0.id().to_string()])
             .status()

@@ -34,6 +34,7 @@ mod routing;
 mod sessions;
 mod shutdown;
 mod store_outage;
+mod store_sanity;
 mod support;
 mod tenant_auth;
 mod tenant_client;

@@ -1,5 +1,5 @@
 //! Redis goes away: readiness says 503 `store_unavailable`, liveness stays 200, and both
-//! recover when Redis is back.
+//! recover when Redis is back with its data.
 
 use std::time::{Duration, Instant};
 
@@ -20,6 +20,9 @@ async fn readyz_is_503_while_redis_is_down_and_recovers() {
     let body = json_of(server.get("/readyz").await, 200).await;
     assert_eq!(body["store"], "redis");
 
+    // A Redis that keeps its data (an RDB snapshot, loaded on restart): one that comes back
+    // empty is a lost store, 503 `store_identity_lost` (see `store_sanity.rs`).
+    redis.command(&["SAVE"]).expect("SAVE");
     redis.kill();
     let body = json_of(server.get("/readyz").await, 503).await;
     assert_eq!(body["error"]["code"], "store_unavailable");

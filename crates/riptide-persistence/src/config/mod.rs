@@ -63,6 +63,9 @@ pub struct RedisConfig {
     pub command_timeout_ms: u64,
     /// First segment of every key (`riptide`); lets several deployments share a server.
     pub key_prefix: String,
+    /// Start (with a warning) on a Redis whose `maxmemory-policy` can evict keys without
+    /// a TTL (`allkeys-*`), instead of refusing to.
+    pub allow_evicting_policy: bool,
 }
 
 impl Default for RedisConfig {
@@ -73,6 +76,7 @@ impl Default for RedisConfig {
             connection_timeout_ms: 5_000,
             command_timeout_ms: 5_000,
             key_prefix: DEFAULT_KEY_PREFIX.to_owned(),
+            allow_evicting_policy: false,
         }
     }
 }

@@ -13,6 +13,8 @@
 
 pub mod embedded;
 pub mod gcra;
+pub mod identity;
+pub mod node_check;
 pub mod open;
 pub mod redis;
 
@@ -229,6 +231,13 @@ pub trait Store: Send + Sync + 'static {
     /// Checks that the backend answers.
     async fn ping(&self) -> StoreResult<()>;
 
+    /// How each server node keeps data (see [`NodeSettings`]): one entry for a Redis
+    /// server, one per master of a Cluster, none for the embedded store (it has no
+    /// eviction policy and always persists).
+    async fn node_settings(&self) -> StoreResult<Vec<NodeSettings>> {
+        Ok(Vec::new())
+    }
+
     /// The value of `key`, or `None` when missing or expired.
     async fn get(&self, key: &str) -> StoreResult<Option<Bytes>>;
 
@@ -413,6 +422,21 @@ pub trait Store: Send + Sync + 'static {
     /// Subscribes to `channel`. The subscription survives backend outages by itself:
     /// after reconnecting it yields [`SubscriptionEvent::Resubscribed`].
     async fn subscribe(&self, channel: &str) -> StoreResult<Subscription>;
+}
+
+/// How one Redis node keeps data, as `CONFIG GET` reports it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct NodeSettings {
+    /// The node, `host:port` (no credentials).
+    pub node: String,
+    /// `maxmemory-policy`; `None` when unknown (refused or not reported).
+    pub maxmemory_policy: Option<String>,
+    /// Whether AOF (`appendonly yes`) is on; `None` when unknown.
+    pub aof: Option<bool>,
+    /// Whether RDB snapshots (`save` not empty) are on; `None` when unknown.
+    pub rdb: Option<bool>,
+    /// Why the node refused to answer (`CONFIG` renamed or forbidden), if it did.
+    pub refused: Option<String>,
 }
 
 /// Shared store handle.

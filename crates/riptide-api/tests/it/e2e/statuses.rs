@@ -296,6 +296,9 @@ async fn upstream_failures(rt: &Riptide, acme: &Tenant, pages: &Pages) {
 /// 503 while the Redis server is down: `/readyz` says so, liveness stays 200, a tenant
 /// request that needs the store is refused; both recover when Redis is back.
 async fn store_down(rt: &Riptide, acme: &Tenant, redis: &RedisServer) {
+    // A Redis that keeps its data (an RDB snapshot, loaded on restart): one that comes back
+    // empty is a lost store, 503 `store_identity_lost` (see `store_sanity.rs`).
+    redis.command(&["SAVE"]).expect("SAVE");
     redis.kill();
     let ready = rt.get("/readyz").await;
     expect_error(ready, 503, "store_unavailable").await;

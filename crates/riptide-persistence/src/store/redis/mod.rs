@@ -33,6 +33,7 @@ mod lease;
 mod pubsub;
 mod records;
 mod scripts;
+mod settings;
 
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -45,7 +46,8 @@ use crate::config::RedisConfig;
 use crate::keys::{ScopeKeys, validate_tag};
 use crate::store::{
     CachePut, CountersApplied, Durability, GcraDecision, GcraLimit, LeaseOp, LeaseState,
-    PutOutcome, RemoveOutcome, ScopeUsage, Store, StoreError, StoreKind, StoreResult, Subscription,
+    NodeSettings, PutOutcome, RemoveOutcome, ScopeUsage, Store, StoreError, StoreKind, StoreResult,
+    Subscription,
 };
 
 pub use self::lease::MAX_LEASE_HOLDER_LEN;
@@ -63,6 +65,8 @@ pub struct RedisStore {
     subscriber: Subscriber,
     kind: StoreKind,
     key_prefix: String,
+    /// The server's `host:port` for reports (a Cluster names each master itself).
+    node: String,
 }
 
 impl std::fmt::Debug for RedisStore {
@@ -86,6 +90,7 @@ impl RedisStore {
             subscriber: Subscriber::standalone(url, cfg)?,
             kind: StoreKind::Redis,
             key_prefix: cfg.key_prefix.clone(),
+            node: settings::node_name(url),
         })
     }
 
@@ -99,6 +104,7 @@ impl RedisStore {
             subscriber: Subscriber::cluster(nodes, cfg)?,
             kind: StoreKind::RedisCluster,
             key_prefix: cfg.key_prefix.clone(),
+            node: "cluster".to_owned(),
         })
     }
 
@@ -216,6 +222,10 @@ impl Store for RedisStore {
             .query_async(&mut self.pool.get())
             .await
             .map_err(from_redis)
+    }
+
+    async fn node_settings(&self) -> StoreResult<Vec<NodeSettings>> {
+        settings::read(self.pool.get(), &self.node).await
     }
 
     async fn get(&self, key: &str) -> StoreResult<Option<Bytes>> {

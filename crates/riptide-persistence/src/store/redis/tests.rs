@@ -14,6 +14,7 @@ use crate::tenant_id::TenantId;
 mod lease;
 mod pubsub;
 mod records;
+mod settings;
 
 fn config() -> RedisConfig {
     RedisConfig {
