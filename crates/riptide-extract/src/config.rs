@@ -266,13 +266,13 @@ impl ExtractConfig {
         if self.workers > 0 {
             return self.workers;
         }
-        std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
+        cpus_available()
     }
 
     /// Threads for the service's share of page work: one per CPU it may run on.
     pub(crate) fn page_thread_count(&self) -> usize {
         if self.worker_cpus.is_empty() {
-            std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
+            cpus_available()
         } else {
             self.worker_cpus.len()
         }
@@ -326,6 +326,11 @@ fn parse_net(entry: &str) -> Option<IpNet> {
         .parse::<IpNet>()
         .ok()
         .or_else(|| entry.parse::<IpAddr>().ok().map(IpNet::from))
+}
+
+/// The CPUs this process may run on (at least 1).
+fn cpus_available() -> usize {
+    std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
 }
 
 #[cfg(test)]

@@ -118,11 +118,7 @@ impl Extractor {
         url: &Url,
         extra_headers: &[(String, String)],
     ) -> Result<Extraction, ExtractError> {
-        let (inner, caller, url) = (self.inner.clone(), caller.to_owned(), url.clone());
-        let headers = extra_header_map(extra_headers);
-        self.pages
-            .run(async move { inner.extract(&caller, &url, &headers).await })
-            .await
+        self.on_page_threads(caller, url, extra_headers, Ok).await
     }
 
     /// [`Extractor::extract`], serialized as JSON (on the page threads too: a big
@@ -133,15 +129,26 @@ impl Extractor {
         url: &Url,
         extra_headers: &[(String, String)],
     ) -> Result<Vec<u8>, ExtractError> {
+        self.on_page_threads(caller, url, extra_headers, |extraction| {
+            serde_json::to_vec(&extraction)
+                .map_err(|e| ExtractError::Decode(format!("cannot serialize the extraction: {e}")))
+        })
+        .await
+    }
+
+    /// Fetches and extracts `url`, then `finish`es the extraction, all on the page
+    /// threads.
+    async fn on_page_threads<T: Send + 'static>(
+        &self,
+        caller: &str,
+        url: &Url,
+        extra_headers: &[(String, String)],
+        finish: fn(Extraction) -> Result<T, ExtractError>,
+    ) -> Result<T, ExtractError> {
         let (inner, caller, url) = (self.inner.clone(), caller.to_owned(), url.clone());
         let headers = extra_header_map(extra_headers);
         self.pages
-            .run(async move {
-                let extraction = inner.extract(&caller, &url, &headers).await?;
-                serde_json::to_vec(&extraction).map_err(|e| {
-                    ExtractError::Decode(format!("cannot serialize the extraction: {e}"))
-                })
-            })
+            .run(async move { finish(inner.extract(&caller, &url, &headers).await?) })
             .await
     }
 
