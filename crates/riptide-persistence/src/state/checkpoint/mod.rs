@@ -118,11 +118,14 @@ pub(crate) use self::files::{is_month, is_segment};
 use self::format::{Footer, Header, Line, Meta, WriteError, WriteMsg};
 use crate::clock::SharedClock;
 use crate::config::StateConfig;
-use crate::store::SharedStore;
+use crate::store::{Durability, SharedStore};
+use crate::sync::LeaseToken;
 use crate::tenant_id::TenantId;
 
 /// Tenants read at once while creating, and chunks applied at once while restoring.
 const CONCURRENCY: usize = 8;
+/// The fenced key (beside the checkpoint job's lease) of the latest scheduled checkpoint.
+pub const LATEST: &str = "latest";
 /// Parts queued for the writer thread (each about 256 KiB).
 const WRITE_QUEUE: usize = 16;
 /// Chunks queued between the restore reader and the appliers.
@@ -298,8 +301,30 @@ impl CheckpointManager {
     /// prunes old ones, and returns its listing. Records `checkpoint_duration_seconds`.
     /// On failure no file is left behind.
     pub async fn create(&self, extra: CheckpointExtra) -> Result<CheckpointInfo, CheckpointError> {
+        self.create_with(extra, None).await
+    }
+
+    /// [`Self::create`] for the scheduled checkpoint job, under its singleton lease:
+    /// once the file is written, its id is recorded with a fenced write
+    /// (`<p>:lease:{checkpoint}:latest`, see [`crate::sync::LeaseToken::set`]). When the
+    /// store refuses it (the holding went stale, e.g. this instance was paused past its
+    /// lease while writing) the file is removed again and nothing is pruned, so a stale
+    /// holder's checkpoint is never kept as the newest one nor pushes newer ones out.
+    pub async fn create_fenced(
+        &self,
+        extra: CheckpointExtra,
+        lease: &LeaseToken,
+    ) -> Result<CheckpointInfo, CheckpointError> {
+        self.create_with(extra, Some(lease)).await
+    }
+
+    async fn create_with(
+        &self,
+        extra: CheckpointExtra,
+        lease: Option<&LeaseToken>,
+    ) -> Result<CheckpointInfo, CheckpointError> {
         let started = Instant::now();
-        let result = self.create_inner(extra).await;
+        let result = self.create_inner(extra, lease).await;
         record("create", started, &result);
         match &result {
             Ok(info) => {
@@ -321,6 +346,7 @@ impl CheckpointManager {
     async fn create_inner(
         &self,
         extra: CheckpointExtra,
+        lease: Option<&LeaseToken>,
     ) -> Result<CheckpointInfo, CheckpointError> {
         let now_ms = self.clock.now_ms();
         let id = new_id(now_ms);
@@ -346,6 +372,9 @@ impl CheckpointManager {
             (Err(e), _) => return Err(e),
             (Ok(_), Err(WriteError::Aborted)) => return Err(CheckpointError::WriterStopped),
         };
+        if let Some(lease) = lease {
+            self.record_latest(lease, &id).await?;
+        }
         self.prune().await;
         Ok(CheckpointInfo {
             id,
@@ -533,6 +562,22 @@ impl CheckpointManager {
 
     /// Keeps the newest `retention` checkpoints (of the files named like generated ids)
     /// and removes leftover temp files of crashed writes. Failures are logged: the new checkpoint is written either way.
+    /// Records `id` as the latest scheduled checkpoint, fenced by `lease`; when that
+    /// fails the file is removed (see [`Self::create_fenced`]).
+    async fn record_latest(&self, lease: &LeaseToken, id: &str) -> Result<(), CheckpointError> {
+        let Err(e) = lease
+            .set(LATEST, id.as_bytes(), None, Durability::Durable)
+            .await
+        else {
+            return Ok(());
+        };
+        let path = self.dir.join(format!("{id}{}", files::EXTENSION));
+        if let Err(io) = tokio::fs::remove_file(&path).await {
+            tracing::error!(error = %io, path = %path.display(), "cannot remove a checkpoint that was not recorded");
+        }
+        Err(CheckpointError::Fenced(e))
+    }
+
     async fn prune(&self) {
         let (dir, keep) = (self.dir.clone(), self.retention);
         match tokio::task::spawn_blocking(move || files::prune_dir(&dir, keep)).await {
