@@ -9,8 +9,9 @@
 //! - **holding**: renew at the same cadence and run the job every `interval`; the job
 //!   gets the holding's fencing token ([`LeaseToken`]), and makes its store writes
 //!   through it, so the store refuses them once the holding is stale (`fence.rs`). A renewal that shows the lease lost (another holder, a new token),
-//!   or failed renewals until the holding's known expiry, stop the job: its future is
-//!   dropped at its next `.await`;
+//!   or failed renewals until the holding's known expiry, end the holding: no run
+//!   starts any more, and a run in progress may go on for one more `lease_ttl_ms` (its
+//!   writes are refused, so it stops at its next one) before its future is dropped;
 //! - **shutdown**: the job is dropped, the lease released and the gauge zeroed.
 //!
 //! A run that panics is counted (`sync_job_panics_total{job}`) and logged, and the
@@ -208,6 +209,8 @@ impl Singleton {
         Fut: Future<Output = ()>,
     {
         let mut next_run = self.first_run().await;
+        // Set when a renewal during a run showed the lease lost: the run's deadline.
+        let mut lost_by: Option<Instant> = None;
         loop {
             if Instant::now() >= next_run {
                 // A panicking run (in the call or in the future) is reported and the
@@ -222,10 +225,13 @@ impl Singleton {
                                 biased;
                                 () = self.cancel.cancelled() => return Ended::Cancelled,
                                 outcome = &mut run => break outcome.is_err(),
-                                () = tokio::time::sleep_until(held.renew_at) => {
+                                () = tokio::time::sleep_until(held.renew_at), if lost_by.is_none() => {
                                     if !self.renew(key, &mut held).await {
-                                        return Ended::Lost;
+                                        lost_by = Some(self.lost_mid_run());
                                     }
+                                }
+                                () = tokio::time::sleep_until(lost_by.unwrap_or(next_run)), if lost_by.is_some() => {
+                                    return Ended::Lost;
                                 }
                             }
                         }
@@ -236,7 +242,7 @@ impl Singleton {
                     job_panicked(&self.name);
                     tracing::error!(job = %self.name, "a singleton job run panicked");
                 }
-                if !self.record_run(&token).await {
+                if lost_by.is_some() || !self.record_run(&token).await {
                     return Ended::Lost;
                 }
                 next_run = Instant::now() + self.interval;
@@ -251,6 +257,21 @@ impl Singleton {
                 return Ended::Lost;
             }
         }
+    }
+
+    /// The lease was seen lost while a run is in progress: the run may go on for one more
+    /// `lease_ttl_ms`, then it is dropped. Every write it makes is fenced, so the next
+    /// one is refused and the run stops by itself, learning that it was replaced (and
+    /// cleaning up: a checkpoint's file is removed), instead of being dropped at whatever
+    /// `.await` it had reached when this instance resumed from a pause. Returns the
+    /// deadline.
+    fn lost_mid_run(&self) -> Instant {
+        leader_gauge(&self.name).set(0.0);
+        tracing::warn!(
+            job = %self.name, instance.id = %self.shared.id,
+            "lost the singleton lease during a run; its writes are refused from now on"
+        );
+        Instant::now() + Duration::from_millis(self.shared.cfg.lease_ttl_ms)
     }
 
     /// Renews the holding. False when it is lost: another holder, a new token, or no

@@ -305,11 +305,14 @@ impl CheckpointManager {
     }
 
     /// [`Self::create`] for the scheduled checkpoint job, under its singleton lease:
-    /// once the file is written, its id is recorded with a fenced write
-    /// (`<p>:lease:{checkpoint}:latest`, see [`crate::sync::LeaseToken::set`]). When the
-    /// store refuses it (the holding went stale, e.g. this instance was paused past its
-    /// lease while writing) the file is removed again and nothing is pruned, so a stale
-    /// holder's checkpoint is never kept as the newest one nor pushes newer ones out.
+    /// once the file is complete and fsynced, and before it is renamed into place, its id
+    /// is recorded with a fenced write (`<p>:lease:{checkpoint}:latest`, see
+    /// [`crate::sync::LeaseToken::set`]). When the store refuses it (the holding went
+    /// stale, e.g. this instance was paused past its lease while writing) the temp file
+    /// is removed, nothing is renamed and nothing pruned: a stale holder's checkpoint
+    /// never appears, let alone as the newest one, nor pushes newer ones out. The record
+    /// and the rename run on the writer's thread, so they happen (or not) together even
+    /// when the job itself is dropped meanwhile.
     pub async fn create_fenced(
         &self,
         extra: CheckpointExtra,
@@ -354,8 +357,14 @@ impl CheckpointManager {
         let (tx, rx) = mpsc::channel(WRITE_QUEUE);
         let writer = {
             let (dir, id) = (self.dir.clone(), id.clone());
+            let gate = lease.map(|lease| (lease.clone(), tokio::runtime::Handle::current()));
             tokio::task::spawn_blocking(move || {
-                format::write_file(&dir, &id, Header::new(now_ms), rx)
+                format::write_file_gated(&dir, &id.clone(), Header::new(now_ms), rx, || {
+                    match gate {
+                        Some((lease, runtime)) => runtime.block_on(record_latest(&lease, &id)),
+                        None => Ok(()),
+                    }
+                })
             })
         };
         let collected = self.collect(&id, now_ms, &extra, tx).await;
@@ -370,11 +379,9 @@ impl CheckpointManager {
                 });
             }
             (Err(e), _) => return Err(e),
+            (_, Err(WriteError::Refused(e))) => return Err(CheckpointError::Fenced(e)),
             (Ok(_), Err(WriteError::Aborted)) => return Err(CheckpointError::WriterStopped),
         };
-        if let Some(lease) = lease {
-            self.record_latest(lease, &id).await?;
-        }
         self.prune().await;
         Ok(CheckpointInfo {
             id,
@@ -562,22 +569,6 @@ impl CheckpointManager {
 
     /// Keeps the newest `retention` checkpoints (of the files named like generated ids)
     /// and removes leftover temp files of crashed writes. Failures are logged: the new checkpoint is written either way.
-    /// Records `id` as the latest scheduled checkpoint, fenced by `lease`; when that
-    /// fails the file is removed (see [`Self::create_fenced`]).
-    async fn record_latest(&self, lease: &LeaseToken, id: &str) -> Result<(), CheckpointError> {
-        let Err(e) = lease
-            .set(LATEST, id.as_bytes(), None, Durability::Durable)
-            .await
-        else {
-            return Ok(());
-        };
-        let path = self.dir.join(format!("{id}{}", files::EXTENSION));
-        if let Err(io) = tokio::fs::remove_file(&path).await {
-            tracing::error!(error = %io, path = %path.display(), "cannot remove a checkpoint that was not recorded");
-        }
-        Err(CheckpointError::Fenced(e))
-    }
-
     async fn prune(&self) {
         let (dir, keep) = (self.dir.clone(), self.retention);
         match tokio::task::spawn_blocking(move || files::prune_dir(&dir, keep)).await {
@@ -589,6 +580,14 @@ impl CheckpointManager {
             Err(e) => tracing::warn!(error = %e, "checkpoint pruning task failed"),
         }
     }
+}
+
+/// Records `id` as the latest scheduled checkpoint, fenced by `lease`: the gate of its
+/// file's rename (see [`CheckpointManager::create_fenced`]).
+async fn record_latest(lease: &LeaseToken, id: &str) -> Result<(), crate::sync::SyncError> {
+    lease
+        .set(LATEST, id.as_bytes(), None, Durability::Durable)
+        .await
 }
 
 /// Records the duration and outcome of an operation.
