@@ -55,7 +55,7 @@ enum Kind {
 
 /// `# HELP` texts of the series the service and its persistence layer emit (the seed's
 /// names first), with their kind and unit.
-const DESCRIPTIONS: [(&str, Kind, Option<Unit>, &str); 27] = [
+const DESCRIPTIONS: [(&str, Kind, Option<Unit>, &str); 28] = [
     (
         "http_requests_total",
         Kind::Counter,
@@ -145,6 +145,12 @@ const DESCRIPTIONS: [(&str, Kind, Option<Unit>, &str); 27] = [
         Kind::Gauge,
         None,
         "1 while the store no longer holds the identity this instance started with (wiped or replaced); set by /readyz",
+    ),
+    (
+        riptide_persistence::sync::FENCED_WRITES_REFUSED,
+        Kind::Counter,
+        None,
+        "Writes of a singleton job refused by the store because its lease had passed to another holding (stale fencing token), by job",
     ),
     (
         "tenant_quota_usage",

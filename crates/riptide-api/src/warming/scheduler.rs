@@ -11,8 +11,11 @@
 //!   [`BACKGROUND_JOB`], so it runs on the lease holder only. It ticks every
 //!   `min(interval_seconds, 60 s)` and warms when `warming.interval_seconds` (read live)
 //!   have passed since the last background run on any instance, recorded in the store at
-//!   `<p>:{warming}:last_background_run`. On a fresh store the first tick only records
-//!   the time: the startup tier has just warmed. A run first refreshes the access counts
+//!   `<p>:lease:{cache-warming}:last_background_run` with a fenced write (beside the
+//!   lease, so a holder paused past its lease cannot record, and so does not run; a
+//!   store written by an older version still has it at `<p>:{warming}:...`, read when the
+//!   new key is absent). On a fresh store the first tick only records the time: the
+//!   startup tier has just warmed. A run first refreshes the access counts
 //!   from the store, so it warms what every instance counted. While warming is
 //!   disabled, ticks do nothing.
 
@@ -21,6 +24,7 @@ use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use riptide_persistence::store::Durability;
+use riptide_persistence::sync::LeaseToken;
 
 use super::WarmingService;
 use super::jobs::Job;
@@ -31,6 +35,9 @@ use super::sources::{CacheWarmingSource, Source, manual};
 
 /// The background tier's singleton job (and lease) name.
 pub const BACKGROUND_JOB: &str = "cache-warming";
+
+/// The fenced key (beside the lease) of the time of the last background run.
+const LAST_RUN: &str = "last_background_run";
 
 /// Longest pause between two checks of the background schedule.
 const MAX_TICK: Duration = Duration::from_secs(60);
@@ -171,7 +178,7 @@ pub(super) fn register_background(service: &Arc<WarmingService>) -> anyhow::Resu
             let weak = weak.clone();
             async move {
                 if let Some(service) = weak.upgrade() {
-                    background_tick(&service, lease.token).await;
+                    background_tick(&service, &lease).await;
                 }
             }
         })?;
@@ -180,14 +187,19 @@ pub(super) fn register_background(service: &Arc<WarmingService>) -> anyhow::Resu
 
 /// One tick on the lease holder: warms when the interval has passed since the last
 /// background run on any instance.
-async fn background_tick(service: &WarmingService, fencing_token: u64) {
+async fn background_tick(service: &WarmingService, lease: &LeaseToken) {
     if service.cancel.is_cancelled() || !service.runner.cache.settings().enable_warming {
         return;
     }
     let store = service.runner.cache.store().clone();
-    let key = format!("{}:{{warming}}:last_background_run", store.key_prefix());
+    // Before the fenced key existed the time lived outside the lease's hash tag.
+    let legacy = format!("{}:{{warming}}:last_background_run", store.key_prefix());
     let now = service.runner.clock.now_ms();
-    let last = match store.get(&key).await {
+    let found = match store.get(&lease.key(LAST_RUN)).await {
+        Ok(None) => store.get(&legacy).await,
+        found => found,
+    };
+    let last = match found {
         Ok(found) => found.and_then(|raw| std::str::from_utf8(&raw).ok()?.parse::<u64>().ok()),
         Err(e) => {
             tracing::warn!(error = %e, "cannot read the last background warm run; trying at the next tick");
@@ -200,12 +212,13 @@ async fn background_tick(service: &WarmingService, fencing_token: u64) {
         return;
     }
     // Recorded before the run, so a holder that dies mid-run is not followed by an
-    // immediate rerun; on a fresh store this only starts the schedule.
-    if let Err(e) = store
-        .set(&key, now.to_string().as_bytes(), None, Durability::Durable)
+    // immediate rerun; on a fresh store this only starts the schedule. The write is
+    // fenced: a stale holder (its lease taken over meanwhile) is refused and stops here.
+    if let Err(e) = lease
+        .set(LAST_RUN, now.to_string().as_bytes(), None, Durability::Durable)
         .await
     {
-        tracing::warn!(error = %e, "cannot record the background warm run; trying at the next tick");
+        tracing::warn!(error = %e, "cannot record the background warm run; not warming");
         return;
     }
     if !due {
@@ -227,7 +240,7 @@ async fn background_tick(service: &WarmingService, fencing_token: u64) {
         )
         .into_targets(MAX_BACKGROUND_URLS)
     };
-    tracing::info!(fencing_token, total = targets.len(), "background warm run");
+    tracing::info!(fencing_token = lease.token, total = targets.len(), "background warm run");
     let progress = Arc::new(Progress::new(service.config.load().max_job_failures));
     service.background.store(Some(progress.clone()));
     service.background_runs.fetch_add(1, Ordering::Relaxed);

@@ -22,7 +22,7 @@ use crate::clock::{SharedClock, system_clock};
 use crate::config::{PersistenceConfig, StateConfig};
 use crate::error::InvalidInput;
 use crate::store::{SharedStore, StoreError, open_store};
-use crate::sync::{DistributedSync, InstanceInfo, SyncBody, SyncEvent};
+use crate::sync::{DistributedSync, InstanceInfo, LeaseToken, SyncBody, SyncEvent};
 use crate::tenant::TenantManager;
 
 /// Name of the singleton job that takes scheduled checkpoints.
@@ -140,6 +140,13 @@ impl CheckpointJob {
         let (manager, extra) = (self.manager.clone(), self.extra());
         async move { manager.create(extra).await }
     }
+
+    /// A scheduled checkpoint under the job's lease (see
+    /// [`CheckpointManager::create_fenced`]).
+    async fn take_fenced(&self, lease: LeaseToken) -> Result<CheckpointInfo, CheckpointError> {
+        let (manager, extra) = (self.manager.clone(), self.extra());
+        manager.create_fenced(extra, &lease).await
+    }
 }
 
 impl StateManager {
@@ -242,8 +249,9 @@ impl StateManager {
             sync.run_singleton(CHECKPOINT_JOB, interval, move |lease| {
                 let job = job.clone();
                 async move {
-                    match job.take().await {
-                        Ok(info) => tracing::info!(checkpoint.id = %info.id, fencing_token = lease.token, "scheduled checkpoint"),
+                    let token = lease.token;
+                    match job.take_fenced(lease).await {
+                        Ok(info) => tracing::info!(checkpoint.id = %info.id, fencing_token = token, "scheduled checkpoint"),
                         Err(e) => tracing::error!(error = %e, "scheduled checkpoint failed"),
                     }
                 }

@@ -415,6 +415,26 @@ pub trait Store: Send + Sync + 'static {
         op: LeaseOp,
     ) -> StoreResult<LeaseState>;
 
+    // ---- fenced writes (issue 10, item 3: fencing enforced) ----
+
+    /// Writes `key` (as [`Self::set`]) only while `token` is the fencing token of the
+    /// live holding of the lease at `lease_key` (see [`Self::lease`]): the check and the
+    /// write are one atomic step, so a holder that was paused past its lease and replaced
+    /// cannot write after the fact. `key` must share `lease_key`'s hash tag. Returns
+    /// whether it wrote; `false` (a stale or unknown token, or a lease that is free or
+    /// expired) means nothing was written.
+    async fn set_fenced(
+        &self,
+        lease_key: &str,
+        token: u64,
+        key: &str,
+        value: &[u8],
+        ttl_ms: Option<u64>,
+        durability: Durability,
+    ) -> StoreResult<bool>;
+
+    // ---- end of fenced writes ----
+
     /// Publishes `payload` to every current subscriber of `channel`, on every instance
     /// sharing the store. Returns once the backend has accepted it.
     async fn publish(&self, channel: &str, payload: &[u8]) -> StoreResult<()>;

@@ -7,18 +7,20 @@
 //!   holding would expire, so a dead holder is replaced within one `lease_ttl_ms` of its
 //!   last renewal;
 //! - **holding**: renew at the same cadence and run the job every `interval`; the job
-//!   gets the holding's fencing token ([`LeaseToken`]) to pass to writes that must refuse
-//!   a stale holder. A renewal that shows the lease lost (another holder, a new token),
-//!   or failed renewals until the holding's known expiry, stop the job: its future is
-//!   dropped at its next `.await`;
+//!   gets the holding's fencing token ([`LeaseToken`]), and makes its store writes
+//!   through it, so the store refuses them once the holding is stale (`fence.rs`). A renewal that shows the lease lost (another holder, a new token),
+//!   or failed renewals until the holding's known expiry, end the holding: no run
+//!   starts any more, and a run in progress may go on for one more `lease_ttl_ms` (its
+//!   writes are refused, so it stops at its next one) before its future is dropped;
 //! - **shutdown**: the job is dropped, the lease released and the gauge zeroed.
 //!
 //! A run that panics is counted (`sync_job_panics_total{job}`) and logged, and the
 //! schedule goes on.
 //!
 //! The time of the last run is kept beside the lease (`<p>:lease:{<name>}:last_run`,
-//! the injected clock's milliseconds), so a new holder continues the schedule instead
-//! of running the job again at once. Jobs must therefore be cancel-safe at their
+//! the injected clock's milliseconds, written fenced), so a new holder continues the
+//! schedule instead of running the job again at once; a refused write of it ends the
+//! holding here as a lost renewal does. Jobs must therefore be cancel-safe at their
 //! `.await` points (write atomically, as checkpoints do).
 
 use std::future::Future;
@@ -30,7 +32,8 @@ use futures::FutureExt;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use super::metrics::{job_panicked, leader_gauge};
+use super::fence::{Fence, LeaseToken, fenced_key};
+use super::metrics::{fenced_writes_refused, job_panicked, leader_gauge};
 use super::{Shared, SyncError};
 use crate::store::{Durability, LeaseOp, LeaseState};
 
@@ -40,19 +43,14 @@ pub const MAX_SINGLETON_JOBS: usize = 64;
 /// Longest job name, in bytes.
 pub const MAX_JOB_NAME_LEN: usize = 64;
 
+/// The fenced key (beside the lease) of the time of the last run.
+const LAST_RUN: &str = "last_run";
+
 /// Shortest pause between lease attempts, so a lease about to expire is not polled hot.
 const MIN_WAIT: Duration = Duration::from_millis(5);
 
 /// How long releasing the lease may take on shutdown.
 const RELEASE_TIMEOUT: Duration = Duration::from_secs(2);
-
-/// The holding a job runs under.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct LeaseToken {
-    /// The fencing token: it grows with every new holding of this job's lease, so a
-    /// store write tagged with it can refuse a holder that has since been replaced.
-    pub token: u64,
-}
 
 /// What this instance last learned about a job's lease.
 #[derive(Debug, Clone, Default)]
@@ -114,7 +112,7 @@ impl Singleton {
     }
 
     fn last_run_key(&self) -> String {
-        format!("{}:last_run", self.key())
+        fenced_key(&self.key(), LAST_RUN)
     }
 
     fn tick(&self) -> Duration {
@@ -129,7 +127,14 @@ impl Singleton {
     {
         let gauge = leader_gauge(&self.name);
         gauge.set(0.0);
+        // Registered at 0, so the series exists before the first refusal.
+        fenced_writes_refused(&self.name).increment(0);
         let key = self.key();
+        let fence = Arc::new(Fence {
+            store: self.shared.store.clone(),
+            job: self.name.clone(),
+            lease_key: key.clone(),
+        });
         loop {
             let sent = Instant::now();
             let wait = match self.lease_op(&key, LeaseOp::Acquire).await {
@@ -140,7 +145,7 @@ impl Singleton {
                         job = %self.name, instance.id = %self.shared.id, token = state.token,
                         "took the singleton lease"
                     );
-                    let ended = self.hold(&key, &job, held).await;
+                    let ended = self.hold(&key, &fence, &job, held).await;
                     gauge.set(0.0);
                     match ended {
                         Ended::Cancelled => break,
@@ -198,18 +203,20 @@ impl Singleton {
 
     /// While holding: renew, and run the job on schedule. Returns when the lease is lost
     /// or on shutdown.
-    async fn hold<F, Fut>(&self, key: &str, job: &F, mut held: Held) -> Ended
+    async fn hold<F, Fut>(&self, key: &str, fence: &Arc<Fence>, job: &F, mut held: Held) -> Ended
     where
         F: Fn(LeaseToken) -> Fut,
         Fut: Future<Output = ()>,
     {
         let mut next_run = self.first_run().await;
+        // Set when a renewal during a run showed the lease lost: the run's deadline.
+        let mut lost_by: Option<Instant> = None;
         loop {
             if Instant::now() >= next_run {
                 // A panicking run (in the call or in the future) is reported and the
                 // schedule goes on: the task, its lease and its gauge must not die with it.
-                let token = LeaseToken { token: held.token };
-                let panicked = match catch_unwind(AssertUnwindSafe(|| job(token))) {
+                let token = LeaseToken::new(fence.clone(), held.token);
+                let panicked = match catch_unwind(AssertUnwindSafe(|| job(token.clone()))) {
                     Ok(run) => {
                         let run = AssertUnwindSafe(run).catch_unwind();
                         tokio::pin!(run);
@@ -218,10 +225,13 @@ impl Singleton {
                                 biased;
                                 () = self.cancel.cancelled() => return Ended::Cancelled,
                                 outcome = &mut run => break outcome.is_err(),
-                                () = tokio::time::sleep_until(held.renew_at) => {
+                                () = tokio::time::sleep_until(held.renew_at), if lost_by.is_none() => {
                                     if !self.renew(key, &mut held).await {
-                                        return Ended::Lost;
+                                        lost_by = Some(self.lost_mid_run());
                                     }
+                                }
+                                () = tokio::time::sleep_until(lost_by.unwrap_or(next_run)), if lost_by.is_some() => {
+                                    return Ended::Lost;
                                 }
                             }
                         }
@@ -232,7 +242,9 @@ impl Singleton {
                     job_panicked(&self.name);
                     tracing::error!(job = %self.name, "a singleton job run panicked");
                 }
-                self.record_run().await;
+                if lost_by.is_some() || !self.record_run(&token).await {
+                    return Ended::Lost;
+                }
                 next_run = Instant::now() + self.interval;
                 continue;
             }
@@ -245,6 +257,21 @@ impl Singleton {
                 return Ended::Lost;
             }
         }
+    }
+
+    /// The lease was seen lost while a run is in progress: the run may go on for one more
+    /// `lease_ttl_ms`, then it is dropped. Every write it makes is fenced, so the next
+    /// one is refused and the run stops by itself, learning that it was replaced (and
+    /// cleaning up: a checkpoint's file is removed), instead of being dropped at whatever
+    /// `.await` it had reached when this instance resumed from a pause. Returns the
+    /// deadline.
+    fn lost_mid_run(&self) -> Instant {
+        leader_gauge(&self.name).set(0.0);
+        tracing::warn!(
+            job = %self.name, instance.id = %self.shared.id,
+            "lost the singleton lease during a run; its writes are refused from now on"
+        );
+        Instant::now() + Duration::from_millis(self.shared.cfg.lease_ttl_ms)
     }
 
     /// Renews the holding. False when it is lost: another holder, a new token, or no
@@ -290,27 +317,26 @@ impl Singleton {
         now + self.interval.saturating_sub(since)
     }
 
-    /// Records the time of a finished run (a hint for the next holder's schedule).
-    async fn record_run(&self) {
+    /// Records the time of a finished run (a hint for the next holder's schedule),
+    /// fenced. False when the store refused it: the holding is stale.
+    async fn record_run(&self, lease: &LeaseToken) -> bool {
         let now = self.shared.clock.now_ms();
         let interval_ms = u64::try_from(self.interval.as_millis()).unwrap_or(u64::MAX);
         let ttl = interval_ms
             .saturating_mul(2)
             .saturating_add(self.shared.cfg.lease_ttl_ms);
-        if let Err(e) = self
-            .shared
-            .store
-            .set(
-                &self.last_run_key(),
-                now.to_string().as_bytes(),
-                Some(ttl),
-                Durability::Cache,
-            )
+        match lease
+            .set(LAST_RUN, now.to_string().as_bytes(), Some(ttl), Durability::Cache)
             .await
         {
-            self.shared
-                .store_log
-                .warn(&format!("recording the last run of job {}: {e}", self.name));
+            Ok(()) => true,
+            Err(SyncError::Fenced { .. }) => false,
+            Err(e) => {
+                self.shared
+                    .store_log
+                    .warn(&format!("recording the last run of job {}: {e}", self.name));
+                true
+            }
         }
     }
 

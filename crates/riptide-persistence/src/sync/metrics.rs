@@ -12,6 +12,7 @@
 //! | `sync_heartbeat_failures_total` | | heartbeats the store refused |
 //! | `sync_leader` | `job` | 1 on the instance holding the job's lease, 0 elsewhere |
 //! | `sync_job_panics_total` | `job` | singleton job runs that panicked |
+//! | `sync_fenced_writes_refused_total` | `job` | writes of a singleton job refused because its lease had passed to another holding (stale fencing token) |
 //!
 //! `kind` is one of [`super::message::KINDS`], so label cardinality is fixed. Handles are
 //! resolved once per [`super::DistributedSync`], so counting is an atomic add.
@@ -73,4 +74,18 @@ pub(crate) fn leader_gauge(job: &str) -> Gauge {
 /// Counts a singleton job run that panicked (rare: resolved on use).
 pub(crate) fn job_panicked(job: &str) {
     metrics::counter!("sync_job_panics_total", "job" => job.to_owned()).increment(1);
+}
+
+/// Name of the counter of refused fenced writes.
+pub const FENCED_WRITES_REFUSED: &str = "sync_fenced_writes_refused_total";
+
+/// Counts a write of a singleton job refused for a stale fencing token (rare: resolved
+/// on use).
+pub(crate) fn fenced_write_refused(job: &str) {
+    fenced_writes_refused(job).increment(1);
+}
+
+/// The `sync_fenced_writes_refused_total{job}` counter of one singleton job.
+pub(crate) fn fenced_writes_refused(job: &str) -> Counter {
+    metrics::counter!(FENCED_WRITES_REFUSED, "job" => job.to_owned())
 }

@@ -22,6 +22,7 @@
 //! still queued.
 
 mod channel;
+mod fence;
 mod lease;
 mod message;
 mod metrics;
@@ -51,7 +52,9 @@ use self::metrics::SyncMetrics;
 use self::registry::RegistryKeys;
 
 pub use channel::OUTBOUND_QUEUE;
-pub use lease::{LeaseToken, MAX_JOB_NAME_LEN, MAX_SINGLETON_JOBS};
+pub use fence::LeaseToken;
+pub use lease::{MAX_JOB_NAME_LEN, MAX_SINGLETON_JOBS};
+pub use metrics::FENCED_WRITES_REFUSED;
 pub use message::{
     KINDS, MAX_ID_LEN, MAX_MESSAGE_BYTES, SyncBody, SyncEvent, SyncMessage, WIRE_VERSION,
     tenant_change,
@@ -76,6 +79,15 @@ pub enum SyncError {
     /// The instance has been shut down.
     #[error("the sync layer is shut down")]
     ShutDown,
+    /// A write of singleton job `job` was refused: its holding (fencing token `token`)
+    /// is no longer the lease's live one. Nothing was written.
+    #[error("job {job}: fencing token {token} is stale; the write was refused")]
+    Fenced {
+        /// The job.
+        job: String,
+        /// The stale token.
+        token: u64,
+    },
 }
 
 /// A handler of sync events; see [`DistributedSync::on_event`].

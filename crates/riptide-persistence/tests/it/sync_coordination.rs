@@ -14,7 +14,7 @@ use riptide_persistence::cache::Invalidation;
 use riptide_persistence::clock::system_clock;
 use riptide_persistence::config::{RedisConfig, SyncConfig};
 use riptide_persistence::keys::{KeyHash, Namespace, Scope, ScopeKeys};
-use riptide_persistence::store::LeaseOp;
+use riptide_persistence::store::{Durability, LeaseOp};
 use riptide_persistence::store::redis::RedisStore;
 use riptide_persistence::sync::{
     DistributedSync, OUTBOUND_QUEUE, SyncBody, SyncError, SyncEvent, SyncMessage, tenant_change,
@@ -142,6 +142,7 @@ on_every_backend!(
     a_singleton_job_runs_on_one_instance_and_moves_on_shutdown,
     a_dead_holder_is_replaced_within_one_lease_and_listed_not_alive,
     a_job_is_stopped_when_its_lease_is_lost,
+    a_stale_run_s_fenced_writes_are_refused_and_it_stops,
 );
 
 async fn instances_list_each_other(b: Backend) {
@@ -582,9 +583,10 @@ async fn a_job_is_stopped_when_its_lease_is_lost(b: Backend) {
     })
     .await
     .expect("A's job was stopped");
-    // A notices at its next renewal, a third of a lease later.
+    // A notices at its next renewal, a third of a lease later; the run in progress then
+    // has one more lease to reach a (refused) fenced write before it is dropped.
     assert!(
-        stopped - stolen <= Duration::from_millis(LEASE_TTL_MS / 3 + 75),
+        stopped - stolen <= Duration::from_millis(LEASE_TTL_MS / 3 + LEASE_TTL_MS + 75),
         "stopped {:?} after the lease was lost",
         stopped - stolen
     );
@@ -756,4 +758,96 @@ async fn coordination_resumes_after_a_redis_restart() {
     assert!(both.is_some(), "both instances listed again");
     a.shutdown().await;
     b_side.shutdown().await;
+}
+
+/// What a run saw of its fenced writes: (token, result) in order.
+type Writes = Arc<Mutex<Vec<(u64, Result<(), String>)>>>;
+
+/// A holder replaced while its run is in progress (as when its process was paused past
+/// the lease): the run goes on, and its next fenced write is refused, writes nothing
+/// and is an error the run sees, so it stops; the new holder's writes land.
+async fn a_stale_run_s_fenced_writes_are_refused_and_it_stops(b: Backend) {
+    let ts = store(b).await;
+    let a = start(ts.store.clone()).await;
+    let job = format!("job-{}", tenant());
+    let writes: Writes = Arc::default();
+    let go_on = Arc::new(tokio::sync::Notify::new());
+    {
+        let (writes, go_on) = (writes.clone(), go_on.clone());
+        a.run_singleton(&job, Duration::from_secs(60), move |lease| {
+            let (writes, go_on) = (writes.clone(), go_on.clone());
+            async move {
+                let first = lease.set("mark", b"a-1", None, Durability::Durable).await;
+                writes.lock().unwrap().push((lease.token, first.map_err(|e| e.to_string())));
+                go_on.notified().await;
+                // Every write after the pause, until one is refused.
+                loop {
+                    let next = lease.set("mark", b"a-late", None, Durability::Durable).await;
+                    let refused = next.is_err();
+                    writes.lock().unwrap().push((lease.token, next.map_err(|e| e.to_string())));
+                    if refused {
+                        return;
+                    }
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                }
+            }
+        })
+        .unwrap();
+    }
+    eventually(Duration::from_secs(2), || async {
+        (!writes.lock().unwrap().is_empty()).then_some(())
+    })
+    .await
+    .expect("the job wrote");
+    let (first_token, first) = writes.lock().unwrap()[0].clone();
+    assert_eq!(first, Ok(()), "the holder's write lands");
+    let key = format!("{}:lease:{{{job}}}", ts.store.key_prefix());
+    let mark = format!("{key}:mark");
+    assert_eq!(
+        ts.store.get(&mark).await.unwrap().as_deref(),
+        Some(&b"a-1"[..])
+    );
+
+    // Another holder takes the lease and writes under its own token.
+    let intruder = eventually(Duration::from_secs(3), || async {
+        ts.store.delete(std::slice::from_ref(&key)).await.unwrap();
+        let state = ts
+            .store
+            .lease(&key, "intruder", 60_000, LeaseOp::Acquire)
+            .await
+            .unwrap();
+        state.held.then_some(state)
+    })
+    .await
+    .expect("the intruder takes the lease");
+    assert!(intruder.token > first_token);
+    let written = ts
+        .store
+        .set_fenced(&key, intruder.token, &mark, b"intruder", None, Durability::Durable)
+        .await
+        .unwrap();
+    assert!(written);
+
+    // The stale run resumes: its write is refused, nothing lands, the run stops.
+    go_on.notify_one();
+    let seen = eventually(Duration::from_secs(2), || async {
+        let w = writes.lock().unwrap();
+        w.last().filter(|(_, r)| r.is_err()).map(|_| w.clone())
+    })
+    .await
+    .expect("a refused write");
+    let (token, refused) = seen.last().unwrap().clone();
+    assert_eq!(token, first_token);
+    let refused = refused.unwrap_err();
+    assert!(refused.contains("stale"), "{refused}");
+    assert_eq!(
+        ts.store.get(&mark).await.unwrap().as_deref(),
+        Some(&b"intruder"[..]),
+        "the stale write changed nothing"
+    );
+    // A's loop learns it at its next renewal.
+    eventually(Duration::from_secs(2), || async { (!a.is_leader(&job)).then_some(()) })
+        .await
+        .expect("A no longer leads");
+    a.shutdown().await;
 }

@@ -12,6 +12,7 @@
 //! | [`error_bodies`] | refused heads (431, 400), 404/405, 415 and hostile input: JSON bodies that quote nothing large; unknown fields at any depth |
 //! | [`isolation`] | two tenants on one URL: cache, sessions, usage and invalidation stay apart |
 //! | [`two_instances`] | two binaries on one Redis: tenants, suspensions, invalidations, revocations |
+//! | [`fencing`] | the checkpoint leader paused (SIGSTOP) past its lease and resumed: its write is refused and counted |
 //! | [`sigterm`] | SIGTERM under load: exit 0 in time, no failed request, no lost usage |
 //! | [`slow_clients`] | half-sent heads, idle and slow-body connections are cut; everyone else is served |
 //! | [`connection_limit`] | past `server.max_connections` a fast 503; the open-file limit raised and respected |
@@ -31,6 +32,7 @@ mod auth_throttle;
 mod connection_limit;
 mod crawl_memory;
 mod error_bodies;
+mod fencing;
 mod file_modes;
 mod flows;
 mod hostile;

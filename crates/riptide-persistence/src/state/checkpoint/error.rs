@@ -9,6 +9,10 @@ use crate::store::StoreError;
 /// store is touched.
 #[derive(Debug, Error)]
 pub enum CheckpointError {
+    /// A scheduled checkpoint whose singleton lease had passed to another holding by the
+    /// time it was written (or whose fenced record failed): its file was removed.
+    #[error("checkpoint not kept: {0}")]
+    Fenced(crate::sync::SyncError),
     /// The id has characters other than `[0-9A-Za-z_-]` (before an optional `.ckpt`).
     #[error(
         "invalid checkpoint id {0:?}: expected 1 to 128 characters of [0-9A-Za-z_-], optionally followed by .ckpt"
@@ -109,6 +113,7 @@ impl CheckpointError {
             | CheckpointError::Corrupt { .. } => "invalid_checkpoint",
             CheckpointError::UnsupportedVersion { .. } => "unsupported_version",
             CheckpointError::Store(_) => "store",
+            CheckpointError::Fenced(_) => "fenced",
             CheckpointError::Read { .. }
             | CheckpointError::Io { .. }
             | CheckpointError::Encode(_)

@@ -275,6 +275,8 @@ pub enum WriteError {
     Aborted,
     /// A file operation failed.
     Io(&'static str, io::Error),
+    /// The gate before the rename refused (see [`write_file_gated`]).
+    Refused(crate::sync::SyncError),
 }
 
 /// A temp file removed on drop unless persisted.
@@ -329,7 +331,21 @@ pub fn write_file(
     dir: &Path,
     id: &str,
     header: Header,
+    rx: mpsc::Receiver<WriteMsg>,
+) -> Result<(PathBuf, u64, Footer), WriteError> {
+    write_file_gated(dir, id, header, rx, || Ok(()))
+}
+
+/// [`write_file`], with `gate` called once the temp file is complete and fsynced, right
+/// before the rename: when it refuses, the temp file is removed and nothing is renamed.
+/// The gate runs on this (blocking) thread, so it decides even when whoever awaits the
+/// writer has gone away meanwhile.
+pub fn write_file_gated(
+    dir: &Path,
+    id: &str,
+    header: Header,
     mut rx: mpsc::Receiver<WriteMsg>,
+    gate: impl FnOnce() -> Result<(), crate::sync::SyncError>,
 ) -> Result<(PathBuf, u64, Footer), WriteError> {
     let final_path = dir.join(format!("{id}.ckpt"));
     let mut temp = TempFile {
@@ -380,6 +396,7 @@ pub fn write_file(
         .map_err(|e| WriteError::Io("stat the file", e))?
         .len();
     drop(file);
+    gate().map_err(WriteError::Refused)?;
     std::fs::rename(&temp.path, &final_path)
         .map_err(|e| WriteError::Io("rename the temp file", e))?;
     temp.persisted = true;

@@ -118,11 +118,14 @@ pub(crate) use self::files::{is_month, is_segment};
 use self::format::{Footer, Header, Line, Meta, WriteError, WriteMsg};
 use crate::clock::SharedClock;
 use crate::config::StateConfig;
-use crate::store::SharedStore;
+use crate::store::{Durability, SharedStore};
+use crate::sync::LeaseToken;
 use crate::tenant_id::TenantId;
 
 /// Tenants read at once while creating, and chunks applied at once while restoring.
 const CONCURRENCY: usize = 8;
+/// The fenced key (beside the checkpoint job's lease) of the latest scheduled checkpoint.
+pub const LATEST: &str = "latest";
 /// Parts queued for the writer thread (each about 256 KiB).
 const WRITE_QUEUE: usize = 16;
 /// Chunks queued between the restore reader and the appliers.
@@ -298,8 +301,33 @@ impl CheckpointManager {
     /// prunes old ones, and returns its listing. Records `checkpoint_duration_seconds`.
     /// On failure no file is left behind.
     pub async fn create(&self, extra: CheckpointExtra) -> Result<CheckpointInfo, CheckpointError> {
+        self.create_with(extra, None).await
+    }
+
+    /// [`Self::create`] for the scheduled checkpoint job, under its singleton lease:
+    /// once the file is complete and fsynced, and before it is renamed into place, its id
+    /// is recorded with a fenced write (`<p>:lease:{checkpoint}:latest`, see
+    /// [`crate::sync::LeaseToken::set`]). When the store refuses it (the holding went
+    /// stale, e.g. this instance was paused past its lease while writing) the temp file
+    /// is removed, nothing is renamed and nothing pruned: a stale holder's checkpoint
+    /// never appears, let alone as the newest one, nor pushes newer ones out. The record
+    /// and the rename run on the writer's thread, so they happen (or not) together even
+    /// when the job itself is dropped meanwhile.
+    pub async fn create_fenced(
+        &self,
+        extra: CheckpointExtra,
+        lease: &LeaseToken,
+    ) -> Result<CheckpointInfo, CheckpointError> {
+        self.create_with(extra, Some(lease)).await
+    }
+
+    async fn create_with(
+        &self,
+        extra: CheckpointExtra,
+        lease: Option<&LeaseToken>,
+    ) -> Result<CheckpointInfo, CheckpointError> {
         let started = Instant::now();
-        let result = self.create_inner(extra).await;
+        let result = self.create_inner(extra, lease).await;
         record("create", started, &result);
         match &result {
             Ok(info) => {
@@ -321,6 +349,7 @@ impl CheckpointManager {
     async fn create_inner(
         &self,
         extra: CheckpointExtra,
+        lease: Option<&LeaseToken>,
     ) -> Result<CheckpointInfo, CheckpointError> {
         let now_ms = self.clock.now_ms();
         let id = new_id(now_ms);
@@ -328,8 +357,14 @@ impl CheckpointManager {
         let (tx, rx) = mpsc::channel(WRITE_QUEUE);
         let writer = {
             let (dir, id) = (self.dir.clone(), id.clone());
+            let gate = lease.map(|lease| (lease.clone(), tokio::runtime::Handle::current()));
             tokio::task::spawn_blocking(move || {
-                format::write_file(&dir, &id, Header::new(now_ms), rx)
+                format::write_file_gated(&dir, &id.clone(), Header::new(now_ms), rx, || {
+                    match gate {
+                        Some((lease, runtime)) => runtime.block_on(record_latest(&lease, &id)),
+                        None => Ok(()),
+                    }
+                })
             })
         };
         let collected = self.collect(&id, now_ms, &extra, tx).await;
@@ -344,6 +379,7 @@ impl CheckpointManager {
                 });
             }
             (Err(e), _) => return Err(e),
+            (_, Err(WriteError::Refused(e))) => return Err(CheckpointError::Fenced(e)),
             (Ok(_), Err(WriteError::Aborted)) => return Err(CheckpointError::WriterStopped),
         };
         self.prune().await;
@@ -544,6 +580,14 @@ impl CheckpointManager {
             Err(e) => tracing::warn!(error = %e, "checkpoint pruning task failed"),
         }
     }
+}
+
+/// Records `id` as the latest scheduled checkpoint, fenced by `lease`: the gate of its
+/// file's rename (see [`CheckpointManager::create_fenced`]).
+async fn record_latest(lease: &LeaseToken, id: &str) -> Result<(), crate::sync::SyncError> {
+    lease
+        .set(LATEST, id.as_bytes(), None, Durability::Durable)
+        .await
 }
 
 /// Records the duration and outcome of an operation.

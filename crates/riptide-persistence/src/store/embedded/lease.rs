@@ -35,8 +35,8 @@ pub(super) fn fence_key(key: &str) -> String {
 
 /// A live holding as stored at the lease key.
 #[derive(Debug, Clone, PartialEq, Eq)]
-struct Holding {
-    token: u64,
+pub(super) struct Holding {
+    pub(super) token: u64,
     holder: String,
     /// Expiry in ms since the epoch (from the value's header).
     expires_at: u64,
@@ -102,7 +102,7 @@ fn check_holder(holder: &str) -> StoreResult<()> {
 }
 
 /// The live holding in a raw `kv` value (header and payload) at `now`, if any.
-fn holding_in(raw: Option<&[u8]>, now: u64) -> StoreResult<Option<Holding>> {
+pub(super) fn holding_in(raw: Option<&[u8]>, now: u64) -> StoreResult<Option<Holding>> {
     let Some(raw) = raw else { return Ok(None) };
     let (expires_at, payload) = split_value(raw)?;
     if !is_live(expires_at, now) {

@@ -47,6 +47,7 @@
 
 mod cache;
 mod counters;
+mod fenced;
 mod lease;
 mod pubsub;
 mod rate;
@@ -641,6 +642,18 @@ impl Store for EmbeddedStore {
         op: LeaseOp,
     ) -> StoreResult<LeaseState> {
         lease::lease(self, key, holder, ttl_ms, op).await
+    }
+
+    async fn set_fenced(
+        &self,
+        lease_key: &str,
+        token: u64,
+        key: &str,
+        value: &[u8],
+        ttl_ms: Option<u64>,
+        durability: Durability,
+    ) -> StoreResult<bool> {
+        fenced::set_fenced(self, lease_key, token, key, value, ttl_ms, durability).await
     }
 
     async fn publish(&self, channel: &str, payload: &[u8]) -> StoreResult<()> {

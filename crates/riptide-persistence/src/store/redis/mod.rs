@@ -15,7 +15,9 @@
 //! `store/gcra.rs` in integer µs and takes the caller's clock.
 //!
 //! Coordination: `lease` is one script run (`lease.rs`, `scripts/lease.lua`) on the lease
-//! key and its fencing counter, with the holding's TTL on the server's clock; `publish` is
+//! key and its fencing counter, with the holding's TTL on the server's clock;
+//! `set_fenced` is one script run (`scripts/set_fenced.lua`) that checks the holding's
+//! token and writes; `publish` is
 //! one `PUBLISH` on a pooled connection, and each `subscribe` starts a task owning a
 //! dedicated pub/sub connection that resubscribes by itself after outages (`pubsub.rs`).
 //! On a Cluster, classic pub/sub is broadcast to every node, so a subscription listens on
@@ -573,6 +575,21 @@ impl Store for RedisStore {
         let cmd = scripts::lease(key, holder, ttl_ms, op);
         let reply: lease::LeaseReply = self.eval(&scripts::LEASE, &cmd).await?;
         Ok(lease::state(reply))
+    }
+
+    async fn set_fenced(
+        &self,
+        lease_key: &str,
+        token: u64,
+        key: &str,
+        value: &[u8],
+        ttl_ms: Option<u64>,
+        _durability: Durability,
+    ) -> StoreResult<bool> {
+        check_ttl(ttl_ms)?;
+        let cmd = scripts::set_fenced(lease_key, token, key, value, ttl_ms);
+        let written: i64 = self.eval(&scripts::SET_FENCED, &cmd).await?;
+        Ok(written == 1)
     }
 
     async fn publish(&self, channel: &str, payload: &[u8]) -> StoreResult<()> {

@@ -1,6 +1,6 @@
 //! The Lua scripts behind the `cache_*` methods and the record and coordination methods
 //! that need more than one command (`compare_and_swap`, `counters_set`,
-//! `counters_add_once`, `counters_get_applied`, `gcra`, `lease`), and the commands that
+//! `counters_add_once`, `counters_get_applied`, `gcra`, `lease`, `set_fenced`), and the commands that
 //! invoke them.
 //!
 //! Each `cache_*` call is one script run: Redis runs a script atomically, which is what
@@ -67,6 +67,8 @@ pub(super) static COUNTERS_GET_APPLIED: LazyLock<Script> =
 pub(super) static GCRA: LazyLock<Script> = record_script!("scripts/gcra.lua");
 /// `lease`: acquire / extend / release a lease, with its fencing counter.
 pub(super) static LEASE: LazyLock<Script> = record_script!("scripts/lease.lua");
+/// `set_fenced`: SET only while the lease is held under the writer's token.
+pub(super) static SET_FENCED: LazyLock<Script> = record_script!("scripts/set_fenced.lua");
 
 /// Most entries one `remove_set` or `clear` call handles: a few milliseconds of server
 /// time, so other clients are not stalled behind a large invalidation.
@@ -236,5 +238,23 @@ pub(super) fn lease(key: &str, holder: &str, ttl_ms: u64, op: LeaseOp) -> Cmd {
         LeaseOp::Acquire => "acquire",
         LeaseOp::Release => "release",
     });
+    cmd
+}
+
+/// The `set_fenced` call: `KEYS = [lease key, key]`; `ARGV = token, value, ttl_ms or ''`.
+/// The token is sent in decimal and compared as a string, so it stays exact.
+pub(super) fn set_fenced(
+    lease_key: &str,
+    token: u64,
+    key: &str,
+    value: &[u8],
+    ttl_ms: Option<u64>,
+) -> Cmd {
+    let mut cmd = record_invocation(&SET_FENCED, &[lease_key, key]);
+    cmd.arg(token.to_string()).arg(value);
+    match ttl_ms {
+        Some(ttl) => cmd.arg(ttl),
+        None => cmd.arg(""),
+    };
     cmd
 }

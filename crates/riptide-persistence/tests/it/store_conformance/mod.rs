@@ -14,11 +14,13 @@
 //!   `counters_add_once`), GCRA rate limiting with overrides.
 //! - `counters_applied`: counters read together with the applied flags of batch ids.
 //! - `coordination`: leases with fencing tokens, publish/subscribe across instances.
+//! - `fenced`: writes refused atomically unless their fencing token holds the lease.
 
 mod accounting;
 mod budget;
 mod coordination;
 mod counters_applied;
+mod fenced;
 mod invalidation;
 mod isolation;
 mod kv;

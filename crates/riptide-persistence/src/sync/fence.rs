@@ -1,0 +1,102 @@
+//! Fenced writes of singleton jobs: a job writes through its [`LeaseToken`], and the
+//! store refuses the write atomically unless the token is still the live holding's
+//! (see [`crate::store::Store::set_fenced`]).
+//!
+//! This is what stops a holder that was paused (a stop signal, a long GC-like stall, a
+//! frozen VM) past its lease: when it resumes, its job may still be in the middle of a
+//! run and reach a write before its next renewal shows the lease lost. The write is then
+//! refused, counted in `sync_fenced_writes_refused_total{job}`, logged, and returned to
+//! the job as [`SyncError::Fenced`], so the run stops there.
+//!
+//! Fenced keys live under the lease's hash tag (`<p>:lease:{<job>}:<name>`), so the
+//! lease and the key are one slot on a Redis Cluster and one script can check the one
+//! and write the other.
+
+use std::sync::Arc;
+
+use super::SyncError;
+use super::metrics::fenced_write_refused;
+use crate::store::{Durability, SharedStore};
+
+/// The holding a job runs under: its fencing token, and the fenced writes made with it.
+#[derive(Clone)]
+pub struct LeaseToken {
+    /// The fencing token: it grows with every new holding of this job's lease, so a
+    /// store write tagged with it can refuse a holder that has since been replaced.
+    pub token: u64,
+    fence: Arc<Fence>,
+}
+
+/// What every run of one job's loop shares.
+pub(crate) struct Fence {
+    pub(crate) store: SharedStore,
+    pub(crate) job: String,
+    pub(crate) lease_key: String,
+}
+
+impl std::fmt::Debug for LeaseToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LeaseToken")
+            .field("job", &self.fence.job)
+            .field("token", &self.token)
+            .finish()
+    }
+}
+
+impl LeaseToken {
+    pub(crate) fn new(fence: Arc<Fence>, token: u64) -> Self {
+        Self { token, fence }
+    }
+
+    /// The job's name.
+    pub fn job(&self) -> &str {
+        &self.fence.job
+    }
+
+    /// The store key `<p>:lease:{<job>}:<name>`: under the lease's hash tag, so it can be
+    /// written by [`Self::set`].
+    pub fn key(&self, name: &str) -> String {
+        fenced_key(&self.fence.lease_key, name)
+    }
+
+    /// Writes [`Self::key`]`(name)` only while this holding is the lease's live one, in
+    /// one atomic step of the store. A stale holding writes nothing and gets
+    /// [`SyncError::Fenced`] (counted and logged here).
+    pub async fn set(
+        &self,
+        name: &str,
+        value: &[u8],
+        ttl_ms: Option<u64>,
+        durability: Durability,
+    ) -> Result<(), SyncError> {
+        let written = self
+            .fence
+            .store
+            .set_fenced(
+                &self.fence.lease_key,
+                self.token,
+                &self.key(name),
+                value,
+                ttl_ms,
+                durability,
+            )
+            .await?;
+        if written {
+            return Ok(());
+        }
+        fenced_write_refused(&self.fence.job);
+        tracing::warn!(
+            job = %self.fence.job, fencing_token = self.token, key = name,
+            "a write under a stale singleton lease was refused"
+        );
+        Err(SyncError::Fenced {
+            job: self.fence.job.clone(),
+            token: self.token,
+        })
+    }
+}
+
+/// `<lease key>:<name>`.
+pub(crate) fn fenced_key(lease_key: &str, name: &str) -> String {
+    format!("{lease_key}:{name}")
+}
