@@ -420,8 +420,12 @@ mod tests {
     #[test]
     fn huge_usage_saturates_instead_of_overflowing() {
         let u = usage(u64::MAX, u64::MAX, u64::MAX, u64::MAX);
-        let bill = compute_bill(&tenant(), BillingPlan::Enterprise, &plan(), &u);
-        // data: (MAX - 1 MiB) / 1 MiB blocks × 20 cents saturates.
+        let mut p = plan();
+        if let Some(data) = p.price.meters.get_mut("data_transfer_bytes") {
+            data.price_cents = u64::MAX;
+        }
+        let bill = compute_bill(&tenant(), BillingPlan::Enterprise, &p, &u);
+        // data: ~2^44 blocks × (2^64 - 1) cents saturates.
         assert_eq!(line(&bill, "data_transfer_bytes").amount_cents, u64::MAX);
         // operations: ceil((MAX - 1000) / 100) blocks × 5 cents still fits in u64.
         let ops = line(&bill, "operations");
