@@ -216,6 +216,7 @@ fn bill() -> Value {
             "currency",
             "lines",
             "total_cents",
+            "frozen_at",
         ],
         json!({
             "tenant_id": string("The tenant billed."),
@@ -225,6 +226,10 @@ fn bill() -> Value {
             "lines": array("The base fee line first, then one line per priced meter.",
                 schema("BillLine")),
             "total_cents": count("Sum of the lines' amounts."),
+            "frozen_at": nullable(time("When the closed month's bill was frozen \
+                (`tenant.bill_freeze_delay_ms` after the month ended); it never changes \
+                again. `null`: priced on each read (the open month, or one closed too \
+                recently).")),
         }),
     )
 }

@@ -211,8 +211,10 @@ fn get_billing() -> Value {
             "tags": ["admin-tenants"],
             "summary": "A tenant's bill for a month",
             "description": "The month's usage priced with the plan's price table: the base \
-                fee line, then one line per priced meter. 409 `billing_disabled` when \
-                billing is off.",
+                fee line, then one line per priced meter. The open month uses the plans in \
+                force now; a closed month the plan and prices in force when it ended, and \
+                once frozen (`frozen_at`) its bill is returned as stored. Storage is not \
+                billed. 409 `billing_disabled` when billing is off.",
             "parameters": [period_parameter()],
             "responses": responses(
                 vec![(200, json_reply("The bill.", schema("Bill"), &[]))],

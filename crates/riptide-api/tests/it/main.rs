@@ -9,6 +9,7 @@ mod admin_roles;
 mod admin_state;
 mod admin_tenants;
 mod admin_tokens;
+mod billing_live;
 mod binary;
 mod cli;
 mod crawl;

@@ -33,6 +33,10 @@ pub struct TenantConfig {
     pub usage_buffer_max: usize,
     /// Delete a tenant's usage and billing history with the tenant (else kept).
     pub purge_billing_history_on_delete: bool,
+    /// How long after a month ends its bill is frozen, ms: late usage still being
+    /// flushed by other instances counts until then (the prices are sealed at the end
+    /// itself). At least `usage_flush_interval_ms`.
+    pub bill_freeze_delay_ms: u64,
     /// Audit records older than this many days are deleted.
     pub audit_retention_days: u32,
     /// Prefix of API keys, so leaked keys are recognisable (e.g. by secret scanners).
@@ -70,6 +74,7 @@ impl Default for TenantConfig {
             usage_flush_interval_ms: 1_000,
             usage_buffer_max: 100_000,
             purge_billing_history_on_delete: false,
+            bill_freeze_delay_ms: 300_000,
             audit_retention_days: 365,
             api_key_prefix: "rt_".to_owned(),
             api_key_rotation_overlap_seconds: 86_400,
@@ -99,6 +104,7 @@ impl std::fmt::Debug for TenantConfig {
                 "purge_billing_history_on_delete",
                 &self.purge_billing_history_on_delete,
             )
+            .field("bill_freeze_delay_ms", &self.bill_freeze_delay_ms)
             .field("audit_retention_days", &self.audit_retention_days)
             .field("api_key_prefix", &self.api_key_prefix)
             .field(
@@ -140,7 +146,7 @@ pub struct PlanConfig {
 pub struct PriceTable {
     /// Fixed monthly fee.
     pub base_fee_cents: u64,
-    /// Per meter (`operations`, `data_transfer_bytes`, `compute_ms`, `storage_bytes`).
+    /// Per meter (`operations`, `data_transfer_bytes`, `compute_ms`; storage is not billed).
     pub meters: BTreeMap<String, MeterPrice>,
 }
 
@@ -304,6 +310,12 @@ impl TenantConfig {
             self.usage_flush_interval_ms,
         )?;
         positive("tenant.usage_buffer_max", self.usage_buffer_max as u64)?;
+        if self.bill_freeze_delay_ms < self.usage_flush_interval_ms {
+            return Err(config_err(
+                "tenant.bill_freeze_delay_ms",
+                "at least tenant.usage_flush_interval_ms",
+            ));
+        }
         positive(
             "tenant.audit_retention_days",
             u64::from(self.audit_retention_days),

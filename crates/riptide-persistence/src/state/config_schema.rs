@@ -112,6 +112,7 @@ pub const PERSISTENCE_RESTART_ONLY: &[&str] = &[
     "persistence.tenant.usage_flush_interval_ms",
     "persistence.tenant.usage_buffer_max",
     "persistence.tenant.purge_billing_history_on_delete",
+    "persistence.tenant.bill_freeze_delay_ms",
     "persistence.tenant.audit_retention_days",
     "persistence.tenant.api_key_prefix",
     "persistence.tenant.api_key_rotation_overlap_seconds",

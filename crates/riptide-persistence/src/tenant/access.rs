@@ -1,7 +1,7 @@
 //! The request-path calls of the seed: `validate_access`, `record_usage`, `get_usage`,
 //! `billing`.
 
-use super::billing::{Bill, Period, compute_bill};
+use super::billing::{Bill, Period};
 use super::error::{TenantError, TenantResult};
 use super::manager::TenantManager;
 use super::model::{ResourceUsageRecord, Tenant, TenantStatus};
@@ -95,26 +95,6 @@ impl TenantManager {
         self.usage.usage(&id, period).await
     }
 
-    /// The tenant's bill for `period` (`YYYY-MM`) from its plan's price table.
-    pub async fn billing(&self, tenant_id: &str, period: &str) -> TenantResult<Bill> {
-        if !self.live.load().enable_billing {
-            return Err(TenantError::BillingDisabled);
-        }
-        let (id, tenant) = self.require(tenant_id).await?;
-        let usage = self.usage.usage(&id, period).await?;
-        // Priced with the plan as configured now (a reloaded price applies at once).
-        let live = self.live.load();
-        let plan = live
-            .plan(tenant.plan)
-            .ok_or_else(|| TenantError::InvalidField {
-                field: "plan",
-                reason: format!("plan {} is not configured", tenant.plan),
-            })?;
-        let bill = compute_bill(&id, tenant.plan, plan, &usage);
-        self.metrics_billing(&id, &bill);
-        Ok(bill)
-    }
-
     /// Flushes buffered usage now (also done every `usage_flush_interval_ms`).
     pub async fn flush_usage(&self) -> TenantResult<()> {
         self.usage.flush().await.map(drop)
@@ -138,7 +118,7 @@ impl TenantManager {
         }
     }
 
-    fn metrics_billing(&self, id: &TenantId, bill: &Bill) {
+    pub(super) fn metrics_billing(&self, id: &TenantId, bill: &Bill) {
         let Ok(period) = Period::parse(&bill.period) else {
             return;
         };

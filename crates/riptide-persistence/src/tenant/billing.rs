@@ -16,7 +16,7 @@ use super::error::{TenantError, TenantResult};
 use super::model::BillingPlan;
 use super::resource::METERS;
 use super::usage::UsageSummary;
-use crate::config::PlanConfig;
+use crate::config::{PlanConfig, PriceTable};
 use crate::tenant_id::{TenantId, truncate_for_error};
 
 /// The currency of every amount.
@@ -160,7 +160,7 @@ impl<'de> Deserialize<'de> for Period {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LineItem {
     /// [`BASE_FEE_ITEM`] or a meter name (`operations`, `data_transfer_bytes`,
-    /// `compute_ms`, `storage_bytes`).
+    /// `compute_ms`).
     pub item: String,
     /// Units covered by the base fee.
     pub included: u64,
@@ -191,6 +191,11 @@ pub struct Bill {
     pub lines: Vec<LineItem>,
     /// Sum of the lines' amounts, saturating.
     pub total_cents: u64,
+    /// When the bill of a closed month was frozen: from then on it is returned as
+    /// stored, whatever the plans or prices say. `None`: the month is still open (or
+    /// closed less than `tenant.bill_freeze_delay_ms` ago), priced on each read.
+    #[serde(default)]
+    pub frozen_at: Option<DateTime<Utc>>,
 }
 
 /// The figure of `usage` a meter of the price table bills, or `None` for a name that is
@@ -200,7 +205,6 @@ pub fn meter_usage(usage: &UsageSummary, meter: &str) -> Option<u64> {
         "operations" => Some(usage.operations),
         "data_transfer_bytes" => Some(usage.data_bytes),
         "compute_ms" => Some(usage.compute_ms),
-        "storage_bytes" => Some(usage.storage_bytes),
         _ => None,
     }
 }
@@ -217,7 +221,16 @@ pub fn compute_bill(
     plan_config: &PlanConfig,
     usage: &UsageSummary,
 ) -> Bill {
-    let price = &plan_config.price;
+    price_usage(tenant_id, plan, &plan_config.price, usage)
+}
+
+/// [`compute_bill`] with a price table alone (a closed month's prices, as sealed).
+pub fn price_usage(
+    tenant_id: &TenantId,
+    plan: BillingPlan,
+    price: &PriceTable,
+    usage: &UsageSummary,
+) -> Bill {
     let mut lines = Vec::with_capacity(1 + price.meters.len());
     lines.push(LineItem {
         item: BASE_FEE_ITEM.to_owned(),
@@ -254,6 +267,7 @@ pub fn compute_bill(
         currency: CURRENCY.to_owned(),
         lines,
         total_cents,
+        frozen_at: None,
     }
 }
 
@@ -286,9 +300,8 @@ mod tests {
         }
     }
 
-    /// A plan pricing all four meters: base 10.00; 1000 ops included then 0.05 per 100;
-    /// 1 MiB included then 0.20 per started MiB; compute 1 cent per 1000 ms, none included;
-    /// storage 100 bytes included then 3 cents per byte.
+    /// A plan pricing every meter: base 10.00; 1000 ops included then 0.05 per 100;
+    /// 1 MiB included then 0.20 per started MiB; compute 1 cent per 1000 ms, none included.
     fn plan() -> PlanConfig {
         let meters = BTreeMap::from([
             (
@@ -315,14 +328,6 @@ mod tests {
                     price_cents: 1,
                 },
             ),
-            (
-                "storage_bytes".to_owned(),
-                MeterPrice {
-                    included: 100,
-                    unit: 1,
-                    price_cents: 3,
-                },
-            ),
         ]);
         PlanConfig {
             price: PriceTable {
@@ -345,7 +350,7 @@ mod tests {
         // operations 1_250: 250 over → ceil(250/100) = 3 blocks × 5 = 15
         // data 3.5 MiB: 2.5 MiB over → 3 blocks × 20 = 60
         // compute 4_001 ms: 5 blocks × 1 = 5
-        // storage 90 bytes: within the 100 included → 0
+        // storage 90 bytes: not a meter, never billed
         let u = usage(1_250, 7 << 19, 4_001, 90);
         let bill = compute_bill(&tenant(), BillingPlan::Basic, &plan(), &u);
         assert_eq!(bill.tenant_id, "acme");
@@ -360,7 +365,6 @@ mod tests {
                 "operations",
                 "data_transfer_bytes",
                 "compute_ms",
-                "storage_bytes"
             ]
         );
         assert_eq!(line(&bill, "base_fee").amount_cents, 1_000);
@@ -377,7 +381,6 @@ mod tests {
         assert_eq!(line(&bill, "data_transfer_bytes").billable_blocks, 3);
         assert_eq!(line(&bill, "data_transfer_bytes").amount_cents, 60);
         assert_eq!(line(&bill, "compute_ms").amount_cents, 5);
-        assert_eq!(line(&bill, "storage_bytes").amount_cents, 0);
         assert_eq!(bill.total_cents, 1_000 + 15 + 60 + 5);
     }
 
@@ -411,16 +414,19 @@ mod tests {
         assert_eq!(line(&over, "operations").billable_blocks, 1);
         assert_eq!(line(&over, "data_transfer_bytes").billable_blocks, 1);
         assert_eq!(line(&over, "compute_ms").billable_blocks, 1);
-        assert_eq!(line(&over, "storage_bytes").billable_blocks, 1);
-        assert_eq!(over.total_cents, 1_000 + 5 + 20 + 1 + 3);
+        assert_eq!(over.total_cents, 1_000 + 5 + 20 + 1);
     }
 
     #[test]
     fn huge_usage_saturates_instead_of_overflowing() {
         let u = usage(u64::MAX, u64::MAX, u64::MAX, u64::MAX);
-        let bill = compute_bill(&tenant(), BillingPlan::Enterprise, &plan(), &u);
-        // storage: (MAX - 100) blocks × 3 cents saturates.
-        assert_eq!(line(&bill, "storage_bytes").amount_cents, u64::MAX);
+        let mut p = plan();
+        if let Some(data) = p.price.meters.get_mut("data_transfer_bytes") {
+            data.price_cents = u64::MAX;
+        }
+        let bill = compute_bill(&tenant(), BillingPlan::Enterprise, &p, &u);
+        // data: ~2^44 blocks × (2^64 - 1) cents saturates.
+        assert_eq!(line(&bill, "data_transfer_bytes").amount_cents, u64::MAX);
         // operations: ceil((MAX - 1000) / 100) blocks × 5 cents still fits in u64.
         let ops = line(&bill, "operations");
         assert_eq!(ops.billable_blocks, (u64::MAX - 1_000).div_ceil(100));
@@ -433,16 +439,17 @@ mod tests {
         let mut p = plan();
         p.price.meters.remove("compute_ms");
         p.price.meters.insert(
-            "storage_bytes".to_owned(),
+            "operations".to_owned(),
             MeterPrice {
                 included: 0,
                 unit: 0,
                 price_cents: 2,
             },
         );
-        let bill = compute_bill(&tenant(), BillingPlan::Basic, &p, &usage(0, 0, 50, 7));
+        let bill = compute_bill(&tenant(), BillingPlan::Basic, &p, &usage(7, 0, 50, 7));
         assert!(bill.lines.iter().all(|l| l.item != "compute_ms"));
-        assert_eq!(line(&bill, "storage_bytes").amount_cents, 14);
+        assert!(bill.lines.iter().all(|l| l.item != "storage_bytes"));
+        assert_eq!(line(&bill, "operations").amount_cents, 14);
     }
 
     #[test]

@@ -141,6 +141,12 @@ impl TenantManager {
         if let Some(p) = &update.policy {
             p.validate()?;
         }
+        if let Some(new_plan) = update.plan {
+            let (_, current) = self.require(id.as_str()).await?;
+            if current.plan != new_plan {
+                self.seal_plan_before_change(&id, current.plan).await?;
+            }
+        }
         let now = self.now();
         let result = self
             .registry
@@ -297,6 +303,8 @@ impl TenantManager {
             }
         }
         if self.config.purge_billing_history_on_delete {
+            let months = self.usage.months(&id).await?;
+            self.purge_bills(&id, &months).await?;
             self.usage.purge(&id).await?;
         }
         self.purge_records(&id).await

@@ -85,9 +85,12 @@ impl TenantManager {
 
     /// Checks `next`, changing nothing requests see: `next` is validated as a whole.
     /// Call it before [`Self::apply_live_settings`].
+    ///
+    /// Also seals the month just closed with the running prices if no instance has yet,
+    /// so a reload never reprices a month that ended under other prices.
     pub async fn prepare_live_settings(&self, next: &TenantConfig) -> TenantResult<()> {
         next.validate()?;
-        Ok(())
+        self.seal_closed_month().await
     }
 
     /// Applies the [`LIVE_TENANT_KEYS`] of `next` from the next call on (quota and

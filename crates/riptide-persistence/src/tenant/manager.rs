@@ -92,6 +92,8 @@ pub struct TenantManager {
     /// Plans, billing and default plan as last applied (see
     /// `live_settings.rs`); shared with the cache budgets.
     pub(super) live: Arc<ArcSwap<LiveTenantSettings>>,
+    /// The last closed month whose prices this instance knows to be sealed (`YYYYMM`).
+    pub(super) sealed_month: Arc<std::sync::atomic::AtomicI64>,
     pub(super) registry: Registry,
     pub(super) budgets: Arc<TenantBudgets>,
     pub(super) usage: Arc<UsageMeter>,
@@ -155,6 +157,14 @@ impl TenantManager {
             std::time::Duration::from_millis(config.usage_flush_interval_ms),
             cancel.clone(),
         );
+        let sealed_month = Arc::new(std::sync::atomic::AtomicI64::new(0));
+        let closer = super::bill_freeze::spawn_month_closer(
+            store.clone(),
+            clock.clone(),
+            live.clone(),
+            sealed_month.clone(),
+            cancel.clone(),
+        );
         let audit = Arc::new(AuditLog::new(store.clone(), clock.clone()));
         let pruner = spawn_audit_pruner(audit.clone(), config.audit_retention_days, cancel.clone());
         let manager = Self {
@@ -166,7 +176,7 @@ impl TenantManager {
             keys,
             cache: ArcSwapOption::empty(),
             listener: ArcSwapOption::empty(),
-            tasks: Mutex::new(vec![flusher, pruner]),
+            tasks: Mutex::new(vec![flusher, pruner, closer]),
             instance_id: random_id(8),
             batch_seq: AtomicU64::new(0),
             rate_args: rate_args_cache(),
@@ -176,6 +186,7 @@ impl TenantManager {
             store,
             clock,
             live,
+            sealed_month,
             config,
         };
         if !manager.multi_tenancy_enabled() {

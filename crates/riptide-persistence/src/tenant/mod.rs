@@ -4,6 +4,7 @@
 mod access;
 pub mod api_keys;
 pub mod audit;
+mod bill_freeze;
 pub mod billing;
 pub mod crypto;
 mod data_keys;
@@ -24,7 +25,7 @@ pub mod secrets;
 pub mod usage;
 pub mod validate;
 
-pub use billing::{Bill, LineItem, Period, compute_bill};
+pub use billing::{Bill, LineItem, Period, compute_bill, price_usage};
 pub use error::{TenantError, TenantResult};
 pub use live_settings::{LIVE_TENANT_KEYS, LiveTenantSettings};
 pub use manager::{TenantChangeListener, TenantEvent, TenantManager, TenantPage, TenantUpdate};

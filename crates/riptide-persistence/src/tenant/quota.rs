@@ -274,24 +274,52 @@ impl TenantManager {
     /// Records `delta` bytes of durable data (sessions...) for the tenant; a positive
     /// delta that does not fit `storage_bytes` is refused with `QuotaExceeded` and not
     /// recorded. Returns the bytes in use afterwards.
+    ///
+    /// Check and charge are one step across instances: a growth is added first and the
+    /// total read back; a total over the limit takes the growth back out and refuses.
+    /// Every charge that passes saw a total holding itself and every charge added before
+    /// it, so writes that pass never sum past the limit (concurrent growths that do not
+    /// all fit may all be refused, never all admitted).
     pub async fn adjust_storage(&self, tenant_id: &str, delta: i64) -> TenantResult<u64> {
         let (id, tenant) = self.require(tenant_id).await?;
-        let current = self.current_use(&id, Resource::StorageBytes).await?;
-        let limit = effective_quota(&tenant, &self.live.load().plans, Resource::StorageBytes);
-        if let Some(limit) =
-            limit.filter(|&l| delta > 0 && current.saturating_add(delta as u64) > l)
-        {
-            self.metrics_denied(&id, Resource::StorageBytes);
-            return Err(TenantError::QuotaExceeded {
-                resource: Resource::StorageBytes.as_str().to_owned(),
-                limit,
-                current,
-                retry_after: None,
-            });
+        if delta <= 0 {
+            let current = self.current_use(&id, Resource::StorageBytes).await?;
+            // Never below zero: a release of more than is recorded clamps.
+            let delta = delta.max(-(i64::try_from(current).unwrap_or(i64::MAX)));
+            if delta != 0 {
+                self.add_storage(&id, delta).await?;
+            }
+            return Ok(current.saturating_add_signed(delta));
         }
-        let key = self.registry.keys(&id).record("storage");
-        // Never below zero: a release of more than is recorded clamps.
-        let delta = delta.max(-(i64::try_from(current).unwrap_or(i64::MAX)));
+        let limit = effective_quota(&tenant, &self.live.load().plans, Resource::StorageBytes);
+        self.add_storage(&id, delta).await?;
+        let total = match self.current_use(&id, Resource::StorageBytes).await {
+            Ok(total) => total,
+            Err(e) => {
+                // Unknown whether it fits: take it back (if that fails too, the bytes
+                // stay counted, which errs on the tenant's side of the quota).
+                let _ = self.add_storage(&id, -delta).await;
+                return Err(e);
+            }
+        };
+        match limit {
+            Some(limit) if total > limit => {
+                self.add_storage(&id, -delta).await?;
+                self.metrics_denied(&id, Resource::StorageBytes);
+                Err(TenantError::QuotaExceeded {
+                    resource: Resource::StorageBytes.as_str().to_owned(),
+                    limit,
+                    current: total.saturating_sub(delta as u64),
+                    retry_after: None,
+                })
+            }
+            _ => Ok(total),
+        }
+    }
+
+    /// Adds `delta` to the tenant's stored bytes, once (a retried write is not counted twice).
+    async fn add_storage(&self, id: &TenantId, delta: i64) -> TenantResult<()> {
+        let key = self.registry.keys(id).record("storage");
         let batch = format!("{}-{}", self.instance_id, self.next_batch());
         self.store
             .counters_add_once(
@@ -302,7 +330,7 @@ impl TenantManager {
                 60_000,
             )
             .await?;
-        Ok(current.saturating_add_signed(delta))
+        Ok(())
     }
 
     async fn current_use(&self, id: &TenantId, resource: Resource) -> TenantResult<u64> {

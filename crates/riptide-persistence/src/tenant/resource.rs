@@ -112,13 +112,10 @@ impl fmt::Display for Permission {
     }
 }
 
-/// Billing meters: the usage figures a price table can name.
-pub const METERS: [&str; 4] = [
-    "operations",
-    "data_transfer_bytes",
-    "compute_ms",
-    "storage_bytes",
-];
+/// Billing meters: the usage figures a price table can name. Storage is not one: it is
+/// held over time, not used up, and no instance measures it as byte-hours, so a price
+/// on it could only bill a number nobody measured (its quota, `storage_bytes`, still applies).
+pub const METERS: [&str; 3] = ["operations", "data_transfer_bytes", "compute_ms"];
 
 #[cfg(test)]
 mod tests {

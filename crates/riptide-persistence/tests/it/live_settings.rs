@@ -28,16 +28,16 @@ on_every_backend!(
 );
 
 /// A configuration directory, its reloader, and the tenant layer it applies to.
-struct Live {
+pub struct Live {
     dir: tempfile::TempDir,
-    reloader: Arc<ConfigReloader>,
-    tenants: TenantManager,
+    pub reloader: Arc<ConfigReloader>,
+    pub tenants: TenantManager,
     _store: TestStore,
     _secrets: tempfile::TempDir,
 }
 
 impl Live {
-    async fn start(b: Backend, clock: SharedClock, doc: &serde_json::Value) -> Self {
+    pub async fn start(b: Backend, clock: SharedClock, doc: &serde_json::Value) -> Self {
         let dir = tempfile::tempdir().expect("config dir");
         write(dir.path(), doc);
         let state = StateConfig {
@@ -71,7 +71,7 @@ impl Live {
 
     /// Rewrites the file, reloads, and hands an applied generation to the tenant layer
     /// the way the service does (prepare, then apply).
-    async fn reload(&self, doc: &serde_json::Value) -> ReloadOutcome {
+    pub async fn reload(&self, doc: &serde_json::Value) -> ReloadOutcome {
         write(self.dir.path(), doc);
         let outcome = self.reloader.reload();
         if let ReloadOutcome::Applied { .. } = outcome {
@@ -118,7 +118,7 @@ fn denied(result: Result<GcraDecision, TenantError>) -> (u64, u64) {
     }
 }
 
-fn applied_live(outcome: &ReloadOutcome) {
+pub fn applied_live(outcome: &ReloadOutcome) {
     match outcome {
         ReloadOutcome::Applied {
             restart_required, ..

@@ -5,6 +5,7 @@
 
 mod support;
 
+mod billing_history;
 mod cache_behaviour;
 mod cache_fairness;
 mod cache_offload;

@@ -51,9 +51,11 @@ impl TransferGuard {
         id: &TenantId,
         tenant: &Tenant,
     ) -> Result<(), ApiError> {
-        let Some(limit) =
-            effective_quota(tenant, &tenants.config().plans, Resource::DataTransferBytes)
-        else {
+        let Some(limit) = effective_quota(
+            tenant,
+            &tenants.live_settings().plans,
+            Resource::DataTransferBytes,
+        ) else {
             return Ok(());
         };
         let used = match self.used.get(id) {

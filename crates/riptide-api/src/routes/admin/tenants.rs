@@ -67,7 +67,8 @@ pub struct TenantView {
 impl TenantView {
     /// The view of `tenant` under the plans in force.
     pub fn of(tenant: &Tenant, state: &AppState) -> Self {
-        let plans = &state.tenants.config().plans;
+        let live = state.tenants.live_settings();
+        let plans = &live.plans;
         let effective_quotas = Resource::ALL
             .into_iter()
             .filter_map(|r| effective_quota(tenant, plans, r).map(|q| (r.as_str(), q)))
