@@ -67,6 +67,8 @@ pub(super) static COUNTERS_GET_APPLIED: LazyLock<Script> =
 pub(super) static GCRA: LazyLock<Script> = record_script!("scripts/gcra.lua");
 /// `lease`: acquire / extend / release a lease, with its fencing counter.
 pub(super) static LEASE: LazyLock<Script> = record_script!("scripts/lease.lua");
+/// `write_atomic`: checks, then every op of an atomic multi-key write.
+pub(super) static WRITE_ATOMIC: LazyLock<Script> = record_script!("scripts/write_atomic.lua");
 
 /// Most entries one `remove_set` or `clear` call handles: a few milliseconds of server
 /// time, so other clients are not stalled behind a large invalidation.
