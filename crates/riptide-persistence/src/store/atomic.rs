@@ -16,6 +16,11 @@ pub enum WriteOp {
         /// The value it must hold, or `None` for "absent".
         value: Option<Bytes>,
     },
+    /// The write goes ahead only when `key` holds a live plain value (whatever it is).
+    ExpectPresent {
+        /// The key.
+        key: String,
+    },
     /// Writes a plain value without TTL (replacing any TTL).
     Put {
         /// The key.
@@ -58,6 +63,7 @@ impl WriteOp {
     pub fn key(&self) -> &str {
         match self {
             WriteOp::Expect { key, .. }
+            | WriteOp::ExpectPresent { key }
             | WriteOp::Put { key, .. }
             | WriteOp::Delete { key }
             | WriteOp::Counters { key, .. }
@@ -72,6 +78,11 @@ impl WriteOp {
             key: key.into(),
             value: None,
         }
+    }
+
+    /// `ExpectPresent` of `key`.
+    pub fn present(key: impl Into<String>) -> Self {
+        WriteOp::ExpectPresent { key: key.into() }
     }
 
     /// `Put` of `value` at `key`.

@@ -25,20 +25,24 @@ pub(super) async fn write_atomic(store: &EmbeddedStore, ops: &[WriteOp]) -> Stor
         .write_invalidating(Durability::Durable, touched, move |tx, now, _| {
             let mut tables = CacheTables::open(tx)?;
             for op in &ops {
-                if let WriteOp::Expect { key, value } = op {
-                    let holds = tables
+                let holds = match op {
+                    WriteOp::Expect { key, value } => tables
                         .data
-                        .with_live(key, now, |live| live == value.as_deref())?;
-                    if !holds {
-                        return Ok(false);
+                        .with_live(key, now, |live| live == value.as_deref())?,
+                    WriteOp::ExpectPresent { key } => {
+                        tables.data.with_live(key, now, |live| live.is_some())?
                     }
+                    _ => true,
+                };
+                if !holds {
+                    return Ok(false);
                 }
             }
             let mut zsets = ZsetTables::open(tx)?;
             let mut counter_tables = CounterTables::open(tx)?;
             for op in &ops {
                 match op {
-                    WriteOp::Expect { .. } => {}
+                    WriteOp::Expect { .. } | WriteOp::ExpectPresent { .. } => {}
                     WriteOp::Put { key, value } => tables.data.put(key, value, 0)?,
                     WriteOp::Delete { key } => {
                         // As `delete`: the value (with cache accounting), sorted set,

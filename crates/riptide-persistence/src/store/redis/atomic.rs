@@ -42,6 +42,9 @@ fn command(ops: &[WriteOp]) -> Cmd {
                     None => cmd.arg(1).arg("0"),
                 };
             }
+            WriteOp::ExpectPresent { .. } => {
+                cmd.arg("expect").arg(1).arg("2");
+            }
             WriteOp::Put { value, .. } => {
                 cmd.arg("put").arg(1).arg(&value[..]);
             }

@@ -76,6 +76,19 @@ async fn write_atomic_applies_every_op(b: Backend) {
     assert!(store.write_atomic(&swap).await.unwrap());
     assert!(!store.write_atomic(&swap).await.unwrap(), "v2 is not `record`");
     assert_eq!(value(&store, &meta).await.as_deref(), Some(&b"v2"[..]));
+
+    // An expectation of presence: any live value, never an absent one.
+    let child = keys.record("child");
+    let under = |parent: &str| {
+        vec![
+            WriteOp::present(parent.to_owned()),
+            WriteOp::put(child.clone(), Bytes::from_static(b"c")),
+        ]
+    };
+    assert!(!store.write_atomic(&under(&old)).await.unwrap(), "old is gone");
+    assert_eq!(value(&store, &child).await, None);
+    assert!(store.write_atomic(&under(&meta)).await.unwrap());
+    assert_eq!(value(&store, &child).await.as_deref(), Some(&b"c"[..]));
 }
 
 async fn write_atomic_with_a_failed_expectation_writes_nothing(b: Backend) {

@@ -1,6 +1,7 @@
 -- write_atomic: KEYS[i] is the key of op i; ARGV holds, per op in order, its name, the
 -- number of arguments that follow, and those arguments:
---   expect  <'1' value | '0'>   the plain value must equal value ('1') or be absent ('0')
+--   expect  <'1' value | '0' | '2'>  the plain value must equal value ('1'), be absent
+--                               ('0') or be present ('2')
 --   put     value               SET without TTL
 --   del                         DEL
 --   hset    (field, value)*     HSET, or HDEL for an empty value
@@ -28,8 +29,13 @@ for i, op in ipairs(ops) do
   end
   if op[1] == 'expect' then
     local current = redis.call('GET', KEYS[i])
-    if ARGV[op[2]] == '1' then
+    local mode = ARGV[op[2]]
+    if mode == '1' then
       if current ~= ARGV[op[2] + 1] then
+        return 0
+      end
+    elseif mode == '2' then
+      if not current then
         return 0
       end
     elseif current then
