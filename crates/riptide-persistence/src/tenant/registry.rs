@@ -247,8 +247,15 @@ impl Registry {
             let members: Vec<String> = page.into_iter().map(|(sid, _)| sid).collect();
             self.store.zset_remove(&index, &members).await?;
         }
-        let records =
-            [TENANT_RECORD, "q", "rl", "storage", "sessions", "session_bytes"].map(|r| keys.record(r));
+        let records = [
+            TENANT_RECORD,
+            "q",
+            "rl",
+            "storage",
+            "sessions",
+            "session_bytes",
+        ]
+        .map(|r| keys.record(r));
         self.store.delete(&records).await?;
         self.cache.remove(id);
         Ok(())

@@ -63,7 +63,12 @@ impl Admin {
     }
 
     /// `method path` with an optional body; `None` when the instance did not answer.
-    async fn call(&self, method: Method, path: &str, body: Option<Value>) -> Option<(StatusCode, Value)> {
+    async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> Option<(StatusCode, Value)> {
         let mut req = self
             .client
             .request(method, format!("{}{path}", self.base))
@@ -74,7 +79,10 @@ impl Admin {
         let resp = req.send().await.ok()?;
         let status = resp.status();
         let bytes = resp.bytes().await.ok()?;
-        Some((status, serde_json::from_slice(&bytes).unwrap_or(Value::Null)))
+        Some((
+            status,
+            serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+        ))
     }
 
     async fn create_tenant(&self, id: &str) -> Option<StatusCode> {
@@ -86,7 +94,11 @@ impl Admin {
             "billing_plan": "enterprise",
             "encryption_enabled": true,
         });
-        Some(self.call(Method::POST, "/admin/tenants", Some(body)).await?.0)
+        Some(
+            self.call(Method::POST, "/admin/tenants", Some(body))
+                .await?
+                .0,
+        )
     }
 
     async fn create_key(&self, id: &str) -> Option<(StatusCode, Option<String>)> {
@@ -123,7 +135,13 @@ async fn worker(admin: Admin, ledger: Ledger, round: usize, n: usize) {
         }
         match admin.create_key(&id).await {
             Some((s, Some(secret))) if s == StatusCode::CREATED => {
-                ledger.lock().unwrap().get_mut(&id).unwrap().keys.push(secret);
+                ledger
+                    .lock()
+                    .unwrap()
+                    .get_mut(&id)
+                    .unwrap()
+                    .keys
+                    .push(secret);
             }
             Some((s, _)) => panic!("a key of {id}: {s}"),
             None => return,

@@ -46,9 +46,9 @@ use self::records::{
     validate_label,
 };
 use super::error::{TenantError, TenantResult};
+use super::registry::TENANT_RECORD;
 use crate::clock::SharedClock;
 use crate::config::TenantConfig;
-use super::registry::TENANT_RECORD;
 use crate::store::{Durability, SharedStore, StoreKind, WriteOp};
 use crate::tenant_id::TenantId;
 

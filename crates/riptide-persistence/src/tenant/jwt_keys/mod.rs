@@ -39,10 +39,10 @@ pub use self::verify::{MAX_TOKEN_LEN, VerifiedToken, looks_like_jwt};
 use super::api_keys::{is_key_id, random_key_id};
 use super::crypto::MasterKey;
 use super::error::{TenantError, TenantResult};
+use super::registry::TENANT_RECORD;
 use crate::clock::SharedClock;
 use crate::config::TenantConfig;
 use crate::keys::{Scope, ScopeKeys};
-use super::registry::TENANT_RECORD;
 use crate::store::{Durability, SharedStore, WriteOp};
 use crate::tenant_id::TenantId;
 

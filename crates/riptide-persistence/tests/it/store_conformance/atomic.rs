@@ -35,10 +35,7 @@ async fn write_atomic_applies_every_op(b: Backend) {
         .set(&old, b"bye", Some(60_000), Durability::Durable)
         .await
         .unwrap();
-    store
-        .zset_add(&reg, &[("gone".into(), 1)])
-        .await
-        .unwrap();
+    store.zset_add(&reg, &[("gone".into(), 1)]).await.unwrap();
     let ops = vec![
         WriteOp::absent(meta.clone()),
         WriteOp::put(meta.clone(), Bytes::from_static(b"record")),
@@ -74,7 +71,10 @@ async fn write_atomic_applies_every_op(b: Backend) {
         WriteOp::put(meta.clone(), Bytes::from_static(b"v2")),
     ];
     assert!(store.write_atomic(&swap).await.unwrap());
-    assert!(!store.write_atomic(&swap).await.unwrap(), "v2 is not `record`");
+    assert!(
+        !store.write_atomic(&swap).await.unwrap(),
+        "v2 is not `record`"
+    );
     assert_eq!(value(&store, &meta).await.as_deref(), Some(&b"v2"[..]));
 
     // An expectation of presence: any live value, never an absent one.
@@ -85,7 +85,10 @@ async fn write_atomic_applies_every_op(b: Backend) {
             WriteOp::put(child.clone(), Bytes::from_static(b"c")),
         ]
     };
-    assert!(!store.write_atomic(&under(&old)).await.unwrap(), "old is gone");
+    assert!(
+        !store.write_atomic(&under(&old)).await.unwrap(),
+        "old is gone"
+    );
     assert_eq!(value(&store, &child).await, None);
     assert!(store.write_atomic(&under(&meta)).await.unwrap());
     assert_eq!(value(&store, &child).await.as_deref(), Some(&b"c"[..]));
@@ -193,5 +196,9 @@ async fn concurrent_write_atomic_creations_have_one_winner(b: Backend) {
     let meta = value(&store, &keys.record("meta")).await.unwrap();
     let reg = store.zset_range(&keys.record("reg"), 0, 100).await.unwrap();
     assert_eq!(reg.len(), 1, "only the winner's registry entry: {reg:?}");
-    assert_eq!(reg[0].0.as_bytes(), &meta[..], "record and entry of one creator");
+    assert_eq!(
+        reg[0].0.as_bytes(),
+        &meta[..],
+        "record and entry of one creator"
+    );
 }
