@@ -74,7 +74,7 @@ async fn a_deletion_cut_short_is_finished_before_the_id_is_used_again(b: Backend
     ];
     assert!(ts.store.write_atomic(&cut_short).await.unwrap());
     ts.store
-        .zset_remove(&registry(&ts.store), &[id.clone()])
+        .zset_remove(&registry(&ts.store), std::slice::from_ref(&id))
         .await
         .unwrap();
 
