@@ -11,6 +11,7 @@
 //! - `cache_*` methods are atomic per scope: two concurrent puts to one scope never
 //!   lose or double-count bytes.
 
+pub mod atomic;
 pub mod embedded;
 pub mod gcra;
 pub mod identity;
@@ -24,6 +25,7 @@ use thiserror::Error;
 
 use crate::keys::ScopeKeys;
 
+pub use atomic::WriteOp;
 pub use open::{StoreUrl, open_store};
 
 /// How hard a write must try to survive a crash.
@@ -442,6 +444,19 @@ pub trait Store: Send + Sync + 'static {
     /// Subscribes to `channel`. The subscription survives backend outages by itself:
     /// after reconnecting it yields [`SubscriptionEvent::Resubscribed`].
     async fn subscribe(&self, channel: &str) -> StoreResult<Subscription>;
+
+    // ---- atomic multi-key writes (issue 10, item 5: crash consistency) ----
+
+    /// Applies `ops` all or nothing, durably: first every [`WriteOp::Expect`] is checked
+    /// (on plain values, as `get` reads them); if one fails nothing is written and the
+    /// answer is `Ok(false)`. Otherwise every write op is applied in order, in one
+    /// write transaction (embedded) or one script (Redis), and the answer is `Ok(true)`.
+    /// A crash or a lost connection leaves either all of it or none of it.
+    ///
+    /// On a Redis Cluster every key must carry one hash tag (one slot); keys of two
+    /// slots are refused (`CROSSSLOT`) before anything is written. See
+    /// [`atomic`] for what each op does on each backend.
+    async fn write_atomic(&self, ops: &[WriteOp]) -> StoreResult<bool>;
 }
 
 /// How one Redis node keeps data, as `CONFIG GET` reports it.

@@ -15,7 +15,7 @@ use super::crypto::{DATA_KEY_RECORD, DataKey, MasterKey};
 use super::error::{TenantError, TenantResult};
 use crate::cache::{CacheError, CacheResult, CacheSealer, SealingKey};
 use crate::keys::{Scope, ScopeKeys};
-use crate::store::{Durability, SharedStore};
+use crate::store::{Durability, SharedStore, WriteOp};
 use crate::tenant_id::TenantId;
 
 /// Sizing of [`TenantKeys`]' in-memory state.
@@ -61,6 +61,13 @@ struct Slot {
     /// The tenant's encryption setting as pushed by [`TenantKeys::set_enabled`];
     /// `None` when not told (then the presence of a data key decides).
     enabled: Option<bool>,
+}
+
+/// A data key made by [`TenantKeys::creation_op`], not yet known to be stored.
+pub struct PreparedKey {
+    key: Arc<DataKey>,
+    /// The delete/forget epoch when it was made (see [`TenantKeys::install`]).
+    epoch: u64,
 }
 
 /// The tenants' data keys: stored wrapped, cached unwrapped, and the cache's
@@ -159,6 +166,37 @@ impl TenantKeys {
         };
         self.install(tenant, KeyState::Present(key), Some(true), epoch);
         Ok(())
+    }
+
+    /// A fresh data key for `tenant` and the op that stores it wrapped, for the atomic
+    /// write that creates the tenant (so a tenant never exists without its key, nor a
+    /// key without its tenant). Once written, [`Self::created`] makes it this
+    /// instance's.
+    pub fn creation_op(&self, tenant: &TenantId) -> TenantResult<(WriteOp, PreparedKey)> {
+        let fresh = DataKey::generate();
+        let wrapped = self.master.wrap(&fresh, tenant.as_str())?;
+        let prepared = PreparedKey {
+            key: Arc::new(fresh),
+            epoch: self.epoch.load(Ordering::SeqCst),
+        };
+        Ok((WriteOp::put(self.record_key(tenant), wrapped), prepared))
+    }
+
+    /// Installs a key whose [`Self::creation_op`] was written, and marks the tenant
+    /// enabled on this instance.
+    pub fn created(&self, tenant: &TenantId, prepared: PreparedKey) {
+        self.install(
+            tenant,
+            KeyState::Present(prepared.key),
+            Some(true),
+            prepared.epoch,
+        );
+    }
+
+    /// The op that deletes `tenant`'s wrapped data key, for the atomic write that
+    /// deletes the tenant; call [`Self::forget`] once it is written.
+    pub fn deletion_op(&self, tenant: &TenantId) -> WriteOp {
+        WriteOp::delete(self.record_key(tenant))
     }
 
     /// `tenant`'s data key: from memory, else read from the store and unwrapped. `None`

@@ -1,6 +1,28 @@
 //! Tenant lifecycle through the tenant manager: create, read, update, suspend, resume,
 //! delete and list tenants, each change written to the audit log and announced to
 //! other instances.
+//!
+//! # Crash consistency
+//!
+//! A tenant exists exactly when its record (`meta`) does: reads, listings and both
+//! authentications (API key, JWT) go through it. So:
+//!
+//! - **Creation** writes the record, its quota overrides, its data key and its registry
+//!   entry in one [`Store::write_atomic`]: a kill at any moment leaves all or none.
+//!   On a Redis Cluster the registry (one key for all tenants) is on another slot, so
+//!   its entry is written first, on its own: a crash after it leaves an entry without
+//!   a record, which lists nothing and reads as absent (listings skip it), and the id
+//!   can be created again. It is never the other way round (a usable tenant that is
+//!   not listed).
+//! - **Deletion** first removes the record, quota overrides, data key and (not on a
+//!   Cluster) registry entry in one atomic write that leaves a tombstone; from then on
+//!   the tenant is gone for every reader and its keys authenticate nothing. The
+//!   clean-up of the rest (API and JWT keys, cache, sessions, usage) follows and then
+//!   removes the tombstone. A crash in between leaves the tombstone: the next
+//!   deletion or creation of the same id finishes the clean-up first, so a re-created
+//!   tenant never inherits an old key or old data.
+//!
+//! [`Store::write_atomic`]: crate::store::Store::write_atomic
 
 use super::error::{TenantError, TenantResult};
 use super::manager::{TenantEvent, TenantManager, TenantPage, TenantUpdate, random_id};
@@ -77,26 +99,50 @@ impl TenantManager {
             policy: AccessPolicy::default(),
             version: 1,
         };
-        self.registry.insert(&tenant).await?;
-        // Everything after the record is undone if a later step fails: a tenant is either
-        // whole or absent.
-        if let Err(e) = self.finish_insert(&id, &tenant).await {
-            if let Err(undo) = self.purge_records(&id).await {
-                tracing::error!(tenant.id = %id, error = %undo, "undoing a failed tenant creation failed");
-            }
-            return Err(e);
-        }
+        self.write_new_tenant(&id, &tenant).await?;
         Ok(tenant)
     }
 
-    async fn finish_insert(&self, id: &TenantId, tenant: &Tenant) -> TenantResult<()> {
-        self.registry.write_quota_overrides(tenant).await?;
-        if tenant.encrypted() {
-            self.keys.create(id).await?;
+    /// Writes a new tenant in one atomic write (see the module docs); `AlreadyExists`
+    /// when the id is taken.
+    async fn write_new_tenant(&self, id: &TenantId, tenant: &Tenant) -> TenantResult<()> {
+        if !self.registry.entry_is_atomic() {
+            // Cluster: the registry entry first (see the module docs). An id in use is
+            // refused before, so its entry keeps its creation time.
+            if self.registry.stored(id).await? {
+                return Err(TenantError::AlreadyExists(id.to_string()));
+            }
+            self.registry
+                .register(id, tenant.config.created_at.timestamp_millis())
+                .await?;
         }
-        self.registry
-            .register(id, tenant.config.created_at.timestamp_millis())
-            .await
+        let mut ops = self.registry.creation_ops(tenant)?;
+        let prepared = if tenant.encrypted() {
+            let (op, prepared) = self.keys.creation_op(id)?;
+            ops.push(op);
+            Some(prepared)
+        } else {
+            None
+        };
+        let mut finished_deletion = false;
+        while !self.store.write_atomic(&ops).await? {
+            if self.registry.stored(id).await? {
+                return Err(TenantError::AlreadyExists(id.to_string()));
+            }
+            if finished_deletion || !self.registry.deletion_pending(id).await? {
+                return Err(TenantError::Conflict(id.to_string()));
+            }
+            // A deletion of this id was cut short: finish it, so the new tenant
+            // inherits none of the old one's keys or data.
+            tracing::warn!(tenant.id = %id, "finishing an interrupted deletion before re-creating the tenant");
+            self.clean_up_deleted(id).await?;
+            finished_deletion = true;
+        }
+        self.registry.created(id, tenant);
+        if let Some(prepared) = prepared {
+            self.keys.created(id, prepared);
+        }
+        Ok(())
     }
 
     /// The tenant, or `None` when there is none with this id. Reads go through a cache of
@@ -283,11 +329,40 @@ impl TenantManager {
                 reason: "the default tenant cannot be deleted while multi-tenancy is off".into(),
             });
         }
-        let (id, _) = self.require(tenant_id).await?;
-        // First out of the registry, so it is never listed half-deleted.
-        self.registry.unregister(&id).await?;
-        self.api_keys.delete_all(&id).await?;
-        self.jwt_keys.delete_all(&id).await?;
+        let (id, _) = match self.require(tenant_id).await {
+            Ok(found) => found,
+            Err(TenantError::NotFound { .. }) => {
+                // A retried deletion that was cut short after its atomic write: finish it.
+                let id = TenantId::parse(tenant_id)?;
+                if self.registry.deletion_pending(&id).await? {
+                    return self.clean_up_deleted(&id).await;
+                }
+                return Err(TenantError::tenant_not_found(tenant_id));
+            }
+            Err(e) => return Err(e),
+        };
+        // One atomic write: from here on the tenant is gone for every reader.
+        let mut ops = self
+            .registry
+            .deletion_ops(&id, self.now().timestamp_millis());
+        ops.push(self.keys.deletion_op(&id));
+        self.store.write_atomic(&ops).await?;
+        self.keys.forget(&id);
+        self.registry.forget(&id);
+        self.budgets.set(&id, None);
+        if !self.registry.entry_is_atomic() {
+            // Cluster: an entry without a record lists nothing (see the module docs).
+            self.registry.unregister(&id).await?;
+        }
+        self.clean_up_deleted(&id).await
+    }
+
+    /// The clean-up after a deletion's atomic write (or of one cut short, found by its
+    /// tombstone): everything that is unusable without the record but must not outlive
+    /// it. Idempotent; removes the tombstone last, so a crash anywhere is retried.
+    async fn clean_up_deleted(&self, id: &TenantId) -> TenantResult<()> {
+        self.api_keys.delete_all(id).await?;
+        self.jwt_keys.delete_all(id).await?;
         match self.cache.load_full() {
             Some(cache) => {
                 cache
@@ -299,24 +374,17 @@ impl TenantManager {
                     })?;
             }
             None => {
-                self.store.cache_clear(&self.registry.keys(&id)).await?;
+                self.store.cache_clear(&self.registry.keys(id)).await?;
             }
         }
         if self.config.purge_billing_history_on_delete {
-            let months = self.usage.months(&id).await?;
-            self.purge_bills(&id, &months).await?;
-            self.usage.purge(&id).await?;
+            let months = self.usage.months(id).await?;
+            self.purge_bills(id, &months).await?;
+            self.usage.purge(id).await?;
         }
-        self.purge_records(&id).await
-    }
-
-    /// Deletes the record, quota and rate state and data key of a tenant.
-    async fn purge_records(&self, id: &TenantId) -> TenantResult<()> {
         self.keys.delete(id).await?;
-        self.registry.unregister(id).await?;
         self.registry.remove(id).await?;
-        self.budgets.set(id, None);
-        Ok(())
+        self.registry.clean_up_done(id).await
     }
 
     /// A page of tenants in creation order, read from the store's registry.

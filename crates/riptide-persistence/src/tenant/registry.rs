@@ -5,7 +5,14 @@
 //! |---|---|
 //! | `<p>:tenant:{<id>}:meta` | the [`Tenant`] as JSON (durable) |
 //! | `<p>:tenant:{<id>}:q` | quota overrides as counters (`operations_per_minute`, `burst`, ...) |
+//! | `<p>:tenant:{<id>}:deleting` | tombstone of a deletion whose clean-up has not finished |
 //! | `<p>:tenants` | registry: sorted set of ids by creation time |
+//!
+//! A tenant exists exactly when its `meta` record does: every read and every
+//! authentication goes through it. Creation and deletion write `meta` together with
+//! what must change with it in one [`Store::write_atomic`] (see `lifecycle.rs`).
+//!
+//! [`Store::write_atomic`]: crate::store::Store::write_atomic
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -16,11 +23,15 @@ use super::error::{TenantError, TenantResult};
 use super::model::Tenant;
 use super::resource::Resource;
 use crate::keys::{Scope, ScopeKeys};
-use crate::store::{Durability, SharedStore};
+use crate::store::{Durability, SharedStore, StoreKind, WriteOp};
 use crate::tenant_id::TenantId;
 
 /// Most tenant records cached in process.
 const RECORD_CACHE_CAPACITY: usize = 100_000;
+/// The record that makes a tenant exist (see the module docs).
+pub(super) const TENANT_RECORD: &str = "meta";
+/// The tombstone a deletion leaves until its clean-up has finished.
+const TOMBSTONE: &str = "deleting";
 /// Tries of a read-modify-write before giving up with `Conflict`.
 const CAS_RETRIES: usize = 8;
 
@@ -57,6 +68,87 @@ impl Registry {
         format!("{}:tenants", self.store.key_prefix())
     }
 
+    /// The tenant's tombstone key (see [`Self::creation_ops`] and [`Self::deletion_ops`]).
+    pub(super) fn tombstone(&self, id: &TenantId) -> String {
+        self.keys(id).record(TOMBSTONE)
+    }
+
+    /// Whether the registry entry can be written in the same atomic write as the
+    /// tenant's own keys. Not on a Cluster: the registry is one key for all tenants, so
+    /// it lives on another slot than the tenant's `{<id>}` keys.
+    pub(super) fn entry_is_atomic(&self) -> bool {
+        self.store.kind() != StoreKind::RedisCluster
+    }
+
+    /// The ops that create `tenant`: its record (only if absent, and only if no
+    /// unfinished deletion of the same id left its tombstone), its quota overrides
+    /// and, when [`Self::entry_is_atomic`], its registry entry.
+    pub(super) fn creation_ops(&self, tenant: &Tenant) -> TenantResult<Vec<WriteOp>> {
+        let id = TenantId::parse(tenant.id())?;
+        let keys = self.keys(&id);
+        let mut ops = vec![
+            WriteOp::absent(keys.record(TENANT_RECORD)),
+            WriteOp::absent(self.tombstone(&id)),
+            WriteOp::put(keys.record(TENANT_RECORD), encode(tenant)?),
+            WriteOp::Counters {
+                key: keys.record("q"),
+                fields: quota_fields(tenant),
+            },
+        ];
+        if self.entry_is_atomic() {
+            ops.push(WriteOp::ZsetAdd {
+                key: self.registry_key(),
+                members: vec![(id.to_string(), tenant.config.created_at.timestamp_millis())],
+            });
+        }
+        Ok(ops)
+    }
+
+    /// After the creation ops were written: what this instance derives from the record.
+    pub(super) fn created(&self, id: &TenantId, tenant: &Tenant) {
+        (self.on_load)(id, tenant);
+        self.cache.remove(id);
+    }
+
+    /// Whether the store holds the tenant's record (not the in-process cache).
+    pub(super) async fn stored(&self, id: &TenantId) -> TenantResult<bool> {
+        Ok(self
+            .store
+            .get(&self.keys(id).record(TENANT_RECORD))
+            .await?
+            .is_some())
+    }
+
+    /// The ops that make a tenant stop existing: its record, quota overrides and (when
+    /// [`Self::entry_is_atomic`]) registry entry go, and a tombstone stays until the
+    /// clean-up of everything else has finished ([`Self::clean_up_done`]).
+    pub(super) fn deletion_ops(&self, id: &TenantId, now_ms: i64) -> Vec<WriteOp> {
+        let keys = self.keys(id);
+        let mut ops = vec![
+            WriteOp::put(self.tombstone(id), now_ms.to_string().into_bytes()),
+            WriteOp::delete(keys.record(TENANT_RECORD)),
+            WriteOp::delete(keys.record("q")),
+        ];
+        if self.entry_is_atomic() {
+            ops.push(WriteOp::ZsetRemove {
+                key: self.registry_key(),
+                members: vec![id.to_string()],
+            });
+        }
+        ops
+    }
+
+    /// Whether a deletion of `id` left its tombstone (its clean-up has not finished).
+    pub(super) async fn deletion_pending(&self, id: &TenantId) -> TenantResult<bool> {
+        Ok(self.store.get(&self.tombstone(id)).await?.is_some())
+    }
+
+    /// Removes the tombstone: the deletion's clean-up is complete.
+    pub(super) async fn clean_up_done(&self, id: &TenantId) -> TenantResult<()> {
+        self.store.delete(&[self.tombstone(id)]).await?;
+        Ok(())
+    }
+
     /// The tenant, from the in-process cache (at most `record_cache_ttl_ms` old) or the store.
     pub(super) async fn get(&self, id: &TenantId) -> TenantResult<Option<Arc<Tenant>>> {
         if let Some((read_at, hit)) = self.cache.get(id)
@@ -75,7 +167,7 @@ impl Registry {
 
     /// The tenant and its raw bytes straight from the store.
     async fn load(&self, id: &TenantId) -> TenantResult<Option<(Tenant, bytes::Bytes)>> {
-        let key = self.keys(id).record("meta");
+        let key = self.keys(id).record(TENANT_RECORD);
         let Some(raw) = self.store.get(&key).await? else {
             return Ok(None);
         };
@@ -86,33 +178,12 @@ impl Registry {
         Ok(Some((tenant, raw)))
     }
 
-    /// Writes a new tenant; `AlreadyExists` when the id is taken.
-    pub(super) async fn insert(&self, tenant: &Tenant) -> TenantResult<()> {
-        let id = TenantId::parse(tenant.id())?;
-        let json = encode(tenant)?;
-        let wrote = self
-            .store
-            .set_if_absent(
-                &self.keys(&id).record("meta"),
-                &json,
-                None,
-                Durability::Durable,
-            )
-            .await?;
-        if !wrote {
-            return Err(TenantError::AlreadyExists(id.to_string()));
-        }
-        (self.on_load)(&id, tenant);
-        self.cache.remove(&id);
-        Ok(())
-    }
-
     /// Read-modify-write of a tenant under compare-and-swap; `change` may refuse.
     pub(super) async fn update<F>(&self, id: &TenantId, mut change: F) -> TenantResult<Tenant>
     where
         F: FnMut(&mut Tenant) -> TenantResult<()>,
     {
-        let key = self.keys(id).record("meta");
+        let key = self.keys(id).record(TENANT_RECORD);
         for _ in 0..CAS_RETRIES {
             let Some((mut tenant, raw)) = self.load(id).await? else {
                 return Err(TenantError::tenant_not_found(id.as_str()));
@@ -136,19 +207,8 @@ impl Registry {
     /// Mirrors the quotas the rate-limit script reads into the counters record `q`.
     pub(super) async fn write_quota_overrides(&self, tenant: &Tenant) -> TenantResult<()> {
         let id = TenantId::parse(tenant.id())?;
-        let fields: Vec<(String, Option<i64>)> = Resource::ALL
-            .iter()
-            .map(|r| {
-                let v = tenant
-                    .config
-                    .quotas
-                    .get(r.as_str())
-                    .and_then(|v| i64::try_from(*v).ok());
-                (r.as_str().to_owned(), v)
-            })
-            .collect();
         self.store
-            .counters_set(&self.keys(&id).record("q"), &fields)
+            .counters_set(&self.keys(&id).record("q"), &quota_fields(tenant))
             .await?;
         Ok(())
     }
@@ -187,8 +247,15 @@ impl Registry {
             let members: Vec<String> = page.into_iter().map(|(sid, _)| sid).collect();
             self.store.zset_remove(&index, &members).await?;
         }
-        let records =
-            ["meta", "q", "rl", "storage", "sessions", "session_bytes"].map(|r| keys.record(r));
+        let records = [
+            TENANT_RECORD,
+            "q",
+            "rl",
+            "storage",
+            "sessions",
+            "session_bytes",
+        ]
+        .map(|r| keys.record(r));
         self.store.delete(&records).await?;
         self.cache.remove(id);
         Ok(())
@@ -219,6 +286,21 @@ impl Registry {
     pub(super) async fn count(&self) -> TenantResult<u64> {
         Ok(self.store.zset_len(&self.registry_key()).await?)
     }
+}
+
+/// The quota overrides of `tenant` as counters fields (`None`: no override).
+fn quota_fields(tenant: &Tenant) -> Vec<(String, Option<i64>)> {
+    Resource::ALL
+        .iter()
+        .map(|r| {
+            let v = tenant
+                .config
+                .quotas
+                .get(r.as_str())
+                .and_then(|v| i64::try_from(*v).ok());
+            (r.as_str().to_owned(), v)
+        })
+        .collect()
 }
 
 fn encode(tenant: &Tenant) -> TenantResult<Vec<u8>> {

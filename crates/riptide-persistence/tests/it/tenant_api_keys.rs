@@ -50,8 +50,25 @@ fn api_keys(store: &SharedStore, clock: SharedClock) -> ApiKeys {
     ApiKeys::new(store.clone(), clock, pepper(7), &config())
 }
 
-fn new_tenant() -> TenantId {
-    TenantId::parse(&tenant()).expect("valid tenant id")
+/// A new tenant id with a stand-in tenant record: keys are only ever created for a
+/// tenant that exists (has its `meta` record).
+async fn new_tenant(store: &SharedStore) -> TenantId {
+    let t = TenantId::parse(&tenant()).expect("valid tenant id");
+    let meta = riptide_persistence::keys::ScopeKeys::new(
+        store.key_prefix(),
+        &riptide_persistence::keys::Scope::Tenant(t.clone()),
+    )
+    .record("meta");
+    store
+        .set(
+            &meta,
+            b"{}",
+            None,
+            riptide_persistence::store::Durability::Durable,
+        )
+        .await
+        .expect("tenant record");
+    t
 }
 
 fn scope(store: &SharedStore, t: &TenantId) -> ScopeKeys {
@@ -78,7 +95,7 @@ fn is_invalid(r: &Result<impl std::fmt::Debug, TenantError>) -> bool {
 async fn created_key_authenticates_to_its_tenant(b: Backend) {
     let ts = store(b).await;
     let keys = api_keys(&ts.store, system_clock());
-    let t = new_tenant();
+    let t = new_tenant(&ts.store).await;
     let created = keys.create(&t, Some("ci deploy")).await.expect("create");
 
     let secret = &created.secret;
@@ -134,7 +151,7 @@ async fn created_key_authenticates_to_its_tenant(b: Backend) {
 async fn list_never_shows_the_secret_or_its_hash(b: Backend) {
     let ts = store(b).await;
     let keys = api_keys(&ts.store, system_clock());
-    let t = new_tenant();
+    let t = new_tenant(&ts.store).await;
     let a = keys.create(&t, Some("a")).await.expect("create a");
     let c = keys.create(&t, Some("c")).await.expect("create c");
 
@@ -190,7 +207,7 @@ async fn list_never_shows_the_secret_or_its_hash(b: Backend) {
 async fn malformed_keys_are_invalid(b: Backend) {
     let ts = store(b).await;
     let keys = api_keys(&ts.store, system_clock());
-    let t = new_tenant();
+    let t = new_tenant(&ts.store).await;
     let good = keys.create(&t, None).await.expect("create").secret;
     let mut flipped = good.clone().into_bytes();
     let last = flipped.len() - 1;
@@ -235,7 +252,7 @@ async fn malformed_keys_are_refused_without_a_store_round_trip() {
             .expect("connect"),
     );
     let keys = api_keys(&store, system_clock());
-    let t = new_tenant();
+    let t = new_tenant(&store).await;
     let good = keys.create(&t, None).await.expect("create").secret;
     server.kill();
 
@@ -265,7 +282,7 @@ async fn revoke_applies_here_at_once_and_on_another_instance_within_a_second(b: 
     let ts = store(b).await;
     let here = api_keys(&ts.store, system_clock());
     let there = api_keys(&ts.store, system_clock());
-    let t = new_tenant();
+    let t = new_tenant(&ts.store).await;
     let created = here.create(&t, None).await.expect("create");
     let keep = here.create(&t, None).await.expect("create another");
     // Both instances have the key cached as valid.
@@ -332,7 +349,7 @@ async fn rotate_overlaps_then_only_the_new_key_works(b: Backend) {
     // against this injected clock.
     let ts = store_with_clock(b, clock.clone()).await;
     let keys = api_keys(&ts.store, clock.clone());
-    let t = new_tenant();
+    let t = new_tenant(&ts.store).await;
     let old = keys.create(&t, Some("prod")).await.expect("create");
     assert!(
         keys.authenticate(&old.secret).await.is_ok(),
@@ -413,8 +430,8 @@ fn manual_now(clock: &SharedClock) -> i64 {
 async fn another_tenant_cannot_see_revoke_or_rotate_a_key(b: Backend) {
     let ts = store(b).await;
     let keys = api_keys(&ts.store, system_clock());
-    let owner = new_tenant();
-    let intruder = new_tenant();
+    let owner = new_tenant(&ts.store).await;
+    let intruder = new_tenant(&ts.store).await;
     let created = keys.create(&owner, None).await.expect("create");
 
     assert!(keys.list(&intruder).await.expect("list").is_empty());
@@ -460,8 +477,8 @@ async fn another_tenant_cannot_see_revoke_or_rotate_a_key(b: Backend) {
 async fn delete_all_removes_every_key_and_record(b: Backend) {
     let ts = store(b).await;
     let keys = api_keys(&ts.store, system_clock());
-    let t = new_tenant();
-    let other = new_tenant();
+    let t = new_tenant(&ts.store).await;
+    let other = new_tenant(&ts.store).await;
     let survivor = keys.create(&other, None).await.expect("other tenant's key");
     let mut created = Vec::new();
     for i in 0..3 {
@@ -525,7 +542,7 @@ async fn delete_all_removes_every_key_and_record(b: Backend) {
 async fn a_different_pepper_cannot_authenticate(b: Backend) {
     let ts = store(b).await;
     let keys = api_keys(&ts.store, system_clock());
-    let t = new_tenant();
+    let t = new_tenant(&ts.store).await;
     let created = keys.create(&t, None).await.expect("create");
     let other = ApiKeys::new(ts.store.clone(), system_clock(), pepper(8), &config());
     assert!(is_invalid(&other.authenticate(&created.secret).await));
@@ -549,7 +566,7 @@ async fn last_used_is_written_at_most_once_a_minute(b: Backend) {
     let clock: SharedClock = manual.clone();
     let ts = store_with_clock(b, clock.clone()).await;
     let keys = api_keys(&ts.store, clock.clone());
-    let t = new_tenant();
+    let t = new_tenant(&ts.store).await;
     let created = keys.create(&t, None).await.expect("create");
     assert!(
         keys.get(&t, &created.key_id)
@@ -644,7 +661,7 @@ async fn pepper_is_created_once_reused_and_checked() {
     // Keys made under the generated pepper authenticate after a reload of it.
     let ts = store(Backend::Embedded).await;
     let before = ApiKeys::new(ts.store.clone(), system_clock(), first, &cfg);
-    let t = new_tenant();
+    let t = new_tenant(&ts.store).await;
     let created = before.create(&t, None).await.expect("create");
     let after = ApiKeys::new(
         ts.store.clone(),

@@ -42,8 +42,25 @@ fn keys(store: &SharedStore, clock: SharedClock, master: &MasterKey, audience: &
     JwtKeys::new(store.clone(), clock, master.clone(), &config(audience))
 }
 
-fn new_tenant() -> TenantId {
-    TenantId::parse(&tenant()).expect("valid tenant id")
+/// A new tenant id with a stand-in tenant record: keys are only ever created for a
+/// tenant that exists (has its `meta` record).
+async fn new_tenant(store: &SharedStore) -> TenantId {
+    let t = TenantId::parse(&tenant()).expect("valid tenant id");
+    let meta = riptide_persistence::keys::ScopeKeys::new(
+        store.key_prefix(),
+        &riptide_persistence::keys::Scope::Tenant(t.clone()),
+    )
+    .record("meta");
+    store
+        .set(
+            &meta,
+            b"{}",
+            None,
+            riptide_persistence::store::Durability::Durable,
+        )
+        .await
+        .expect("tenant record");
+    t
 }
 
 fn sign(alg: Algorithm, kid: &str, claims: &Value, key: &EncodingKey) -> String {
@@ -71,7 +88,7 @@ async fn the_keys_algorithm_is_pinned_whatever_the_header_says(b: Backend) {
         &MasterKey::generate(),
         "",
     );
-    let t = new_tenant();
+    let t = new_tenant(&ts.store).await;
     let ed = jwt
         .create(&t, JwtAlgorithm::EdDSA, Some(ED25519_PUBLIC_PEM), None)
         .await
@@ -97,7 +114,7 @@ async fn exp_and_nbf_follow_the_injected_clock_with_the_leeway(b: Backend) {
     let clock = ManualClock::new(START_S * 1_000);
     let ts = store_with_clock(b, clock.clone()).await;
     let jwt = keys(&ts.store, clock.clone(), &MasterKey::generate(), "");
-    let t = new_tenant();
+    let t = new_tenant(&ts.store).await;
     let key = jwt
         .create(&t, JwtAlgorithm::HS256, None, Some("issuer"))
         .await
@@ -137,7 +154,7 @@ async fn the_audience_is_checked_when_configured(b: Backend) {
         &MasterKey::generate(),
         "riptide",
     );
-    let t = new_tenant();
+    let t = new_tenant(&ts.store).await;
     let key = jwt
         .create(&t, JwtAlgorithm::HS256, None, None)
         .await
@@ -172,7 +189,7 @@ async fn secrets_are_stored_wrapped_by_the_master_key(b: Backend) {
     let master = MasterKey::generate();
     let clock = riptide_persistence::clock::system_clock();
     let jwt = keys(&ts.store, clock.clone(), &master, "");
-    let t = new_tenant();
+    let t = new_tenant(&ts.store).await;
     let key = jwt
         .create(&t, JwtAlgorithm::HS256, None, None)
         .await
@@ -221,7 +238,7 @@ async fn a_revocation_reaches_another_instance_within_the_cache_ttl(b: Backend) 
     let clock = riptide_persistence::clock::system_clock();
     let here = keys(&ts.store, clock.clone(), &master, "");
     let there = keys(&ts.store, clock, &master, "");
-    let t = new_tenant();
+    let t = new_tenant(&ts.store).await;
     let old = here
         .create(&t, JwtAlgorithm::HS256, None, None)
         .await
@@ -269,7 +286,7 @@ async fn a_revocation_reaches_another_instance_within_the_cache_ttl(b: Backend) 
         .expect("the new key still works");
 
     // Another tenant cannot revoke it, nor verify with it.
-    let stranger = new_tenant();
+    let stranger = new_tenant(&ts.store).await;
     assert!(matches!(
         here.revoke(&stranger, &new.kid).await,
         Err(TenantError::NotFound { .. })
@@ -288,7 +305,7 @@ async fn delete_all_removes_every_key(b: Backend) {
         &MasterKey::generate(),
         "",
     );
-    let t = new_tenant();
+    let t = new_tenant(&ts.store).await;
     for _ in 0..3 {
         jwt.create(&t, JwtAlgorithm::HS256, None, None)
             .await

@@ -15,6 +15,7 @@
 //! | [`fencing`] | the checkpoint leader paused (SIGSTOP) past its lease and resumed: its write is refused and counted |
 //! | [`sigterm`] | SIGTERM under load: exit 0 in time, no failed request, no lost usage |
 //! | [`slow_clients`] | half-sent heads, idle and slow-body connections are cut; everyone else is served |
+//! | [`crash_consistency`] | SIGKILL during parallel tenant and key creations and deletions: every tenant whole or absent after restart |
 //! | [`connection_limit`] | past `server.max_connections` a fast 503; the open-file limit raised and respected |
 //! | [`auth_throttle`] | failed authentication throttled per client address, before any store lookup |
 //! | [`crawl_memory`] | a crawl's peak RSS is its pages in flight and its answer, not its URL count |
@@ -30,6 +31,7 @@
 
 mod auth_throttle;
 mod connection_limit;
+mod crash_consistency;
 mod crawl_memory;
 mod error_bodies;
 mod fencing;

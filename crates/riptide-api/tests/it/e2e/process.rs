@@ -514,6 +514,14 @@ impl Riptide {
         }
     }
 
+    /// SIGKILL (no chance to finish anything), then waits for the exit.
+    pub fn sigkill(mut self) {
+        if let Some(mut child) = self.child.take() {
+            child.kill().expect("SIGKILL");
+            child.wait().expect("wait for the killed process");
+        }
+    }
+
     /// SIGTERM, then the exit (within 15 s), which must be a clean one (code 0).
     pub async fn stop(self) -> Stopped {
         let at = Instant::now();

@@ -41,7 +41,7 @@ impl<'t> CounterTables<'t> {
     }
 
     /// Sets (or with `None` removes) fields; a field given twice ends with its last value.
-    fn set(&mut self, key: &str, fields: &[(String, Option<i64>)]) -> StoreResult<()> {
+    pub(super) fn set(&mut self, key: &str, fields: &[(String, Option<i64>)]) -> StoreResult<()> {
         for (field, value) in fields {
             match value {
                 Some(value) => {

@@ -45,6 +45,7 @@
 //! Table layout: see `tables.rs`. Cache accounting: see `cache.rs`. Background tasks:
 //! see `sweeper.rs`.
 
+mod atomic;
 mod cache;
 mod counters;
 mod fenced;
@@ -662,6 +663,12 @@ impl Store for EmbeddedStore {
 
     async fn subscribe(&self, channel: &str) -> StoreResult<Subscription> {
         self.inner.pubsub.subscribe(channel, &self.shutdown)
+    }
+
+    // ---- atomic multi-key writes (issue 10, item 5) ----
+
+    async fn write_atomic(&self, ops: &[crate::store::WriteOp]) -> StoreResult<bool> {
+        atomic::write_atomic(self, ops).await
     }
 }
 

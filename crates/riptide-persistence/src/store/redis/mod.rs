@@ -29,6 +29,7 @@
 //! [`Durability`] is not used here: whether Redis keeps data across a crash is the
 //! server's persistence configuration (AOF, RDB), not something a client chooses per write.
 
+mod atomic;
 mod connection;
 mod error;
 mod lease;
@@ -604,6 +605,12 @@ impl Store for RedisStore {
 
     async fn subscribe(&self, channel: &str) -> StoreResult<Subscription> {
         self.subscriber.subscribe(channel).await
+    }
+
+    // ---- atomic multi-key writes (issue 10, item 5) ----
+
+    async fn write_atomic(&self, ops: &[crate::store::WriteOp]) -> StoreResult<bool> {
+        atomic::write_atomic(self, ops).await
     }
 }
 

@@ -69,6 +69,8 @@ pub(super) static GCRA: LazyLock<Script> = record_script!("scripts/gcra.lua");
 pub(super) static LEASE: LazyLock<Script> = record_script!("scripts/lease.lua");
 /// `set_fenced`: SET only while the lease is held under the writer's token.
 pub(super) static SET_FENCED: LazyLock<Script> = record_script!("scripts/set_fenced.lua");
+/// `write_atomic`: checks, then every op of an atomic multi-key write.
+pub(super) static WRITE_ATOMIC: LazyLock<Script> = record_script!("scripts/write_atomic.lua");
 
 /// Most entries one `remove_set` or `clear` call handles: a few milliseconds of server
 /// time, so other clients are not stalled behind a large invalidation.

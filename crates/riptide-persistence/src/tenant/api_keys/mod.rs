@@ -46,9 +46,10 @@ use self::records::{
     validate_label,
 };
 use super::error::{TenantError, TenantResult};
+use super::registry::TENANT_RECORD;
 use crate::clock::SharedClock;
 use crate::config::TenantConfig;
-use crate::store::{Durability, SharedStore};
+use crate::store::{Durability, SharedStore, StoreKind, WriteOp};
 use crate::tenant_id::TenantId;
 
 /// Characters in a key id.
@@ -245,38 +246,15 @@ impl ApiKeys {
                 revoked_at: None,
             };
             let record_key = keys.record(&format!("key:{key_id}"));
-            // Index first: a crash after it leaves an index member without a record,
-            // which listings skip and `delete_all` / purges remove.
-            self.store
-                .zset_add(&index, &[(key_id.clone(), score(now_ms))])
-                .await?;
+            let lookup = to_json(&LookupRecord {
+                tenant_id: tenant.clone(),
+                key_id: key_id.clone(),
+            })?;
             if !self
-                .store
-                .set_if_absent(&record_key, &to_json(&record)?, None, Durability::Durable)
+                .write_new_key(tenant, &record_key, &to_json(&record)?, &digest, &lookup)
                 .await?
             {
                 continue;
-            }
-            let lookup = LookupRecord {
-                tenant_id: tenant.clone(),
-                key_id: key_id.clone(),
-            };
-            let written = self
-                .store
-                .set_if_absent(
-                    &self.lookup_key(&digest),
-                    &to_json(&lookup)?,
-                    None,
-                    Durability::Durable,
-                )
-                .await;
-            match written {
-                Ok(true) => {}
-                other => {
-                    self.undo_create(&record_key, &index, &key_id).await;
-                    other?;
-                    return Err(TenantError::Conflict("api key lookup record".to_owned()));
-                }
             }
             tracing::info!(tenant.id = %tenant, api_key.id = %key_id, "api key created");
             return Ok(CreatedApiKey {
@@ -289,6 +267,57 @@ impl ApiKeys {
         Err(TenantError::Conflict(format!(
             "api key id of tenant {tenant}"
         )))
+    }
+
+    /// Writes a new key's record, index entry and lookup record all or nothing, only
+    /// while the tenant exists (a key created during the tenant's deletion is never
+    /// left behind). `false` when the key id is taken. On a Cluster the lookup (a key of
+    /// its own slot) is written first: a crash after it leaves a lookup whose record
+    /// does not exist, which authenticates nothing.
+    async fn write_new_key(
+        &self,
+        tenant: &TenantId,
+        record_key: &str,
+        record: &[u8],
+        digest: &Digest,
+        lookup: &[u8],
+    ) -> TenantResult<bool> {
+        let keys = scope(&self.store, tenant);
+        let key_id = record_key.rsplit(':').next().unwrap_or_default().to_owned();
+        let lookup_key = self.lookup_key(digest);
+        let mut ops = vec![
+            WriteOp::present(keys.record(TENANT_RECORD)),
+            WriteOp::absent(record_key.to_owned()),
+            WriteOp::put(record_key.to_owned(), record.to_vec()),
+            WriteOp::ZsetAdd {
+                key: keys.record("keys"),
+                members: vec![(key_id, score(self.clock.now_ms()))],
+            },
+        ];
+        let lookup_apart = self.store.kind() == StoreKind::RedisCluster;
+        if lookup_apart {
+            if !self
+                .store
+                .set_if_absent(&lookup_key, lookup, None, Durability::Durable)
+                .await?
+            {
+                // 256 random bits collided with a live key: refuse rather than overwrite.
+                return Err(TenantError::Conflict("api key lookup record".to_owned()));
+            }
+        } else {
+            ops.push(WriteOp::absent(lookup_key.clone()));
+            ops.push(WriteOp::put(lookup_key.clone(), lookup.to_vec()));
+        }
+        if self.store.write_atomic(&ops).await? {
+            return Ok(true);
+        }
+        if lookup_apart {
+            self.store.delete(&[lookup_key]).await?;
+        }
+        if self.store.get(&keys.record(TENANT_RECORD)).await?.is_none() {
+            return Err(TenantError::tenant_not_found(tenant.as_str()));
+        }
+        Ok(false)
     }
 
     /// The tenant's keys, oldest first, revoked and expired ones included (see

@@ -178,16 +178,6 @@ impl ApiKeys {
         }
         Ok(removed)
     }
-
-    /// Best-effort rollback of a half-created key.
-    pub(super) async fn undo_create(&self, record_key: &str, index: &str, key_id: &str) {
-        if let Err(e) = self.store.delete(&[record_key.to_owned()]).await {
-            tracing::warn!(api_key.id = %key_id, error = %e, "could not roll back an api key record");
-        }
-        if let Err(e) = self.store.zset_remove(index, &[key_id.to_owned()]).await {
-            tracing::warn!(api_key.id = %key_id, error = %e, "could not roll back an api key index entry");
-        }
-    }
 }
 
 pub(super) fn scope(store: &SharedStore, tenant: &TenantId) -> ScopeKeys {

@@ -39,10 +39,11 @@ pub use self::verify::{MAX_TOKEN_LEN, VerifiedToken, looks_like_jwt};
 use super::api_keys::{is_key_id, random_key_id};
 use super::crypto::MasterKey;
 use super::error::{TenantError, TenantResult};
+use super::registry::TENANT_RECORD;
 use crate::clock::SharedClock;
 use crate::config::TenantConfig;
 use crate::keys::{Scope, ScopeKeys};
-use crate::store::{Durability, SharedStore};
+use crate::store::{Durability, SharedStore, WriteOp};
 use crate::tenant_id::TenantId;
 
 /// Most verification keys (active and revoked) a tenant may hold; revoke and delete
@@ -236,20 +237,24 @@ impl JwtKeys {
                 revoked_at: None,
             };
             let record_key = keys.record(&format!("jwtkey:{kid}"));
-            if !self
-                .store
-                .set_if_absent(&record_key, &to_json(&record)?, None, Durability::Durable)
-                .await?
-            {
-                continue;
-            }
             let score = i64::try_from(now_ms).unwrap_or(i64::MAX);
-            if let Err(e) = self.store.zset_add(&index, &[(kid.clone(), score)]).await {
-                // Without its index entry the key could never be listed or revoked.
-                if let Err(undo) = self.store.delete(&[record_key]).await {
-                    tracing::warn!(jwt_key.kid = %kid, error = %undo, "could not roll back a jwt key record");
+            // Record and index entry all or nothing (a record without its entry could
+            // verify tokens yet never be listed or revoked), and only while the tenant
+            // exists, so a key created during its deletion is never left behind.
+            let ops = [
+                WriteOp::present(keys.record(TENANT_RECORD)),
+                WriteOp::absent(record_key.clone()),
+                WriteOp::put(record_key.clone(), to_json(&record)?),
+                WriteOp::ZsetAdd {
+                    key: index.clone(),
+                    members: vec![(kid.clone(), score)],
+                },
+            ];
+            if !self.store.write_atomic(&ops).await? {
+                if self.store.get(&keys.record(TENANT_RECORD)).await?.is_none() {
+                    return Err(TenantError::tenant_not_found(tenant.as_str()));
                 }
-                return Err(e.into());
+                continue;
             }
             self.cache.invalidate(&(tenant.clone(), kid.clone()));
             tracing::info!(tenant.id = %tenant, jwt_key.kid = %kid, jwt_key.algorithm = algorithm.as_str(), "jwt key created");

@@ -13,10 +13,12 @@
 //! - `records`: `set_if_absent`, `compare_and_swap`, sorted sets, counters (with
 //!   `counters_add_once`), GCRA rate limiting with overrides.
 //! - `counters_applied`: counters read together with the applied flags of batch ids.
+//! - `atomic`: `write_atomic`, all or nothing, expectations first, one slot on a Cluster.
 //! - `coordination`: leases with fencing tokens, publish/subscribe across instances.
 //! - `fenced`: writes refused atomically unless their fencing token holds the lease.
 
 mod accounting;
+mod atomic;
 mod budget;
 mod coordination;
 mod counters_applied;
