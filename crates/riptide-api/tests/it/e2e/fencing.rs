@@ -15,7 +15,7 @@ use serde_json::json;
 use super::process::{Backend, Launch, Riptide, eventually};
 
 const ADMIN_TOKEN: &str = "e2e-admin-token-shared-by-the-fenced-instances";
-const SHARED_SECRET: &str = "ZTJlLWZlbmNpbmctc2hhcmVkLXNlY3JldC0zMi1ieXRl";
+const SHARED_SECRET: &str = "ZTJlLWZlbmNpbmctc2hhcmVkLXNlY3JldC0zMmJ5dGU=";
 
 /// The singleton lease: short, so the pause outlasts it quickly.
 const LEASE_TTL_MS: u64 = 1_000;
