@@ -215,7 +215,12 @@ async fn background_tick(service: &WarmingService, lease: &LeaseToken) {
     // immediate rerun; on a fresh store this only starts the schedule. The write is
     // fenced: a stale holder (its lease taken over meanwhile) is refused and stops here.
     if let Err(e) = lease
-        .set(LAST_RUN, now.to_string().as_bytes(), None, Durability::Durable)
+        .set(
+            LAST_RUN,
+            now.to_string().as_bytes(),
+            None,
+            Durability::Durable,
+        )
         .await
     {
         tracing::warn!(error = %e, "cannot record the background warm run; not warming");
@@ -240,7 +245,11 @@ async fn background_tick(service: &WarmingService, lease: &LeaseToken) {
         )
         .into_targets(MAX_BACKGROUND_URLS)
     };
-    tracing::info!(fencing_token = lease.token, total = targets.len(), "background warm run");
+    tracing::info!(
+        fencing_token = lease.token,
+        total = targets.len(),
+        "background warm run"
+    );
     let progress = Arc::new(Progress::new(service.config.load().max_job_failures));
     service.background.store(Some(progress.clone()));
     service.background_runs.fetch_add(1, Ordering::Relaxed);

@@ -326,7 +326,12 @@ impl Singleton {
             .saturating_mul(2)
             .saturating_add(self.shared.cfg.lease_ttl_ms);
         match lease
-            .set(LAST_RUN, now.to_string().as_bytes(), Some(ttl), Durability::Cache)
+            .set(
+                LAST_RUN,
+                now.to_string().as_bytes(),
+                Some(ttl),
+                Durability::Cache,
+            )
             .await
         {
             Ok(()) => true,

@@ -54,11 +54,11 @@ use self::registry::RegistryKeys;
 pub use channel::OUTBOUND_QUEUE;
 pub use fence::LeaseToken;
 pub use lease::{MAX_JOB_NAME_LEN, MAX_SINGLETON_JOBS};
-pub use metrics::FENCED_WRITES_REFUSED;
 pub use message::{
     KINDS, MAX_ID_LEN, MAX_MESSAGE_BYTES, SyncBody, SyncEvent, SyncMessage, WIRE_VERSION,
     tenant_change,
 };
+pub use metrics::FENCED_WRITES_REFUSED;
 pub use registry::{InstanceInfo, MAX_LISTED_INSTANCES, PRUNE_AFTER_TTLS};
 
 /// A sync failure.

@@ -14,8 +14,8 @@ use riptide_persistence::cache::Invalidation;
 use riptide_persistence::clock::system_clock;
 use riptide_persistence::config::{RedisConfig, SyncConfig};
 use riptide_persistence::keys::{KeyHash, Namespace, Scope, ScopeKeys};
-use riptide_persistence::store::{Durability, LeaseOp};
 use riptide_persistence::store::redis::RedisStore;
+use riptide_persistence::store::{Durability, LeaseOp};
 use riptide_persistence::sync::{
     DistributedSync, OUTBOUND_QUEUE, SyncBody, SyncError, SyncEvent, SyncMessage, tenant_change,
 };
@@ -778,13 +778,21 @@ async fn a_stale_run_s_fenced_writes_are_refused_and_it_stops(b: Backend) {
             let (writes, go_on) = (writes.clone(), go_on.clone());
             async move {
                 let first = lease.set("mark", b"a-1", None, Durability::Durable).await;
-                writes.lock().unwrap().push((lease.token, first.map_err(|e| e.to_string())));
+                writes
+                    .lock()
+                    .unwrap()
+                    .push((lease.token, first.map_err(|e| e.to_string())));
                 go_on.notified().await;
                 // Every write after the pause, until one is refused.
                 loop {
-                    let next = lease.set("mark", b"a-late", None, Durability::Durable).await;
+                    let next = lease
+                        .set("mark", b"a-late", None, Durability::Durable)
+                        .await;
                     let refused = next.is_err();
-                    writes.lock().unwrap().push((lease.token, next.map_err(|e| e.to_string())));
+                    writes
+                        .lock()
+                        .unwrap()
+                        .push((lease.token, next.map_err(|e| e.to_string())));
                     if refused {
                         return;
                     }
@@ -823,7 +831,14 @@ async fn a_stale_run_s_fenced_writes_are_refused_and_it_stops(b: Backend) {
     assert!(intruder.token > first_token);
     let written = ts
         .store
-        .set_fenced(&key, intruder.token, &mark, b"intruder", None, Durability::Durable)
+        .set_fenced(
+            &key,
+            intruder.token,
+            &mark,
+            b"intruder",
+            None,
+            Durability::Durable,
+        )
         .await
         .unwrap();
     assert!(written);
@@ -846,8 +861,10 @@ async fn a_stale_run_s_fenced_writes_are_refused_and_it_stops(b: Backend) {
         "the stale write changed nothing"
     );
     // A's loop learns it at its next renewal.
-    eventually(Duration::from_secs(2), || async { (!a.is_leader(&job)).then_some(()) })
-        .await
-        .expect("A no longer leads");
+    eventually(Duration::from_secs(2), || async {
+        (!a.is_leader(&job)).then_some(())
+    })
+    .await
+    .expect("A no longer leads");
     a.shutdown().await;
 }

@@ -15,7 +15,7 @@ use serde_json::json;
 use super::process::{Backend, Launch, Riptide, eventually};
 
 const ADMIN_TOKEN: &str = "e2e-admin-token-shared-by-the-fenced-instances";
-const SHARED_SECRET: &str = "ZTJlLWZlbmNpbmctc2hhcmVkLXNlY3JldC0zMi1ieXRl";
+const SHARED_SECRET: &str = "ZTJlLWZlbmNpbmctc2hhcmVkLXNlY3JldC0zMmJ5dGU=";
 
 /// The singleton lease: short, so the pause outlasts it quickly.
 const LEASE_TTL_MS: u64 = 1_000;
@@ -84,7 +84,11 @@ fn signal(instance: &Riptide, sig: &str) {
 }
 
 async fn leads(instance: &Riptide) -> bool {
-    instance.metrics().await.value("sync_leader", &[("job", JOB)]) == 1.0
+    instance
+        .metrics()
+        .await
+        .value("sync_leader", &[("job", JOB)])
+        == 1.0
 }
 
 async fn refused(instance: &Riptide) -> f64 {
@@ -99,16 +103,21 @@ async fn a_paused_checkpoint_leader_is_fenced_after_it_resumes() {
         tempfile::tempdir().expect("temp dir"),
     ];
     let a = Riptide::start(&launch(dirs[0].path(), &backend)).await;
-    eventually("A holds the checkpoint lease", Duration::from_secs(10), || {
-        leads(&a)
-    })
+    eventually(
+        "A holds the checkpoint lease",
+        Duration::from_secs(10),
+        || leads(&a),
+    )
     .await;
     let b = Riptide::start(&launch(dirs[1].path(), &backend)).await;
     for i in 0..TENANTS {
         a.create_tenant(&format!("fenced-{i}"), "professional", json!({}))
             .await;
     }
-    let (a_dir, b_dir) = (checkpoint_dir(dirs[0].path()), checkpoint_dir(dirs[1].path()));
+    let (a_dir, b_dir) = (
+        checkpoint_dir(dirs[0].path()),
+        checkpoint_dir(dirs[1].path()),
+    );
     assert!(!leads(&b).await, "B waits while A holds the lease");
 
     // Stop A while one of its scheduled checkpoints is being written (its temp file
@@ -130,7 +139,10 @@ async fn a_paused_checkpoint_leader_is_fenced_after_it_resumes() {
     println!("A stopped while writing checkpoint {stale_id}");
 
     // B takes the lease over once A's has expired, and checkpoints under it.
-    eventually("B takes the lease over", Duration::from_secs(10), || leads(&b)).await;
+    eventually("B takes the lease over", Duration::from_secs(10), || {
+        leads(&b)
+    })
+    .await;
     eventually("B checkpoints", Duration::from_secs(10), || async {
         !checkpoints(&b_dir).is_empty()
     })

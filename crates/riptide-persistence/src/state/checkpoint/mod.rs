@@ -355,18 +355,19 @@ impl CheckpointManager {
         let id = new_id(now_ms);
         // The writer creates the directory (mode 0700) before its temp file.
         let (tx, rx) = mpsc::channel(WRITE_QUEUE);
-        let writer = {
-            let (dir, id) = (self.dir.clone(), id.clone());
-            let gate = lease.map(|lease| (lease.clone(), tokio::runtime::Handle::current()));
-            tokio::task::spawn_blocking(move || {
-                format::write_file_gated(&dir, &id.clone(), Header::new(now_ms), rx, || {
-                    match gate {
-                        Some((lease, runtime)) => runtime.block_on(record_latest(&lease, &id)),
-                        None => Ok(()),
-                    }
+        let writer =
+            {
+                let (dir, id) = (self.dir.clone(), id.clone());
+                let gate = lease.map(|lease| (lease.clone(), tokio::runtime::Handle::current()));
+                tokio::task::spawn_blocking(move || {
+                    format::write_file_gated(&dir, &id.clone(), Header::new(now_ms), rx, || {
+                        match gate {
+                            Some((lease, runtime)) => runtime.block_on(record_latest(&lease, &id)),
+                            None => Ok(()),
+                        }
+                    })
                 })
-            })
-        };
+            };
         let collected = self.collect(&id, now_ms, &extra, tx).await;
         // The sender is gone now: the writer either finished or removes its temp file.
         let written = writer.await.map_err(task_err)?;

@@ -64,7 +64,10 @@ async fn fenced_current_token_writes_and_a_stale_one_is_refused(b: Backend) {
     let (_ts, store, k) = fenced_store(b).await;
     let a = acquire(&store, &k.lease, "a", LONG_TTL_MS).await;
     assert!(set(&store, &k, a, b"by a").await, "the holder's token");
-    assert_eq!(value(&store, &k.target).await.as_deref(), Some(&b"by a"[..]));
+    assert_eq!(
+        value(&store, &k.target).await.as_deref(),
+        Some(&b"by a"[..])
+    );
 
     // `a` loses the lease (released here; expiry below) and `b` takes it: a new token.
     store
@@ -74,13 +77,22 @@ async fn fenced_current_token_writes_and_a_stale_one_is_refused(b: Backend) {
     let b_token = acquire(&store, &k.lease, "b", LONG_TTL_MS).await;
     assert!(b_token > a, "{b_token} after {a}");
     assert!(!set(&store, &k, a, b"late a").await, "a stale token");
-    assert_eq!(value(&store, &k.target).await.as_deref(), Some(&b"by a"[..]));
+    assert_eq!(
+        value(&store, &k.target).await.as_deref(),
+        Some(&b"by a"[..])
+    );
     assert!(set(&store, &k, b_token, b"by b").await);
-    assert_eq!(value(&store, &k.target).await.as_deref(), Some(&b"by b"[..]));
+    assert_eq!(
+        value(&store, &k.target).await.as_deref(),
+        Some(&b"by b"[..])
+    );
     // A token from the future (never handed out) is no better than a stale one.
     assert!(!set(&store, &k, b_token + 1, b"forged").await);
     assert!(!set(&store, &k, 0, b"zero").await);
-    assert_eq!(value(&store, &k.target).await.as_deref(), Some(&b"by b"[..]));
+    assert_eq!(
+        value(&store, &k.target).await.as_deref(),
+        Some(&b"by b"[..])
+    );
 }
 
 async fn fenced_refusal_writes_nothing(b: Backend) {
@@ -110,7 +122,10 @@ async fn fenced_refusal_writes_nothing(b: Backend) {
         .await
         .expect("set_fenced");
     assert!(!set(&store, &k, old, b"overwrite").await);
-    assert_eq!(value(&store, &k.target).await.as_deref(), Some(&b"kept"[..]));
+    assert_eq!(
+        value(&store, &k.target).await.as_deref(),
+        Some(&b"kept"[..])
+    );
     sleep_past_short_ttl().await;
     assert!(
         !present(&store, &k.target).await,
@@ -168,7 +183,10 @@ async fn fenced_ttl_applies_to_the_written_value(b: Backend) {
     // Without a TTL the value stays.
     assert!(set(&store, &k, a, b"stays").await);
     sleep_past_short_ttl().await;
-    assert_eq!(value(&store, &k.target).await.as_deref(), Some(&b"stays"[..]));
+    assert_eq!(
+        value(&store, &k.target).await.as_deref(),
+        Some(&b"stays"[..])
+    );
 }
 
 async fn fenced_concurrent_stale_and_current_writers(b: Backend) {
@@ -187,7 +205,14 @@ async fn fenced_concurrent_stale_and_current_writers(b: Backend) {
         tasks.push(tokio::spawn(async move {
             let value = format!("{token}:{i}");
             let written = store
-                .set_fenced(&lease, token, &target, value.as_bytes(), None, Durability::Cache)
+                .set_fenced(
+                    &lease,
+                    token,
+                    &target,
+                    value.as_bytes(),
+                    None,
+                    Durability::Cache,
+                )
                 .await
                 .expect("set_fenced");
             (token, written)
