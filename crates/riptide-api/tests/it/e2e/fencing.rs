@@ -135,7 +135,6 @@ async fn a_paused_checkpoint_leader_is_fenced_after_it_resumes() {
         }
         tokio::time::sleep(Duration::from_micros(200)).await;
     };
-    let stopped_at = Instant::now();
     println!("A stopped while writing checkpoint {stale_id}");
 
     // B takes the lease over once A's has expired, and checkpoints under it.
@@ -147,10 +146,8 @@ async fn a_paused_checkpoint_leader_is_fenced_after_it_resumes() {
         !checkpoints(&b_dir).is_empty()
     })
     .await;
-    assert!(
-        stopped_at.elapsed() > Duration::from_millis(LEASE_TTL_MS),
-        "paused past its lease"
-    );
+    // No bound on how long A was stopped: its last renewal may predate the stop by most of a
+    // lease on a loaded machine, so B can rightly take over sooner than one lease after it.
     let b_ckpts = checkpoints(&b_dir);
     println!("B took over and wrote {b_ckpts:?}");
 
