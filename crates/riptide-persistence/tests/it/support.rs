@@ -100,3 +100,24 @@ macro_rules! on_every_backend {
     };
 }
 pub(crate) use on_every_backend;
+
+/// A new tenant id with a stand-in tenant record: keys are only ever created for a
+/// tenant that exists (has its `meta` record).
+pub async fn stand_in_tenant(store: &SharedStore) -> riptide_persistence::TenantId {
+    let t = riptide_persistence::TenantId::parse(&tenant()).expect("valid tenant id");
+    let meta = riptide_persistence::keys::ScopeKeys::new(
+        store.key_prefix(),
+        &riptide_persistence::keys::Scope::Tenant(t.clone()),
+    )
+    .record("meta");
+    store
+        .set(
+            &meta,
+            b"{}",
+            None,
+            riptide_persistence::store::Durability::Durable,
+        )
+        .await
+        .expect("tenant record");
+    t
+}

@@ -19,7 +19,7 @@ use riptide_persistence::tenant::secrets::{
 use riptide_persistence::{SharedStore, TenantId};
 use riptide_test_support::{start_redis_server, unique};
 
-use crate::support::{Backend, on_every_backend, store, store_with_clock, tenant};
+use crate::support::{Backend, on_every_backend, store, store_with_clock};
 
 on_every_backend!(
     created_key_authenticates_to_its_tenant,
@@ -50,25 +50,9 @@ fn api_keys(store: &SharedStore, clock: SharedClock) -> ApiKeys {
     ApiKeys::new(store.clone(), clock, pepper(7), &config())
 }
 
-/// A new tenant id with a stand-in tenant record: keys are only ever created for a
-/// tenant that exists (has its `meta` record).
+/// A new tenant id with a stand-in tenant record (see [`crate::support::stand_in_tenant`]).
 async fn new_tenant(store: &SharedStore) -> TenantId {
-    let t = TenantId::parse(&tenant()).expect("valid tenant id");
-    let meta = riptide_persistence::keys::ScopeKeys::new(
-        store.key_prefix(),
-        &riptide_persistence::keys::Scope::Tenant(t.clone()),
-    )
-    .record("meta");
-    store
-        .set(
-            &meta,
-            b"{}",
-            None,
-            riptide_persistence::store::Durability::Durable,
-        )
-        .await
-        .expect("tenant record");
-    t
+    crate::support::stand_in_tenant(store).await
 }
 
 fn scope(store: &SharedStore, t: &TenantId) -> ScopeKeys {

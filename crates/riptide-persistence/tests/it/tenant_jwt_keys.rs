@@ -16,7 +16,7 @@ use riptide_persistence::{SharedStore, TenantId};
 use riptide_test_support::jwt::ED25519_PUBLIC_PEM;
 use serde_json::{Value, json};
 
-use crate::support::{Backend, on_every_backend, store, store_with_clock, tenant};
+use crate::support::{Backend, on_every_backend, store, store_with_clock};
 
 on_every_backend!(
     the_keys_algorithm_is_pinned_whatever_the_header_says,
@@ -42,25 +42,9 @@ fn keys(store: &SharedStore, clock: SharedClock, master: &MasterKey, audience: &
     JwtKeys::new(store.clone(), clock, master.clone(), &config(audience))
 }
 
-/// A new tenant id with a stand-in tenant record: keys are only ever created for a
-/// tenant that exists (has its `meta` record).
+/// A new tenant id with a stand-in tenant record (see [`crate::support::stand_in_tenant`]).
 async fn new_tenant(store: &SharedStore) -> TenantId {
-    let t = TenantId::parse(&tenant()).expect("valid tenant id");
-    let meta = riptide_persistence::keys::ScopeKeys::new(
-        store.key_prefix(),
-        &riptide_persistence::keys::Scope::Tenant(t.clone()),
-    )
-    .record("meta");
-    store
-        .set(
-            &meta,
-            b"{}",
-            None,
-            riptide_persistence::store::Durability::Durable,
-        )
-        .await
-        .expect("tenant record");
-    t
+    crate::support::stand_in_tenant(store).await
 }
 
 fn sign(alg: Algorithm, kid: &str, claims: &Value, key: &EncodingKey) -> String {
