@@ -21,6 +21,7 @@ mod store_conformance;
 mod sync_coordination;
 mod tenant_api_keys;
 mod tenant_audit;
+mod tenant_audit_tamper;
 mod tenant_encryption;
 mod tenant_jwt_keys;
 mod tenant_lifecycle;
