@@ -300,16 +300,44 @@ fn audit_record() -> Value {
 }
 
 fn audit_verify() -> Value {
+    let tip = |description: &str| {
+        nullable(object(
+            description,
+            &["length", "head_hash"],
+            json!({
+                "length": count("The newest sequence number."),
+                "head_hash": string("That record's hash."),
+            }),
+        ))
+    };
     object(
         "The verdict on the audit log's chain.",
-        &["ok", "checked", "first_bad"],
+        &[
+            "ok",
+            "checked",
+            "first_bad",
+            "problems",
+            "length",
+            "head_hash",
+            "head",
+            "high_water",
+            "unkeyed",
+        ],
         json!({
-            "ok": boolean("The whole retained chain is intact."),
+            "ok": boolean("The whole retained chain is intact and as long as ever seen."),
             "checked": count("Records checked and found good."),
             "first_bad": nullable(object("The first bad record.", &["seq", "reason"], json!({
                 "seq": count("Its sequence number."),
                 "reason": string("What is wrong with it."),
             }))),
+            "problems": array("What is wrong with the chain as a whole: head missing or \
+                rolled back, records deleted from its end, another record where one was seen.",
+                string("One problem.")),
+            "length": count("The last good record's sequence number."),
+            "head_hash": string("The last good record's hash."),
+            "head": tip("The head key as stored."),
+            "high_water": tip("The longest chain this instance had seen before."),
+            "unkeyed": count("Good records from before the audit key (version 1)."),
         }),
     )
 }

@@ -4,7 +4,9 @@
 //! with a consistent chain under another key are all reported by `verify`, a lost head
 //! stops appends (fail closed), and checkpoints carry the chain's end.
 
+use riptide_persistence::SharedStore;
 use riptide_persistence::clock::system_clock;
+use riptide_persistence::config::StateConfig;
 use riptide_persistence::state::checkpoint::format::{self, Line};
 use riptide_persistence::state::checkpoint::{CheckpointExtra, CheckpointManager};
 use riptide_persistence::store::Durability;
@@ -12,8 +14,6 @@ use riptide_persistence::tenant::TenantError;
 use riptide_persistence::tenant::audit::{
     AuditEntry, AuditKey, AuditLog, AuditRecord, ChainTip, HIGH_WATER_FILE, OUTCOME_OK,
 };
-use riptide_persistence::SharedStore;
-use riptide_persistence::config::StateConfig;
 
 use super::support::{Backend, on_every_backend, store};
 use super::tenant_audit::key;
@@ -69,8 +69,8 @@ async fn deleting_the_last_records_and_rewinding_the_head_is_reported(b: Backend
     let ts = store(b).await;
     let dir = tempfile::tempdir().expect("dir");
     let file = dir.path().join(HIGH_WATER_FILE);
-    let log = AuditLog::new(ts.store.clone(), system_clock(), key())
-        .with_high_water_file(file.clone());
+    let log =
+        AuditLog::new(ts.store.clone(), system_clock(), key()).with_high_water_file(file.clone());
     let records = appended(&log, 5).await;
     assert!(log.verify().await.expect("verify").is_ok());
 
@@ -85,9 +85,15 @@ async fn deleting_the_last_records_and_rewinding_the_head_is_reported(b: Backend
 
     let report = log.verify().await.expect("verify");
     assert!(!report.is_ok(), "{report:?}");
-    assert!(report.first_bad.is_none(), "every record left is good: {report:?}");
+    assert!(
+        report.first_bad.is_none(),
+        "every record left is good: {report:?}"
+    );
     assert_eq!(report.checked, 3);
-    assert!(has(&report.problems, "the head was rolled back"), "{report:?}");
+    assert!(
+        has(&report.problems, "the head was rolled back"),
+        "{report:?}"
+    );
     assert!(
         has(&report.problems, "records 4 to 5 were deleted"),
         "{report:?}"
@@ -144,7 +150,10 @@ async fn deleting_the_head_is_reported_and_stops_appends(b: Backend) {
     let report = log.verify().await.expect("verify");
     assert!(!report.is_ok(), "{report:?}");
     assert!(
-        has(&report.problems, "head key is missing while records 1 to 3 exist"),
+        has(
+            &report.problems,
+            "head key is missing while records 1 to 3 exist"
+        ),
         "{report:?}"
     );
     // A fresh instance (no high-water mark) sees it too: the records are there.
@@ -248,7 +257,10 @@ async fn checkpoints_carry_the_chain_end(b: Backend) {
         ..Default::default()
     };
     let ck = CheckpointManager::new(ts.store.clone(), system_clock(), &cfg);
-    let info = ck.create(CheckpointExtra::default()).await.expect("checkpoint");
+    let info = ck
+        .create(CheckpointExtra::default())
+        .await
+        .expect("checkpoint");
     let mut file =
         format::verify(&dir.path().join(format!("{}.ckpt", info.id))).expect("valid file");
     let mut lines = file.lines().expect("lines");

@@ -43,11 +43,11 @@ use std::fmt;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
+use self::high_water::HighWater;
 pub use self::high_water::{ChainTip, HIGH_WATER_FILE};
 pub use self::key::AuditKey;
 pub use self::record::{AuditEntry, AuditRecord, RECORD_VERSION};
 pub use self::verify::VerifyReport;
-use self::high_water::HighWater;
 use super::error::{TenantError, TenantResult};
 use crate::clock::SharedClock;
 use crate::store::{Durability, SharedStore, Store};
@@ -371,7 +371,9 @@ impl AuditLog {
     async fn holds(&self, tip: &ChainTip) -> TenantResult<bool> {
         let key = self.record_key(tip.length);
         Ok(match self.store.get(&key).await? {
-            Some(bytes) => parse::<AuditRecord>(&key, &bytes).is_ok_and(|r| r.hash == tip.head_hash),
+            Some(bytes) => {
+                parse::<AuditRecord>(&key, &bytes).is_ok_and(|r| r.hash == tip.head_hash)
+            }
             None => false,
         })
     }

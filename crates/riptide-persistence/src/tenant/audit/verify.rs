@@ -70,7 +70,10 @@ impl AuditLog {
         let (walk, head, anchor) = loop {
             let anchor = self.anchor().await?.1;
             let head = self.head().await?;
-            match self.walk(&anchor, head.as_ref(), high_water.as_ref()).await? {
+            match self
+                .walk(&anchor, head.as_ref(), high_water.as_ref())
+                .await?
+            {
                 Some(walk) => break (walk, head, anchor),
                 // Pruned under us: start again from the new anchor.
                 None if restarts < VERIFY_RESTARTS => restarts += 1,
@@ -205,9 +208,7 @@ impl AuditLog {
                 } else if record.v > RECORD_VERSION {
                     Some(format!("unknown record version {}", record.v))
                 } else if record.v < RECORD_VERSION && keyed_seen {
-                    Some(
-                        "an unkeyed (version 1) record after keyed ones: it was forged".to_owned(),
-                    )
+                    Some("an unkeyed (version 1) record after keyed ones: it was forged".to_owned())
                 } else if record.compute_hash(&self.key) != record.hash {
                     Some(
                         "hash mismatch: the record was edited, or written without this \
