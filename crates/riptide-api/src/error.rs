@@ -71,6 +71,10 @@ pub enum ApiError {
         /// What the store holds instead: `missing` or `replaced`.
         found: &'static str,
     },
+    /// 503 `audit_unavailable`: the audit log cannot take a record (its head was lost or
+    /// rolled back), so an admin change is refused before anything changes.
+    #[error("{0}")]
+    AuditUnavailable(String),
     /// 503 from `/readyz`: after a reconnect, a Redis node's `maxmemory-policy` can evict
     /// keys without a TTL and `persistence.redis.allow_evicting_policy` is false.
     #[error("the store may evict keys without a TTL: {0}")]
@@ -247,6 +251,7 @@ impl ApiError {
             | ApiError::StoreUnavailable(_)
             | ApiError::StoreIdentityLost { .. }
             | ApiError::StoreEvictingPolicy(_)
+            | ApiError::AuditUnavailable(_)
             | ApiError::TooManyConnections { .. } => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::BodyTimeout { .. } => StatusCode::REQUEST_TIMEOUT,
             ApiError::Internal => StatusCode::INTERNAL_SERVER_ERROR,
@@ -280,6 +285,7 @@ impl ApiError {
             ApiError::StoreUnavailable(_) => "store_unavailable",
             ApiError::StoreIdentityLost { .. } => "store_identity_lost",
             ApiError::StoreEvictingPolicy(_) => "store_evicting_policy",
+            ApiError::AuditUnavailable(_) => "audit_unavailable",
             ApiError::Internal => "internal",
             ApiError::HeaderTooLarge { .. } => "header_too_large",
             ApiError::UriTooLong => "uri_too_long",
@@ -360,6 +366,7 @@ impl From<TenantError> for ApiError {
                 code: "billing_disabled",
                 message: e.to_string(),
             },
+            TenantError::AuditUnavailable(_) => ApiError::AuditUnavailable(e.to_string()),
             TenantError::InvalidApiKey => ApiError::unauthorized("invalid API key"),
             TenantError::InvalidToken(_) => ApiError::unauthorized(e.to_string()),
             TenantError::Crypto(_) | TenantError::Corrupt { .. } => {

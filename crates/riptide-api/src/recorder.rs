@@ -55,7 +55,7 @@ enum Kind {
 
 /// `# HELP` texts of the series the service and its persistence layer emit (the seed's
 /// names first), with their kind and unit.
-const DESCRIPTIONS: [(&str, Kind, Option<Unit>, &str); 28] = [
+const DESCRIPTIONS: [(&str, Kind, Option<Unit>, &str); 30] = [
     (
         "http_requests_total",
         Kind::Counter,
@@ -193,6 +193,18 @@ const DESCRIPTIONS: [(&str, Kind, Option<Unit>, &str); 28] = [
         Kind::Counter,
         None,
         "Checkpoint creations and restores, by result",
+    ),
+    (
+        riptide_persistence::tenant::audit::high_water::LENGTH_GAUGE,
+        Kind::Gauge,
+        None,
+        "Length of the audit chain (its newest sequence number) this instance last saw",
+    ),
+    (
+        riptide_persistence::tenant::audit::high_water::HEAD_GAUGE,
+        Kind::Gauge,
+        None,
+        "First 48 bits of the audit chain's head hash this instance last saw, as an integer",
     ),
     (
         "checkpoint_size_bytes",

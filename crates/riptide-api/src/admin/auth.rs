@@ -6,6 +6,10 @@
 //! A client address over its limit of failed authentications is refused first (429
 //! `too_many_auth_failures`), without its token being hashed or looked up; a token that
 //! identifies nobody counts as one failure of its address ([`crate::auth_failures`]).
+//!
+//! A request that may change something (any method but GET, HEAD, OPTIONS, TRACE) is
+//! refused with 503 `audit_unavailable` before its handler runs when the audit log
+//! cannot take its record (head lost or rolled back): no admin change goes unaudited.
 
 use axum::extract::FromRequestParts;
 use axum::http::header::AUTHORIZATION;
@@ -109,11 +113,17 @@ impl FromRequestParts<AppState> for AdminCaller {
         state.auth_failures.admit(client, Credential::AdminToken)?;
         let token = bearer(parts)?;
         match state.admin_tokens.authenticate(token).await? {
-            Some(who) => Ok(AdminCaller {
-                token_id: who.token_id,
-                name: who.name,
-                role: who.role,
-            }),
+            Some(who) => {
+                // Fail closed: a change that could not be audited is not made at all.
+                if !parts.method.is_safe() {
+                    state.tenants.audit().ensure_writable().await?;
+                }
+                Ok(AdminCaller {
+                    token_id: who.token_id,
+                    name: who.name,
+                    role: who.role,
+                })
+            }
             None => {
                 state.auth_failures.failed(client, Credential::AdminToken);
                 Err(ApiError::unauthorized("invalid admin token"))

@@ -1,12 +1,13 @@
 //! `riptide audit`: the audit log (`GET /admin/audit`), filtered by tenant, action and
-//! time, oldest first.
+//! time, oldest first; `riptide audit --verify` checks it (`GET /admin/audit/verify`)
+//! and exits with 1, saying what is wrong, when it is not intact.
 
 use chrono::{DateTime, NaiveDate, SecondsFormat, TimeDelta, Utc};
 use clap::Args;
 use serde_json::Value;
 
 use super::Context;
-use super::client::{CliResult, Connection};
+use super::client::{CliError, CliResult, Connection};
 use super::output::{self, field};
 
 /// `riptide audit`.
@@ -32,6 +33,10 @@ pub struct AuditArgs {
     #[arg(long, default_value_t = 100,
           value_parser = clap::value_parser!(u64).range(1..=10_000))]
     pub limit: u64,
+    /// Verify the chain instead: every record's HMAC and link, and its end against the
+    /// longest chain the service has seen; exit 1 when anything is wrong
+    #[arg(long, conflicts_with_all = ["tenant", "action", "since", "until"])]
+    pub verify: bool,
 }
 
 /// A time argument as RFC 3339 (UTC).
@@ -73,6 +78,16 @@ fn time_at(raw: &str, now: DateTime<Utc>) -> Result<DateTime<Utc>, String> {
 
 /// Runs `riptide audit`.
 pub async fn run(ctx: &Context, args: AuditArgs) -> CliResult<()> {
+    if args.verify {
+        let report = ctx.client.get(&["admin", "audit", "verify"], &[]).await?;
+        ctx.out.show(&report, render_verify);
+        if report["ok"] != Value::Bool(true) {
+            return Err(CliError::Failed(
+                "the audit log failed verification".to_owned(),
+            ));
+        }
+        return Ok(());
+    }
     let mut query = vec![("limit", args.limit.to_string())];
     for (name, value) in [
         ("tenant_id", args.tenant),
@@ -87,6 +102,33 @@ pub async fn run(ctx: &Context, args: AuditArgs) -> CliResult<()> {
     let list = ctx.client.get(&["admin", "audit"], &query).await?;
     ctx.out.show(&list, |list| render(list, args.limit));
     Ok(())
+}
+
+fn render_verify(report: &Value) -> String {
+    let mut lines = Vec::new();
+    let length = field(report, "length");
+    let checked = field(report, "checked");
+    if report["ok"] == Value::Bool(true) {
+        lines.push(format!(
+            "audit log intact: {checked} records checked, chain at record {length} (head {})",
+            field(report, "head_hash")
+        ));
+    } else {
+        lines.push(format!(
+            "AUDIT LOG NOT INTACT ({checked} records good, up to record {length}):"
+        ));
+        if report["first_bad"].is_object() {
+            lines.push(format!(
+                "- record {}: {}",
+                field(report, "first_bad.seq"),
+                field(report, "first_bad.reason")
+            ));
+        }
+        for problem in report["problems"].as_array().into_iter().flatten() {
+            lines.push(format!("- {}", output::text(problem)));
+        }
+    }
+    lines.join("\n")
 }
 
 fn render(list: &Value, limit: u64) -> String {
@@ -166,5 +208,19 @@ mod tests {
         );
         assert!(text.contains("1 record (the limit"), "{text}");
         assert_eq!(render(&json!({"records": []}), 5), "no audit records match");
+    }
+
+    #[test]
+    fn verdicts_say_what_is_wrong() {
+        let bad = json!({"ok": false, "checked": 3, "length": 3, "head_hash": "ab",
+            "first_bad": null, "problems": ["the head was rolled back"]});
+        let text = render_verify(&bad);
+        assert!(
+            text.contains("NOT INTACT") && text.contains("- the head was rolled back"),
+            "{text}"
+        );
+        let good = json!({"ok": true, "checked": 3, "length": 3, "head_hash": "ab",
+            "first_bad": null, "problems": []});
+        assert!(render_verify(&good).contains("intact: 3 records"));
     }
 }

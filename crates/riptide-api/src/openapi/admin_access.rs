@@ -71,7 +71,10 @@ fn verify_audit() -> Value {
             "tags": ["admin-audit"],
             "summary": "Verify the audit log's hash chain",
             "description": "Walks the retained chain and reports the first record that was \
-                edited, removed, re-linked or cannot be read.",
+                edited or forged (its HMAC under the audit key does not match), removed, \
+                re-linked or cannot be read; then checks the chain's end against its head and \
+                the longest chain this instance has seen: a deleted head, a rolled-back head \
+                or deleted last records are listed in `problems`.",
             "responses": responses(
                 vec![(200, json_reply("The verdict.", schema("AuditVerify"), &[]))],
                 &[ANY, ADMIN_GUARD],

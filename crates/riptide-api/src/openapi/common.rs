@@ -202,6 +202,26 @@ pub fn responses(ok: Vec<(u16, Value)>, failures: &[&[Failure]]) -> Value {
     Value::Object(out)
 }
 
+/// Adds the failure `(status, code)` to an operation's `responses`, merged with the
+/// codes that status already lists.
+pub fn add_failure(responses: &mut Value, status: u16, code: &str) {
+    let key = status.to_string();
+    let mut codes: Vec<String> = responses[&key]["x-error-codes"]
+        .as_array()
+        .map(|listed| {
+            listed
+                .iter()
+                .filter_map(|c| c.as_str().map(str::to_owned))
+                .collect()
+        })
+        .unwrap_or_default();
+    if !codes.iter().any(|c| c == code) {
+        codes.push(code.to_owned());
+    }
+    let codes: Vec<&str> = codes.iter().map(String::as_str).collect();
+    responses[key] = error_reply(status, &codes);
+}
+
 fn error_reply(status: u16, codes: &[&str]) -> Value {
     let reason = StatusCode::from_u16(status)
         .ok()

@@ -56,6 +56,20 @@ pub async fn get_openapi() -> Response {
     response
 }
 
+/// Every admin change (any method but GET) can be refused with 503 `audit_unavailable`
+/// before its handler runs: the rule of [`crate::admin::AdminCaller`], stated once here.
+fn document_audit_gate(paths: &mut Map<String, Value>) {
+    for (path, item) in paths.iter_mut() {
+        let Some(methods) = item.as_object_mut().filter(|_| path.starts_with("/admin/")) else {
+            continue;
+        };
+        let changes = |method: &str| matches!(method, "post" | "put" | "patch" | "delete");
+        for (_, op) in methods.iter_mut().filter(|(method, _)| changes(method)) {
+            common::add_failure(&mut op["responses"], 503, "audit_unavailable");
+        }
+    }
+}
+
 /// Builds the document.
 pub fn build() -> Value {
     let mut paths = Map::new();
@@ -71,6 +85,7 @@ pub fn build() -> Value {
             paths.extend(area);
         }
     }
+    document_audit_gate(&mut paths);
     let (mut schemas, headers, parameters, security_schemes) = common::components();
     for area in [
         service::schemas(),

@@ -273,6 +273,7 @@ fn audit_record() -> Value {
     object(
         "One record of the hash-chained audit log.",
         &[
+            "v",
             "seq",
             "at",
             "actor",
@@ -285,6 +286,8 @@ fn audit_record() -> Value {
             "hash",
         ],
         json!({
+            "v": count("Record format: 2 is authenticated with HMAC-SHA256 under the audit \
+                key; 1 (plain SHA-256) is from before that key existed."),
             "seq": count("Position in the chain, from 1, without gaps."),
             "at": time("When it was appended."),
             "actor": string("Who acted (`admin:<token name>`, `system`...)."),
@@ -294,22 +297,51 @@ fn audit_record() -> Value {
             "outcome": string("The result."),
             "metadata": map("Extra detail.", json!({ "type": "string" })),
             "prev_hash": string("The previous record's hash."),
-            "hash": string("Hex SHA-256 of `prev_hash` and this record."),
+            "hash": string("Hex HMAC-SHA256 under the audit key (SHA-256 for version 1) of \
+                `prev_hash` and this record."),
         }),
     )
 }
 
 fn audit_verify() -> Value {
+    let tip = |description: &str| {
+        nullable(object(
+            description,
+            &["length", "head_hash"],
+            json!({
+                "length": count("The newest sequence number."),
+                "head_hash": string("That record's hash."),
+            }),
+        ))
+    };
     object(
         "The verdict on the audit log's chain.",
-        &["ok", "checked", "first_bad"],
+        &[
+            "ok",
+            "checked",
+            "first_bad",
+            "problems",
+            "length",
+            "head_hash",
+            "head",
+            "high_water",
+            "unkeyed",
+        ],
         json!({
-            "ok": boolean("The whole retained chain is intact."),
+            "ok": boolean("The whole retained chain is intact and as long as ever seen."),
             "checked": count("Records checked and found good."),
             "first_bad": nullable(object("The first bad record.", &["seq", "reason"], json!({
                 "seq": count("Its sequence number."),
                 "reason": string("What is wrong with it."),
             }))),
+            "problems": array("What is wrong with the chain as a whole: head missing or \
+                rolled back, records deleted from its end, another record where one was seen.",
+                string("One problem.")),
+            "length": count("The last good record's sequence number."),
+            "head_hash": string("The last good record's hash."),
+            "head": tip("The head key as stored."),
+            "high_water": tip("The longest chain this instance had seen before."),
+            "unkeyed": count("Good records from before the audit key (version 1)."),
         }),
     )
 }

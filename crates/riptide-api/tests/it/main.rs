@@ -2,6 +2,7 @@
 //! One test binary (see STYLE.md 13).
 
 mod admin_audit;
+mod admin_audit_tamper;
 mod admin_cache;
 mod admin_common;
 mod admin_redis;

@@ -61,6 +61,9 @@ const WRAP_CONTEXT: &[u8] = b"riptide.dek.v1:";
 /// Derivation context of the master key id.
 const MASTER_ID_CONTEXT: &str = "riptide 2026-01 master key id v1";
 
+/// Key derivation context of the seed of subkeys (see [`MasterKey::derive_subkey`]).
+const SUBKEY_CONTEXT: &str = "riptide 2026-12 master key subkeys v1";
+
 /// AES-256-GCM with its expanded key; seals and opens `nonce || ciphertext || tag`.
 #[derive(Clone)]
 struct Aead256 {
@@ -136,6 +139,9 @@ fn random_key() -> [u8; KEY_LEN] {
 pub struct MasterKey {
     aead: Aead256,
     id: [u8; 4],
+    /// Seed of [`MasterKey::derive_subkey`]: derived one-way, so a subkey never reveals
+    /// the master key or another subkey.
+    subkey_seed: [u8; KEY_LEN],
 }
 
 impl MasterKey {
@@ -157,6 +163,7 @@ impl MasterKey {
         Self {
             aead: Aead256::new(key),
             id,
+            subkey_seed: blake3::derive_key(SUBKEY_CONTEXT, key),
         }
     }
 
@@ -224,6 +231,13 @@ impl MasterKey {
         hex::encode(self.id)
     }
 
+    /// A key for another purpose (`purpose` names it, e.g. `audit.hmac.v1`), derived
+    /// one-way from the master key: anyone with the master key can derive it, nobody
+    /// without it can, and it is never stored.
+    pub fn derive_subkey(&self, purpose: &str) -> [u8; KEY_LEN] {
+        *blake3::keyed_hash(&self.subkey_seed, purpose.as_bytes()).as_bytes()
+    }
+
     /// Wraps `key` for `tenant_id` (bound as associated data): 65 bytes to store.
     pub fn wrap(&self, key: &DataKey, tenant_id: &str) -> TenantResult<Vec<u8>> {
         let mut out = Vec::with_capacity(WRAPPED_LEN);
@@ -278,6 +292,12 @@ fn wrap_aad(head: &[u8], tenant_id: &str) -> Vec<u8> {
     aad.extend_from_slice(WRAP_CONTEXT);
     aad.extend_from_slice(tenant_id.as_bytes());
     aad
+}
+
+impl Drop for MasterKey {
+    fn drop(&mut self) {
+        wipe(&mut self.subkey_seed);
+    }
 }
 
 impl fmt::Debug for MasterKey {

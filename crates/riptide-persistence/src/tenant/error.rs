@@ -67,6 +67,10 @@ pub enum TenantError {
     /// one of a few fixed phrases, safe to send (never the token or a key).
     #[error("invalid token: {0}")]
     InvalidToken(&'static str),
+    /// The audit log cannot take a record (its head was lost or rolled back), so the
+    /// operation to be audited is refused: auditing fails closed. Says what is wrong.
+    #[error("the audit log is unavailable: {0}")]
+    AuditUnavailable(String),
     /// The record changed concurrently too many times; try again.
     #[error("concurrent update of {0:?}; try again")]
     Conflict(String),

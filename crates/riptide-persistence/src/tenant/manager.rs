@@ -13,7 +13,7 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use super::api_keys::ApiKeys;
-use super::audit::{AuditEntry, AuditLog};
+use super::audit::{AuditEntry, AuditKey, AuditLog, HIGH_WATER_FILE};
 use super::crypto::{MasterKey, TenantKeys};
 use super::error::{TenantError, TenantResult};
 use super::jwt_keys::JwtKeys;
@@ -143,6 +143,7 @@ impl TenantManager {
         let live = Arc::new(ArcSwap::from_pointee(LiveTenantSettings::of(&config)));
         let usage = UsageMeter::new(store.clone(), clock.clone(), &config, metrics.clone());
         let budgets = TenantBudgets::new(live.clone());
+        let audit_key = AuditKey::from_master(&master);
         let jwt_keys = JwtKeys::new(store.clone(), clock.clone(), master.clone(), &config);
         let keys = TenantKeys::new(store.clone(), master);
         let on_load: super::registry::OnLoad = {
@@ -165,7 +166,10 @@ impl TenantManager {
             sealed_month.clone(),
             cancel.clone(),
         );
-        let audit = Arc::new(AuditLog::new(store.clone(), clock.clone()));
+        let audit = Arc::new(
+            AuditLog::new(store.clone(), clock.clone(), audit_key)
+                .with_high_water_file(config.secrets_dir.join(HIGH_WATER_FILE)),
+        );
         let pruner = spawn_audit_pruner(audit.clone(), config.audit_retention_days, cancel.clone());
         let manager = Self {
             registry: Registry::new(store.clone(), config.record_cache_ttl_ms, on_load),

@@ -22,6 +22,7 @@ mod store_conformance;
 mod sync_coordination;
 mod tenant_api_keys;
 mod tenant_audit;
+mod tenant_audit_tamper;
 mod tenant_crash_consistency;
 mod tenant_encryption;
 mod tenant_jwt_keys;

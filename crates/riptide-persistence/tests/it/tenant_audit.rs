@@ -9,7 +9,7 @@ use riptide_persistence::clock::{ManualClock, SharedClock, system_clock};
 use riptide_persistence::store::Durability;
 use riptide_persistence::tenant::TenantError;
 use riptide_persistence::tenant::audit::{
-    AuditEntry, AuditLog, AuditRecord, GENESIS_HASH, OUTCOME_OK,
+    AuditEntry, AuditKey, AuditLog, AuditRecord, GENESIS_HASH, OUTCOME_OK,
 };
 use riptide_persistence::{SharedStore, TenantId};
 
@@ -39,6 +39,11 @@ fn entry(actor: &str, tenant: Option<&TenantId>, operation: &str) -> AuditEntry 
     )
 }
 
+/// The audit key of these tests (the service derives its own from the master key).
+pub(crate) fn key() -> AuditKey {
+    AuditKey::from_bytes([42; 32])
+}
+
 fn at(ms: u64) -> DateTime<Utc> {
     DateTime::from_timestamp_millis(i64::try_from(ms).expect("fits")).expect("valid time")
 }
@@ -54,7 +59,7 @@ async fn raw(store: &SharedStore, seq: u64) -> Option<AuditRecord> {
 
 async fn appends_form_a_verified_chain(b: Backend) {
     let ts = store(b).await;
-    let log = AuditLog::new(ts.store.clone(), system_clock());
+    let log = AuditLog::new(ts.store.clone(), system_clock(), key());
     let empty = log.verify().await.expect("verify empty");
     assert!(empty.is_ok() && empty.checked == 0, "{empty:?}");
 
@@ -65,7 +70,7 @@ async fn appends_form_a_verified_chain(b: Backend) {
         let r = log.append(e).await.expect("append");
         assert_eq!(r.seq, i);
         assert_eq!(r.prev_hash, prev);
-        assert_eq!(r.hash, r.compute_hash());
+        assert_eq!(r.hash, r.compute_hash(&key()));
         assert_eq!(
             r.metadata.get("i").map(String::as_str),
             Some(i.to_string().as_str())
@@ -81,7 +86,7 @@ async fn appends_form_a_verified_chain(b: Backend) {
     assert!(report.is_ok(), "{report:?}");
     assert_eq!(report.checked, 5);
     // A second instance continues the same chain.
-    let other = AuditLog::new(ts.store.clone(), system_clock());
+    let other = AuditLog::new(ts.store.clone(), system_clock(), key());
     let sixth = other
         .append(entry("system", None, "cache.clear"))
         .await
@@ -94,8 +99,8 @@ async fn concurrent_appends_from_two_instances_make_one_gap_free_chain(b: Backen
     const TASKS: usize = 4;
     const PER_TASK: usize = 50;
     let ts = store(b).await;
-    let first = Arc::new(AuditLog::new(ts.store.clone(), system_clock()));
-    let second = Arc::new(AuditLog::new(ts.store.clone(), system_clock()));
+    let first = Arc::new(AuditLog::new(ts.store.clone(), system_clock(), key()));
+    let second = Arc::new(AuditLog::new(ts.store.clone(), system_clock(), key()));
     let mut handles = Vec::new();
     for task in 0..=TASKS {
         // Tasks 0..4 share the first instance; task 4 is the second instance.
@@ -142,7 +147,7 @@ async fn concurrent_appends_from_two_instances_make_one_gap_free_chain(b: Backen
 
 async fn an_edited_record_is_reported(b: Backend) {
     let ts = store(b).await;
-    let log = AuditLog::new(ts.store.clone(), system_clock());
+    let log = AuditLog::new(ts.store.clone(), system_clock(), key());
     for _ in 0..5 {
         log.append(entry("admin", None, "tenant.create"))
             .await
@@ -171,7 +176,7 @@ async fn an_edited_record_is_reported(b: Backend) {
 
 async fn a_removed_record_is_reported_as_a_gap(b: Backend) {
     let ts = store(b).await;
-    let log = AuditLog::new(ts.store.clone(), system_clock());
+    let log = AuditLog::new(ts.store.clone(), system_clock(), key());
     for _ in 0..5 {
         log.append(entry("admin", None, "tenant.delete"))
             .await
@@ -191,7 +196,7 @@ async fn a_removed_record_is_reported_as_a_gap(b: Backend) {
 
     // Removing the newest record is detected too (the head still names it).
     let ts = store(b).await;
-    let log = AuditLog::new(ts.store.clone(), system_clock());
+    let log = AuditLog::new(ts.store.clone(), system_clock(), key());
     for _ in 0..3 {
         log.append(entry("admin", None, "tenant.delete"))
             .await
@@ -207,7 +212,7 @@ async fn a_removed_record_is_reported_as_a_gap(b: Backend) {
 
 async fn a_relinked_record_is_reported_as_a_broken_link(b: Backend) {
     let ts = store(b).await;
-    let log = AuditLog::new(ts.store.clone(), system_clock());
+    let log = AuditLog::new(ts.store.clone(), system_clock(), key());
     for _ in 0..5 {
         log.append(entry("admin", None, "api_key.revoke"))
             .await
@@ -216,7 +221,7 @@ async fn a_relinked_record_is_reported_as_a_broken_link(b: Backend) {
     // Rewrite record 3 consistently (its own hash recomputed): record 4 no longer links.
     let mut r3 = raw(&ts.store, 3).await.expect("record 3");
     r3.outcome = "error: rewritten".to_owned();
-    r3.hash = r3.compute_hash();
+    r3.hash = r3.compute_hash(&key());
     let key = rec_key(&ts.store, 3);
     ts.store
         .set(
@@ -237,7 +242,7 @@ async fn queries_by_tenant_and_time_range(b: Backend) {
     let manual = ManualClock::new(START_MS);
     let clock: SharedClock = manual.clone();
     let ts = store_with_clock(b, clock.clone()).await;
-    let log = AuditLog::new(ts.store.clone(), clock);
+    let log = AuditLog::new(ts.store.clone(), clock, key());
     let a = TenantId::parse(&tenant()).expect("tenant");
     let c = TenantId::parse(&tenant()).expect("tenant");
     // a @0s, c @1s, a @2s, none @3s, a @4s
@@ -313,7 +318,7 @@ async fn pruning_keeps_the_chain_verifiable(b: Backend) {
     let manual = ManualClock::new(START_MS);
     let clock: SharedClock = manual.clone();
     let ts = store_with_clock(b, clock.clone()).await;
-    let log = AuditLog::new(ts.store.clone(), clock.clone());
+    let log = AuditLog::new(ts.store.clone(), clock.clone(), key());
     let t = TenantId::parse(&tenant()).expect("tenant");
     for _ in 0..4 {
         log.append(entry("admin", Some(&t), "old"))
@@ -389,7 +394,7 @@ async fn pruning_keeps_the_chain_verifiable(b: Backend) {
 
 async fn bad_entries_are_refused_and_nothing_is_written(b: Backend) {
     let ts = store(b).await;
-    let log = AuditLog::new(ts.store.clone(), system_clock());
+    let log = AuditLog::new(ts.store.clone(), system_clock(), key());
     let long = "x".repeat(201);
     let mut too_much = entry("admin", None, "op");
     for i in 0..33 {

@@ -4,7 +4,7 @@ use axum::Json;
 use axum::extract::State;
 use chrono::{DateTime, Utc};
 use riptide_persistence::tenant::AdminAction;
-use riptide_persistence::tenant::audit::{AuditRecord, MAX_QUERY_LIMIT};
+use riptide_persistence::tenant::audit::{AuditRecord, ChainTip, MAX_QUERY_LIMIT};
 use serde::{Deserialize, Serialize};
 
 use super::input::{Params, tenant_id};
@@ -128,15 +128,28 @@ pub struct BadRecord {
 /// `GET /admin/audit/verify`.
 #[derive(Debug, Serialize)]
 pub struct VerifyResponse {
-    /// The whole retained chain is intact.
+    /// The whole retained chain is intact and as long as ever seen.
     pub ok: bool,
     /// Records checked and found good.
     pub checked: u64,
     /// The first bad record, if any.
     pub first_bad: Option<BadRecord>,
+    /// What is wrong with the chain as a whole (head missing or rolled back, records
+    /// deleted from its end, another record where one was seen).
+    pub problems: Vec<String>,
+    /// The last good record's sequence number.
+    pub length: u64,
+    /// The last good record's hash.
+    pub head_hash: String,
+    /// The head key as stored.
+    pub head: Option<ChainTip>,
+    /// The longest chain this instance had seen before this walk.
+    pub high_water: Option<ChainTip>,
+    /// Good records from before the audit key (version 1, unkeyed).
+    pub unkeyed: u64,
 }
 
-/// `GET /admin/audit/verify`: walks the retained hash chain.
+/// `GET /admin/audit/verify`: walks the retained hash chain and checks its end.
 pub async fn verify(
     caller: AdminCaller,
     State(state): State<AppState>,
@@ -149,6 +162,12 @@ pub async fn verify(
         first_bad: report
             .first_bad
             .map(|(seq, reason)| BadRecord { seq, reason }),
+        problems: report.problems,
+        length: report.end.length,
+        head_hash: report.end.head_hash,
+        head: report.head,
+        high_water: report.high_water,
+        unkeyed: report.unkeyed,
     }))
 }
 

@@ -23,12 +23,14 @@
 //! | [`file_modes`] | started with umask 022: the data directory 0700, every file written 0600 |
 //! | [`metrics_access`] | `/metrics` behind `metrics.token`; bills left out with `metrics.tenant_billing: false` |
 //! | [`multi_tenancy_off`] | off only at start, refused on a public address unless allowed; a reload cannot switch it |
+//! | [`audit_tamper`] | audit keys tampered with in Redis: reported by verify (API, CLI), admin changes fail closed, the chain metrics move |
 //! | [`reload_file`] | an empty, comment-only, unparsable or cut configuration file is refused by reload |
 //!
 //! [`process`] starts and stops the binary and holds the HTTP helpers; [`raw`] speaks
 //! raw TCP for the clients an HTTP library cannot be; [`proc_stats`] reads CPU and
 //! memory from `/proc`.
 
+mod audit_tamper;
 mod auth_throttle;
 mod connection_limit;
 mod crash_consistency;

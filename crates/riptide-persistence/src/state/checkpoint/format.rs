@@ -178,6 +178,10 @@ pub struct Meta<'a> {
     pub config: Option<Cow<'a, serde_json::Value>>,
     /// The cache warm list: `(tenant, key)`.
     pub warm_list: Cow<'a, [(Option<String>, String)]>,
+    /// The audit chain's length and head hash when the checkpoint was taken: an anchor
+    /// outside the store to compare a later chain with (absent in older checkpoints).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub audit: Option<crate::tenant::audit::ChainTip>,
 }
 
 /// One line of the body. Every line but `meta` and `end` names its tenant, so lines of

@@ -94,11 +94,13 @@
 
 pub mod format;
 
+mod audit_anchor;
 mod collect;
 mod error;
 mod files;
 mod restore;
 
+use self::audit_anchor::audit_anchor;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -416,6 +418,7 @@ impl CheckpointManager {
                 .as_ref()
                 .map(|c| std::borrow::Cow::Owned(collect::redact_secrets(c))),
             warm_list: std::borrow::Cow::Borrowed(&extra.warm_list),
+            audit: audit_anchor(store).await,
         }))
         .await?;
         head.flush().await?;

@@ -622,6 +622,7 @@ mod tests {
             store_kind: "embedded".into(),
             config: None,
             warm_list: Cow::Owned(Vec::new()),
+            audit: None,
         })
     }
 

@@ -1,14 +1,21 @@
 //! The audit log: who did what, to what, when, with which outcome. Append-only,
 //! hash-chained, queryable by tenant and time range, pruned by retention.
 //!
-//! Every record carries a sequence number and `hash = SHA-256(prev_hash ‖ canonical JSON
-//! of the record without its hash)`, where `prev_hash` is the previous record's hash (64
-//! zeros before the first record). [`AuditLog::verify`] recomputes the chain, so an
-//! edited record (its hash no longer matches), a removed record (a gap in the sequence)
-//! and a re-linked record (its `prev_hash` is not its predecessor's hash) are found.
-//! The chain is not keyed: someone with write access to the store who rewrites every
-//! record from the edited one to the head, and the head, is not detected; it protects
-//! against edits and deletions of individual records.
+//! Every record carries a sequence number and `hash = HMAC-SHA256(audit key, prev_hash ‖
+//! canonical JSON of the record without its hash)`, where `prev_hash` is the previous
+//! record's hash (64 zeros before the first record) and the audit key is derived from
+//! the master key, never stored ([`AuditKey`]). [`AuditLog::verify`] recomputes the
+//! chain, so an edited or forged record (its hash does not match), a removed record (a
+//! gap in the sequence) and a re-linked record (its `prev_hash` is not its predecessor's
+//! hash) are found; records from before the key (version 1, plain SHA-256) are accepted
+//! only before the first keyed one.
+//!
+//! The end of the chain is anchored outside it: in the high-water mark of this instance
+//! (memory, a `0600` file, gauges; see [`high_water`]) and in every checkpoint's meta
+//! line. `verify` reports a chain shorter than the mark (deleted last records, a head
+//! rolled back) or with another record at the mark's length. A head that is missing
+//! while records exist, or below the mark, stops appends with
+//! [`TenantError::AuditUnavailable`]: auditing fails closed, it never stops silently.
 //!
 //! Store layout (`<p>` is the store's key prefix); every key carries the hash tag
 //! `{audit}`, so multi-key reads of the log run on one Redis Cluster slot:
@@ -26,6 +33,8 @@
 //! and tries the next one. The head is then advanced with `compare_and_swap` (only ever
 //! forward), so any number of writers produce one gap-free chain.
 
+pub mod high_water;
+mod key;
 mod record;
 mod verify;
 
@@ -34,11 +43,14 @@ use std::fmt;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-pub use self::record::{AuditEntry, AuditRecord};
+use self::high_water::HighWater;
+pub use self::high_water::{ChainTip, HIGH_WATER_FILE};
+pub use self::key::AuditKey;
+pub use self::record::{AuditEntry, AuditRecord, RECORD_VERSION};
 pub use self::verify::VerifyReport;
 use super::error::{TenantError, TenantResult};
 use crate::clock::SharedClock;
-use crate::store::{Durability, SharedStore};
+use crate::store::{Durability, SharedStore, Store};
 use crate::tenant_id::TenantId;
 
 /// Longest `actor`, `operation` and `resource`, in characters.
@@ -65,6 +77,13 @@ const APPEND_ATTEMPTS: usize = 1_000;
 
 /// Compare-and-swap attempts to move the head forward.
 const HEAD_ATTEMPTS: usize = 64;
+
+/// Reads of a missing head before it counts as lost: an append in flight on another
+/// task or instance has claimed its record but not yet moved the head.
+const LOST_HEAD_READS: usize = 5;
+
+/// Pause between those reads.
+const LOST_HEAD_PAUSE: std::time::Duration = std::time::Duration::from_millis(20);
 
 /// Records per `get_many` / `delete` call.
 const CHUNK: usize = 256;
@@ -103,6 +122,8 @@ pub struct AuditLog {
     clock: SharedClock,
     /// `<p>:{audit}`.
     base: String,
+    key: AuditKey,
+    high_water: HighWater,
 }
 
 impl fmt::Debug for AuditLog {
@@ -114,10 +135,38 @@ impl fmt::Debug for AuditLog {
 }
 
 impl AuditLog {
-    /// The audit log of `store`; record times come from `clock`.
-    pub fn new(store: SharedStore, clock: SharedClock) -> Self {
+    /// The audit log of `store`, its records authenticated with `key`; record times
+    /// come from `clock`. The high-water mark is kept in memory only (see
+    /// [`Self::with_high_water_file`]).
+    pub fn new(store: SharedStore, clock: SharedClock, key: AuditKey) -> Self {
         let base = format!("{}:{{audit}}", store.key_prefix());
-        Self { store, clock, base }
+        Self {
+            store,
+            clock,
+            base,
+            key,
+            high_water: HighWater::in_memory(),
+        }
+    }
+
+    /// Keeps the high-water mark in `file` too (mode `0600`), starting from what it
+    /// holds, so a restart still knows how long the chain was.
+    pub fn with_high_water_file(mut self, file: std::path::PathBuf) -> Self {
+        self.high_water = HighWater::in_file(file);
+        self
+    }
+
+    /// The longest chain this instance has seen (appended or verified), if any.
+    pub fn high_water(&self) -> Option<ChainTip> {
+        self.high_water.get()
+    }
+
+    /// `Ok` when a record can be appended; [`TenantError::AuditUnavailable`], saying
+    /// what is wrong, when the head was lost (deleted while records exist) or rolled
+    /// back below the high-water mark. Admin operations call it first, so none happens
+    /// without its record.
+    pub async fn ensure_writable(&self) -> TenantResult<()> {
+        self.tip().await.map(drop)
     }
 
     /// Appends a record and returns it. Bad input is [`TenantError::InvalidField`] (or
@@ -142,8 +191,9 @@ impl AuditLog {
                 metadata: entry.metadata.clone(),
                 prev_hash: prev_hash.clone(),
                 hash: String::new(),
+                v: RECORD_VERSION,
             };
-            record.hash = record.compute_hash();
+            record.hash = record.compute_hash(&self.key);
             let key = self.record_key(seq);
             if self
                 .store
@@ -151,6 +201,12 @@ impl AuditLog {
                 .await?
             {
                 self.advance_head(seq, &record.hash).await;
+                self.high_water
+                    .observe(ChainTip {
+                        length: seq,
+                        head_hash: record.hash.clone(),
+                    })
+                    .await;
                 self.index(&record, tenant.as_ref()).await?;
                 return Ok(record);
             }
@@ -268,15 +324,58 @@ impl AuditLog {
         }
     }
 
-    /// The sequence number and `prev_hash` the next record should have.
+    /// The sequence number and `prev_hash` the next record should have, or
+    /// [`TenantError::AuditUnavailable`] when the head was lost or rolled back.
     async fn tip(&self) -> TenantResult<(u64, String)> {
-        match self.head().await? {
-            Some(h) => Ok((h.seq.saturating_add(1), h.hash)),
-            None => {
-                let anchor = self.anchor().await?.1;
-                Ok((anchor.first_seq, anchor.prev_hash))
+        let seen = self.high_water.get();
+        for read in 0..LOST_HEAD_READS {
+            if let Some(h) = self.head().await? {
+                if let Some(seen) = seen.as_ref().filter(|s| h.seq < s.length)
+                    && !self.holds(seen).await?
+                {
+                    return Err(TenantError::AuditUnavailable(format!(
+                        "the audit head is at record {} but this instance has seen the chain at \
+                         record {} (hash {}), which is gone or replaced: the head was rolled back",
+                        h.seq, seen.length, seen.head_hash
+                    )));
+                }
+                return Ok((h.seq.saturating_add(1), h.hash));
+            }
+            let anchor = self.anchor().await?.1;
+            let first_exists = self
+                .store
+                .get(&self.record_key(anchor.first_seq))
+                .await?
+                .is_some();
+            if !first_exists {
+                if let Some(seen) = seen.as_ref().filter(|s| s.length >= anchor.first_seq) {
+                    return Err(TenantError::AuditUnavailable(format!(
+                        "the audit head and records from {} on are missing, but this instance has \
+                         seen the chain at record {} (hash {})",
+                        anchor.first_seq, seen.length, seen.head_hash
+                    )));
+                }
+                return Ok((anchor.first_seq, anchor.prev_hash));
+            }
+            if read + 1 < LOST_HEAD_READS {
+                tokio::time::sleep(LOST_HEAD_PAUSE).await;
             }
         }
+        Err(TenantError::AuditUnavailable(
+            "the audit head is missing while records exist: it was deleted".to_owned(),
+        ))
+    }
+
+    /// Whether the record at `tip.length` is still there with `tip.head_hash` (a head
+    /// that merely lags behind it, after a failed head update, is harmless).
+    async fn holds(&self, tip: &ChainTip) -> TenantResult<bool> {
+        let key = self.record_key(tip.length);
+        Ok(match self.store.get(&key).await? {
+            Some(bytes) => {
+                parse::<AuditRecord>(&key, &bytes).is_ok_and(|r| r.hash == tip.head_hash)
+            }
+            None => false,
+        })
     }
 
     /// Moves the head to `seq` unless it is there or further already. A failure only
@@ -331,6 +430,21 @@ impl AuditLog {
         }
         Ok(())
     }
+}
+
+/// The end of the audit chain of `store` as its head key says (unverified), for
+/// anchoring it elsewhere (checkpoints). `None` when there is no head.
+pub async fn stored_tip(store: &dyn Store) -> TenantResult<Option<ChainTip>> {
+    let key = format!("{}:{{audit}}:head", store.key_prefix());
+    Ok(store
+        .get(&key)
+        .await?
+        .as_deref()
+        .and_then(parse_head)
+        .map(|h| ChainTip {
+            length: h.seq,
+            head_hash: h.hash,
+        }))
 }
 
 fn parse_head(bytes: &[u8]) -> Option<Head> {

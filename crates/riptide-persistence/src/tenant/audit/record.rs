@@ -7,6 +7,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest as _, Sha256};
 
+use super::key::AuditKey;
 use super::{MAX_FIELD_CHARS, MAX_METADATA_BYTES, MAX_METADATA_ENTRIES, MAX_OUTCOME_CHARS};
 use crate::tenant::error::{TenantError, TenantResult};
 use crate::tenant_id::TenantId;
@@ -94,6 +95,10 @@ impl AuditEntry {
 /// `tenant_id`, `operation`, `resource`, `result` → `outcome`, `metadata`; `actor` is who.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AuditRecord {
+    /// Format: [`RECORD_VERSION`] (keyed) for every record appended now; 1 (unkeyed
+    /// SHA-256, before the audit key existed) for older ones.
+    #[serde(default = "legacy_version")]
+    pub v: u8,
     /// Position in the chain, from 1, without gaps.
     pub seq: u64,
     /// When it was appended (millisecond precision, from the injected clock).
@@ -114,9 +119,17 @@ pub struct AuditRecord {
     ///
     /// [`GENESIS_HASH`]: super::GENESIS_HASH
     pub prev_hash: String,
-    /// Lower-case hex SHA-256 of `prev_hash` and the canonical JSON of this record
-    /// without `hash`.
+    /// Lower-case hex HMAC-SHA256 under the audit key (SHA-256 for version 1) of
+    /// `prev_hash` and the canonical JSON of this record without `hash`.
     pub hash: String,
+}
+
+/// The version of records appended now: authenticated with the audit key.
+pub const RECORD_VERSION: u8 = 2;
+
+/// Records stored before the version field existed.
+fn legacy_version() -> u8 {
+    1
 }
 
 /// The hashed form of a record: fixed field order, the time as integer milliseconds.
@@ -135,10 +148,11 @@ struct Canonical<'a> {
 }
 
 impl AuditRecord {
-    /// The hash this record should carry, computed from its other fields.
-    pub fn compute_hash(&self) -> String {
+    /// The hash this record should carry, computed from its other fields: keyed with
+    /// `key` (version 2), or a plain SHA-256 for a version 1 record.
+    pub fn compute_hash(&self, key: &AuditKey) -> String {
         let canonical = Canonical {
-            v: 1,
+            v: self.v,
             seq: self.seq,
             at_ms: self.at.timestamp_millis(),
             actor: &self.actor,
@@ -149,13 +163,15 @@ impl AuditRecord {
             metadata: &self.metadata,
             prev_hash: &self.prev_hash,
         };
-        let mut hasher = Sha256::new();
-        hasher.update(self.prev_hash.as_bytes());
         // Serializing strings, integers and a string map cannot fail; were it ever to,
         // the hash would cover the prefix only and verification would report it.
-        if let Ok(json) = serde_json::to_vec(&canonical) {
-            hasher.update(&json);
+        let json = serde_json::to_vec(&canonical).unwrap_or_default();
+        if self.v >= RECORD_VERSION {
+            return key.mac(&[self.prev_hash.as_bytes(), &json]);
         }
+        let mut hasher = Sha256::new();
+        hasher.update(self.prev_hash.as_bytes());
+        hasher.update(&json);
         hex::encode(hasher.finalize())
     }
 
@@ -186,8 +202,13 @@ mod tests {
     use super::*;
     use crate::tenant::audit::{GENESIS_HASH, OUTCOME_OK, datetime};
 
+    fn key() -> AuditKey {
+        AuditKey::from_bytes([7; 32])
+    }
+
     fn record() -> AuditRecord {
         let mut r = AuditRecord {
+            v: RECORD_VERSION,
             seq: 7,
             at: datetime(1_700_000_000_123),
             actor: "admin".into(),
@@ -199,7 +220,7 @@ mod tests {
             prev_hash: GENESIS_HASH.into(),
             hash: String::new(),
         };
-        r.hash = r.compute_hash();
+        r.hash = r.compute_hash(&key());
         r
     }
 
@@ -208,16 +229,29 @@ mod tests {
         let r = record();
         let back: AuditRecord =
             serde_json::from_slice(&serde_json::to_vec(&r).expect("json")).expect("parse");
-        assert_eq!(back.compute_hash(), r.hash);
+        assert_eq!(back.compute_hash(&key()), r.hash);
         let mut edited = r.clone();
         edited.outcome = "error".into();
-        assert_ne!(edited.compute_hash(), r.hash);
+        assert_ne!(edited.compute_hash(&key()), r.hash);
         let mut relinked = r.clone();
         relinked.prev_hash = "f".repeat(64);
-        assert_ne!(relinked.compute_hash(), r.hash);
-        let mut moved = r;
+        assert_ne!(relinked.compute_hash(&key()), r.hash);
+        let mut downgraded = r.clone();
+        downgraded.v = 1;
+        assert_ne!(downgraded.compute_hash(&key()), r.hash);
+        let mut moved = r.clone();
         moved.at = datetime(1_700_000_000_124);
-        assert_ne!(moved.compute_hash(), back.hash);
+        assert_ne!(moved.compute_hash(&key()), back.hash);
+        // Another key: another hash, so a record cannot be forged without the key.
+        assert_ne!(r.compute_hash(&AuditKey::from_bytes([8; 32])), r.hash);
+    }
+
+    #[test]
+    fn records_without_a_version_are_legacy() {
+        let mut json = serde_json::to_value(record()).expect("json");
+        json.as_object_mut().expect("object").remove("v");
+        let legacy: AuditRecord = serde_json::from_value(json).expect("parse");
+        assert_eq!(legacy.v, 1);
     }
 
     #[test]

@@ -3,7 +3,9 @@
 
 use std::collections::BTreeMap;
 
-use super::{Anchor, AuditLog, AuditRecord, CHUNK, ms_of, parse, score, to_json};
+use super::{
+    Anchor, AuditLog, AuditRecord, CHUNK, ChainTip, RECORD_VERSION, ms_of, parse, score, to_json,
+};
 use crate::store::Durability;
 use crate::tenant::error::{TenantError, TenantResult};
 use crate::tenant_id::TenantId;
@@ -23,98 +25,224 @@ pub struct VerifyReport {
     pub checked: u64,
     /// The first bad record's sequence number and what is wrong with it.
     pub first_bad: Option<(u64, String)>,
+    /// What is wrong with the chain as a whole: its head missing or rolled back, the
+    /// chain shorter than once seen, another record where one was seen.
+    pub problems: Vec<String>,
+    /// The end of the chain as walked (the last good record).
+    pub end: ChainTip,
+    /// The head key as stored, if any.
+    pub head: Option<ChainTip>,
+    /// The longest chain this instance had seen before this walk.
+    pub high_water: Option<ChainTip>,
+    /// Good records from before the audit key (version 1, unkeyed).
+    pub unkeyed: u64,
 }
 
 impl VerifyReport {
-    /// True when the whole retained chain is intact.
+    /// True when the whole retained chain is intact and as long as ever seen.
     pub fn is_ok(&self) -> bool {
-        self.first_bad.is_none()
+        self.first_bad.is_none() && self.problems.is_empty()
     }
+}
+
+/// How far a walk got.
+struct Walk {
+    checked: u64,
+    first_bad: Option<(u64, String)>,
+    end: ChainTip,
+    /// The hash of the record at the high-water length, when the walk passed it.
+    at_mark: Option<String>,
+    unkeyed: u64,
 }
 
 impl AuditLog {
     /// Walks the retained chain from its oldest record to the newest and reports the
-    /// first record that was edited (hash mismatch), removed (gap), re-linked
-    /// (`prev_hash` differs from its predecessor's hash) or is unreadable. Pruning does
-    /// not make it fail: the walk starts at the anchor pruning leaves.
+    /// first record that was edited or forged (its HMAC does not match), removed (gap),
+    /// re-linked (`prev_hash` differs from its predecessor's hash) or is unreadable;
+    /// then checks the chain's end against its head key and the high-water mark: a
+    /// missing head, a head or chain end below a length once seen, or another record
+    /// at that length are reported in [`VerifyReport::problems`]. Pruning does not make
+    /// it fail: the walk starts at the anchor pruning leaves. A good chain raises the
+    /// high-water mark to its end.
     pub async fn verify(&self) -> TenantResult<VerifyReport> {
+        let high_water = self.high_water.get();
         let mut restarts = 0;
-        'walk: loop {
+        let (walk, head, anchor) = loop {
             let anchor = self.anchor().await?.1;
             let head = self.head().await?;
-            let mut seq = anchor.first_seq;
-            let mut expected_prev = anchor.prev_hash;
-            let mut checked = 0u64;
-            let bad = |seq: u64, checked: u64, reason: String| VerifyReport {
-                checked,
-                first_bad: Some((seq, reason)),
-            };
-            loop {
-                let keys: Vec<String> = (0..CHUNK as u64)
-                    .map(|i| self.record_key(seq.saturating_add(i)))
-                    .collect();
-                let values = self.store.get_many(&keys).await?;
-                for (key, value) in keys.iter().zip(values) {
-                    let Some(bytes) = value else {
-                        if head.as_ref().is_some_and(|h| seq <= h.seq) {
-                            // Pruned under us? Then start again from the new anchor.
-                            if self.anchor().await?.1.first_seq > seq && restarts < VERIFY_RESTARTS
-                            {
-                                restarts += 1;
-                                continue 'walk;
-                            }
-                            return Ok(bad(
-                                seq,
-                                checked,
-                                "record missing: the chain has a gap".to_owned(),
-                            ));
-                        }
-                        // Past the head: the end of the chain.
-                        return Ok(VerifyReport {
-                            checked,
-                            first_bad: None,
-                        });
-                    };
-                    let record: AuditRecord = match parse(key, &bytes) {
-                        Ok(r) => r,
-                        Err(e) => return Ok(bad(seq, checked, format!("unreadable record: {e}"))),
-                    };
-                    if record.seq != seq {
-                        return Ok(bad(
-                            seq,
-                            checked,
-                            format!("record claims seq {}", record.seq),
-                        ));
-                    }
-                    if record.compute_hash() != record.hash {
-                        return Ok(bad(
-                            seq,
-                            checked,
-                            "hash mismatch: the record was edited".to_owned(),
-                        ));
-                    }
-                    if record.prev_hash != expected_prev {
-                        return Ok(bad(
-                            seq,
-                            checked,
-                            "prev_hash is not the previous record's hash: the chain is broken"
-                                .to_owned(),
-                        ));
-                    }
-                    if let Some(h) = &head
-                        && h.seq == seq
-                        && h.hash != record.hash
-                    {
-                        return Ok(bad(
-                            seq,
-                            checked,
-                            "the head names a different hash for this record".to_owned(),
-                        ));
-                    }
-                    expected_prev = record.hash;
-                    checked += 1;
-                    seq = seq.saturating_add(1);
+            match self
+                .walk(&anchor, head.as_ref(), high_water.as_ref())
+                .await?
+            {
+                Some(walk) => break (walk, head, anchor),
+                // Pruned under us: start again from the new anchor.
+                None if restarts < VERIFY_RESTARTS => restarts += 1,
+                None => {
+                    return Err(TenantError::Conflict(self.anchor_key()));
                 }
+            }
+        };
+        let mut problems = Vec::new();
+        let end = &walk.end;
+        if head.is_none() && end.length >= anchor.first_seq {
+            problems.push(format!(
+                "the head key is missing while records {} to {} exist: it was deleted",
+                anchor.first_seq, end.length
+            ));
+        }
+        if let Some(seen) = &high_water {
+            if let Some(h) = head.as_ref().filter(|h| h.seq < seen.length) {
+                problems.push(format!(
+                    "the head points at record {} but the chain was seen at record {} \
+                     (hash {}): the head was rolled back",
+                    h.seq, seen.length, seen.head_hash
+                ));
+            }
+            if walk.first_bad.is_none() && end.length < seen.length {
+                problems.push(format!(
+                    "the chain ends at record {} but was seen at record {} (hash {}): \
+                     records {} to {} were deleted",
+                    end.length,
+                    seen.length,
+                    seen.head_hash,
+                    end.length + 1,
+                    seen.length
+                ));
+            }
+            if let Some(found) = walk.at_mark.as_ref().filter(|h| **h != seen.head_hash) {
+                problems.push(format!(
+                    "record {} has hash {found} but was seen with hash {}: the chain was \
+                     rewritten",
+                    seen.length, seen.head_hash
+                ));
+            }
+            if anchor.first_seq == seen.length + 1 && anchor.prev_hash != seen.head_hash {
+                problems.push(format!(
+                    "the chain was pruned after record {} but its hash was {}, not {}: the \
+                     chain was rewritten",
+                    seen.length, seen.head_hash, anchor.prev_hash
+                ));
+            }
+        }
+        if let Some(h) = &head
+            && anchor.first_seq > h.seq + 1
+        {
+            problems.push(format!(
+                "the retained chain starts at record {} after the head at record {}",
+                anchor.first_seq, h.seq
+            ));
+        }
+        let report = VerifyReport {
+            checked: walk.checked,
+            first_bad: walk.first_bad,
+            problems,
+            end: walk.end,
+            head: head.map(|h| ChainTip {
+                length: h.seq,
+                head_hash: h.hash,
+            }),
+            high_water,
+            unkeyed: walk.unkeyed,
+        };
+        if report.is_ok() && report.end.length > 0 {
+            self.high_water.observe(report.end.clone()).await;
+        }
+        if !report.is_ok() {
+            tracing::error!(
+                audit.first_bad = ?report.first_bad,
+                audit.problems = ?report.problems,
+                "the audit log failed verification"
+            );
+        }
+        Ok(report)
+    }
+
+    /// Walks from `anchor` to the last record (past the head while records follow).
+    /// `None` when records were pruned under the walk.
+    async fn walk(
+        &self,
+        anchor: &Anchor,
+        head: Option<&super::Head>,
+        mark: Option<&ChainTip>,
+    ) -> TenantResult<Option<Walk>> {
+        let mut walk = Walk {
+            checked: 0,
+            first_bad: None,
+            end: ChainTip {
+                length: anchor.first_seq.saturating_sub(1),
+                head_hash: anchor.prev_hash.clone(),
+            },
+            at_mark: None,
+            unkeyed: 0,
+        };
+        let mut seq = anchor.first_seq;
+        let mut keyed_seen = false;
+        loop {
+            let keys: Vec<String> = (0..CHUNK as u64)
+                .map(|i| self.record_key(seq.saturating_add(i)))
+                .collect();
+            let values = self.store.get_many(&keys).await?;
+            for (key, value) in keys.iter().zip(values) {
+                let mut bad = |reason: String| {
+                    walk.first_bad = Some((seq, reason));
+                };
+                let Some(bytes) = value else {
+                    if head.is_some_and(|h| seq <= h.seq) {
+                        if self.anchor().await?.1.first_seq > seq {
+                            return Ok(None);
+                        }
+                        bad("record missing: the chain has a gap".to_owned());
+                    }
+                    // Else past the head: the end of the chain.
+                    return Ok(Some(walk));
+                };
+                let record: AuditRecord = match parse(key, &bytes) {
+                    Ok(r) => r,
+                    Err(e) => {
+                        bad(format!("unreadable record: {e}"));
+                        return Ok(Some(walk));
+                    }
+                };
+                let reason = if record.seq != seq {
+                    Some(format!("record claims seq {}", record.seq))
+                } else if record.v > RECORD_VERSION {
+                    Some(format!("unknown record version {}", record.v))
+                } else if record.v < RECORD_VERSION && keyed_seen {
+                    Some("an unkeyed (version 1) record after keyed ones: it was forged".to_owned())
+                } else if record.compute_hash(&self.key) != record.hash {
+                    Some(
+                        "hash mismatch: the record was edited, or written without this \
+                         service's audit key"
+                            .to_owned(),
+                    )
+                } else if record.prev_hash != walk.end.head_hash {
+                    Some(
+                        "prev_hash is not the previous record's hash: the chain is broken"
+                            .to_owned(),
+                    )
+                } else if head.is_some_and(|h| h.seq == seq && h.hash != record.hash) {
+                    Some("the head names a different hash for this record".to_owned())
+                } else {
+                    None
+                };
+                if let Some(reason) = reason {
+                    bad(reason);
+                    return Ok(Some(walk));
+                }
+                if record.v < RECORD_VERSION {
+                    walk.unkeyed += 1;
+                } else {
+                    keyed_seen = true;
+                }
+                if mark.is_some_and(|m| m.length == seq) {
+                    walk.at_mark = Some(record.hash.clone());
+                }
+                walk.end = ChainTip {
+                    length: seq,
+                    head_hash: record.hash,
+                };
+                walk.checked += 1;
+                seq = seq.saturating_add(1);
             }
         }
     }
