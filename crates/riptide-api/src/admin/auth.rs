@@ -80,7 +80,8 @@ fn describe_action(action: AdminAction) -> &'static str {
         AdminAction::ReadCache => "read cache stats",
         AdminAction::WriteCache => "warm, invalidate or clear caches",
         AdminAction::ReadState => "read the state",
-        AdminAction::WriteState => "reload, checkpoint or restore the state",
+        AdminAction::WriteState => "reload the configuration or take a checkpoint",
+        AdminAction::RestoreState => "restore a checkpoint",
         AdminAction::ReadAudit => "read the audit log",
     }
 }

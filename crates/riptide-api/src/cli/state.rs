@@ -239,14 +239,24 @@ fn render_restore(r: &Value) -> String {
                 field(c, "create"),
                 field(c, "overwrite"),
                 field(c, "unchanged"),
+                field(c, "kept_newer"),
+                field(c, "refused"),
             ]
         });
         text.push('\n');
         text.push_str(&output::table(
-            &["KIND", "CREATE", "OVERWRITE", "UNCHANGED"],
+            &[
+                "KIND",
+                "CREATE",
+                "OVERWRITE",
+                "UNCHANGED",
+                "KEPT NEWER",
+                "REFUSED",
+            ],
             rows,
         ));
     }
+    text.push_str(&render_objects(r));
     if let Some(extra) = output::at(r, "extra_tenants_total").as_u64()
         && extra > 0
     {
@@ -258,6 +268,33 @@ fn render_restore(r: &Value) -> String {
     let warm = output::at(r, "warm_list").as_array().map_or(0, Vec::len);
     if warm > 0 && !dry_run {
         text.push_str(&format!("\n{warm} URLs of its warm list are being warmed"));
+    }
+    text
+}
+
+/// The objects a restore does not leave as they are: tenant, kind, id, outcome.
+fn render_objects(r: &Value) -> String {
+    let Some(objects) = output::at(r, "objects")
+        .as_array()
+        .filter(|o| !o.is_empty())
+    else {
+        return String::new();
+    };
+    let rows = objects.iter().map(|o| {
+        vec![
+            field(o, "tenant"),
+            field(o, "kind"),
+            o["id"].as_str().unwrap_or("-").to_owned(),
+            field(o, "outcome"),
+        ]
+    });
+    let mut text = format!(
+        "\n{}",
+        output::table(&["TENANT", "KIND", "ID", "OUTCOME"], rows)
+    );
+    let total = output::at(r, "objects_total").as_u64().unwrap_or(0);
+    if total > objects.len() as u64 {
+        text.push_str(&format!("\n({} of {total} objects listed)", objects.len()));
     }
     text
 }
@@ -289,5 +326,16 @@ mod tests {
         let text = render_restore(&report);
         assert!(text.starts_with("would restore checkpoint c1"), "{text}");
         assert!(text.contains("tenant"), "{text}");
+
+        let guarded = json!({"id": "c2", "dry_run": true, "created_at": "t", "tenants": 1,
+                             "sessions": 0, "sessions_expired": 0, "kinds": {},
+                             "objects": [{"tenant": "acme", "kind": "api_key",
+                                          "id": "k7x2mq4ab9cd", "outcome": "refused"}],
+                             "objects_total": 3, "extra_tenants": [],
+                             "extra_tenants_total": 0, "warm_list": []});
+        let text = render_restore(&guarded);
+        assert!(text.contains("k7x2mq4ab9cd"), "{text}");
+        assert!(text.contains("refused"), "{text}");
+        assert!(text.contains("(1 of 3 objects listed)"), "{text}");
     }
 }

@@ -1,7 +1,9 @@
 //! The admin operations on caches and state: `/admin/cache/...` (stats, invalidation,
 //! clearing, warm jobs) and `/admin/state/...` (report, reload, checkpoints).
 
-use riptide_persistence::tenant::AdminAction::{ReadCache, ReadState, WriteCache, WriteState};
+use riptide_persistence::tenant::AdminAction::{
+    ReadCache, ReadState, RestoreState, WriteCache, WriteState,
+};
 use serde_json::{Value, json};
 
 use super::common::{
@@ -225,14 +227,19 @@ fn list_checkpoints() -> Value {
 
 fn restore() -> Value {
     admin_op(
-        AdminAccess::Action(WriteState),
+        AdminAccess::Action(RestoreState),
         json!({
             "operationId": "restore_checkpoint",
             "tags": ["admin-state"],
             "summary": "Restore a checkpoint",
             "description": "Writes the checkpoint's records back (or, with `dry_run`, only \
-                reports what would change), then warms its saved warm list as a job. A \
-                corrupt or unsupported checkpoint is 422. Audited as `state.restore`.",
+                reports what would change), then warms its saved warm list as a job. Never \
+                undoes a decision made since the checkpoint: tenants deleted and API keys \
+                revoked since are refused, tenant records changed since (a suspension) and \
+                existing key records and data keys are kept; `objects` lists each object \
+                not left as it is. A corrupt or unsupported checkpoint, or one older than \
+                the remembered deletions (`checkpoint_too_old`), is 422. Audited as \
+                `state.restore` with the counts and the first objects.",
             "requestBody": json_body("RestoreRequest", true, json!({
                 "checkpoint_id": "20250131T120000000Z-1a2b3c4d",
                 "dry_run": true,
@@ -245,6 +252,7 @@ fn restore() -> Value {
                     (404, "not_found"),
                     (422, "invalid_checkpoint"),
                     (422, "unsupported_version"),
+                    (422, "checkpoint_too_old"),
                 ]],
             ),
         }),

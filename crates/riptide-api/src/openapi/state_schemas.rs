@@ -23,6 +23,7 @@ pub fn schemas() -> Map<String, Value> {
     out.insert("RestoreRequest".into(), restore_request());
     out.insert("RestoreReport".into(), restore_report());
     out.insert("KindCounts".into(), kind_counts());
+    out.insert("RestoreObject".into(), restore_object());
     out
 }
 
@@ -289,23 +290,23 @@ fn restore_request() -> Value {
     )
 }
 
+/// Every kind of object a restore counts.
+const RECORD_KINDS: [RecordKind; 11] = [
+    RecordKind::Registry,
+    RecordKind::Tenant,
+    RecordKind::DataKey,
+    RecordKind::Quota,
+    RecordKind::Storage,
+    RecordKind::ApiKey,
+    RecordKind::ApiKeyIndex,
+    RecordKind::ApiKeyLookup,
+    RecordKind::Usage,
+    RecordKind::UsageMonth,
+    RecordKind::Session,
+];
+
 fn restore_report() -> Value {
-    let kinds: Vec<&str> = [
-        RecordKind::Registry,
-        RecordKind::Tenant,
-        RecordKind::DataKey,
-        RecordKind::Quota,
-        RecordKind::Storage,
-        RecordKind::ApiKey,
-        RecordKind::ApiKeyIndex,
-        RecordKind::ApiKeyLookup,
-        RecordKind::Usage,
-        RecordKind::UsageMonth,
-        RecordKind::Session,
-    ]
-    .iter()
-    .map(RecordKind::as_str)
-    .collect();
+    let kinds: Vec<&str> = RECORD_KINDS.iter().map(RecordKind::as_str).collect();
     object(
         "What a restore did (or, in a dry run, would do).",
         &[
@@ -315,6 +316,8 @@ fn restore_report() -> Value {
             "tenants",
             "sessions",
             "kinds",
+            "objects",
+            "objects_total",
             "sessions_expired",
             "extra_tenants",
             "extra_tenants_total",
@@ -330,10 +333,15 @@ fn restore_report() -> Value {
             "sessions": count("Sessions in the checkpoint."),
             "kinds": {
                 "type": "object",
-                "description": "Per kind of record: created, overwritten, unchanged.",
+                "description": "Per kind of record: created, overwritten, unchanged, kept \
+                    because newer, refused.",
                 "propertyNames": { "enum": kinds },
                 "additionalProperties": schema("KindCounts"),
             },
+            "objects": array("Every object not left as it is: kept and refused ones first \
+                (at most 1,000), then created and overwritten ones (as many).",
+                schema("RestoreObject")),
+            "objects_total": count("How many objects are not left as they are, listed or not."),
             "sessions_expired": count("Sessions not restored because they expired."),
             "extra_tenants": array("Tenants in the store but not in the checkpoint (left \
                 alone; at most 1,000).", json!({ "type": "string" })),
@@ -354,11 +362,38 @@ fn restore_report() -> Value {
 fn kind_counts() -> Value {
     object(
         "What a restore did to one kind of record.",
-        &["create", "overwrite", "unchanged"],
+        &["create", "overwrite", "unchanged", "kept_newer", "refused"],
         json!({
             "create": count("Absent from the store: created."),
             "overwrite": count("Present but different: overwritten."),
             "unchanged": count("Already equal: left alone."),
+            "kept_newer": count("Different, but the store's copy is newer (or never \
+                replaced, like an API key record or a data key): kept."),
+            "refused": count("The tenant was deleted, or the API key revoked, after the \
+                checkpoint: not written back."),
+        }),
+    )
+}
+
+fn restore_object() -> Value {
+    let kinds: Vec<&str> = RECORD_KINDS.iter().map(RecordKind::as_str).collect();
+    object(
+        "One object a restore does not leave as it is. Never holds a value or a secret.",
+        &["tenant", "kind", "id", "outcome"],
+        json!({
+            "tenant": string("The tenant."),
+            "kind": { "type": "string", "enum": kinds, "description": "The kind of object." },
+            "id": {
+                "type": ["string", "null"],
+                "description": "Which one: the key id (`api_key`, `api_key_index`, \
+                    `api_key_lookup`), the counters name (`quota`, `storage`, `usage`), the \
+                    month (`usage_month`); `null` for the tenant's single records and sessions.",
+            },
+            "outcome": {
+                "type": "string",
+                "enum": ["create", "overwrite", "kept_newer", "refused"],
+                "description": "What happens to it.",
+            },
         }),
     )
 }

@@ -179,7 +179,7 @@ async fn every_route_checks_its_role() {
             Method::POST,
             "/admin/state/restore",
             Some(json!({"checkpoint_id": checkpoint, "dry_run": true})),
-            Some(WriteState),
+            Some(RestoreState),
         ),
         case(Method::GET, "/admin/audit", None, Some(ReadAudit)),
         case(Method::GET, "/admin/audit/verify", None, Some(ReadAudit)),

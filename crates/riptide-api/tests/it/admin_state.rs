@@ -61,7 +61,8 @@ async fn current_reload_checkpoint_and_restore() {
     let listed = admin.get_json("/admin/state/checkpoints", 200).await;
     assert_eq!(listed["checkpoints"][0]["id"], id.as_str());
 
-    // Restore puts a deleted tenant back; a dry run changes nothing.
+    // Restore never brings back a tenant deleted after the checkpoint; a dry run
+    // changes nothing and says so.
     assert_eq!(admin.delete("/admin/tenants/acme").await.status(), 204);
     let dry = admin
         .post_json(
@@ -71,14 +72,15 @@ async fn current_reload_checkpoint_and_restore() {
         )
         .await;
     assert_eq!(dry["dry_run"], true);
+    assert_eq!(dry["kinds"]["registry"]["refused"], 1, "{dry}");
     expect_error(admin.get("/admin/tenants/acme").await, 404, "not_found").await;
     let restored = admin
         .post_json("/admin/state/restore", &json!({"checkpoint_id": id}), 200)
         .await;
     assert_eq!(restored["id"], id.as_str());
     assert_eq!(restored["tenants"], 1);
-    let back = admin.get_json("/admin/tenants/acme", 200).await;
-    assert_eq!(back["tenant_id"], "acme");
+    assert_eq!(restored["kinds"]["tenant"]["refused"], 1, "{restored}");
+    expect_error(admin.get("/admin/tenants/acme").await, 404, "not_found").await;
 
     // Refusals: unknown, malformed, corrupt.
     expect_error(

@@ -6,6 +6,7 @@ mod admin_audit_tamper;
 mod admin_cache;
 mod admin_common;
 mod admin_redis;
+mod admin_restore;
 mod admin_roles;
 mod admin_state;
 mod admin_tenants;

@@ -341,6 +341,9 @@ impl TenantManager {
             }
             Err(e) => return Err(e),
         };
+        // The restore tombstone first (another hash slot than the tenant's keys, so not
+        // in the atomic write): from here on no restore brings the tenant back.
+        super::tombstones::tenant_deleted(&*self.store, &id, self.clock.now_ms()).await?;
         // One atomic write: from here on the tenant is gone for every reader.
         let mut ops = self
             .registry

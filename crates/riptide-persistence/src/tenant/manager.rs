@@ -170,7 +170,13 @@ impl TenantManager {
             AuditLog::new(store.clone(), clock.clone(), audit_key)
                 .with_high_water_file(config.secrets_dir.join(HIGH_WATER_FILE)),
         );
-        let pruner = spawn_audit_pruner(audit.clone(), config.audit_retention_days, cancel.clone());
+        let pruner = spawn_audit_pruner(
+            audit.clone(),
+            store.clone(),
+            clock.clone(),
+            config.audit_retention_days,
+            cancel.clone(),
+        );
         let manager = Self {
             registry: Registry::new(store.clone(), config.record_cache_ttl_ms, on_load),
             budgets,
@@ -341,8 +347,12 @@ impl Drop for TenantManager {
 }
 
 /// Prunes audit records past their retention once an hour (and at start).
+/// Prunes the audit log and the tombstones (which live as long as the audit records of
+/// the decisions they keep; see `tombstones.rs`) once an hour.
 fn spawn_audit_pruner(
     audit: Arc<AuditLog>,
+    store: SharedStore,
+    clock: SharedClock,
     retention_days: u32,
     cancel: CancellationToken,
 ) -> JoinHandle<()> {
@@ -354,6 +364,9 @@ fn spawn_audit_pruner(
                 _ = tick.tick() => {
                     if let Err(e) = audit.prune(retention_days).await {
                         tracing::warn!(error = %e, "pruning the audit log failed; retrying in an hour");
+                    }
+                    if let Err(e) = super::tombstones::prune(&*store, clock.now_ms(), retention_days).await {
+                        tracing::warn!(error = %e, "pruning tombstones failed; retrying in an hour");
                     }
                 }
             }

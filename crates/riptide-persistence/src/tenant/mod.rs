@@ -22,6 +22,7 @@ mod quota;
 mod registry;
 mod resource;
 pub mod secrets;
+pub(crate) mod tombstones;
 pub mod usage;
 pub mod validate;
 

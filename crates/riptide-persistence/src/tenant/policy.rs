@@ -81,8 +81,11 @@ pub enum AdminAction {
     WriteCache,
     /// Read state (current config, checkpoints).
     ReadState,
-    /// Reload config, checkpoint, restore.
+    /// Reload config, take a checkpoint.
     WriteState,
+    /// Restore a checkpoint: role admin only, since it writes tenants and keys back
+    /// (issue 10, item 1).
+    RestoreState,
     /// Read the audit log.
     ReadAudit,
 }
@@ -181,6 +184,10 @@ mod tests {
         );
         assert!(AdminRole::Billing.allows(ReadBilling) && !AdminRole::Billing.allows(WriteCache));
         assert!(AdminRole::Viewer.allows(ReadAudit) && !AdminRole::Viewer.allows(WriteState));
+        assert!(AdminRole::Admin.allows(RestoreState));
+        for role in [AdminRole::Operator, AdminRole::Billing, AdminRole::Viewer] {
+            assert!(!role.allows(RestoreState), "{role:?}");
+        }
         assert_eq!(AdminRole::parse("operator"), Some(AdminRole::Operator));
         assert_eq!(AdminRole::parse("root"), None);
     }

@@ -16,6 +16,7 @@ mod seed_api;
 mod state_checkpoint;
 mod state_manager;
 mod state_reload;
+mod state_restore_guards;
 mod state_sessions;
 mod state_sessions_spill;
 mod store_conformance;

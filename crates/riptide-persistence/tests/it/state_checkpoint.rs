@@ -508,8 +508,8 @@ async fn dry_run_reports_changes_and_writes_nothing(b: Backend) {
     let info = ck.create(CheckpointExtra::default()).await.unwrap();
     let checkpointed = snapshot(&store, &world.tenants).await;
 
-    // Change the store: one tenant renamed, one key record gone, more usage, one session
-    // gone, one tenant added.
+    // Change the store: one tenant renamed (a change the restore keeps), one key record
+    // gone, more usage, one session gone, one tenant added.
     let [plain, _, basic] = &world.tenants[..] else {
         unreachable!()
     };
@@ -557,32 +557,50 @@ async fn dry_run_reports_changes_and_writes_nothing(b: Backend) {
             KindCounts {
                 create,
                 overwrite,
-                unchanged
+                unchanged,
+                kept_newer: 0,
+                refused: 0,
             },
             "{kind:?}"
         );
     };
-    expect(RecordKind::Tenant, 0, 1, 2);
+    assert_eq!(
+        dry.counts(RecordKind::Tenant),
+        KindCounts {
+            unchanged: 2,
+            kept_newer: 1,
+            ..Default::default()
+        },
+        "the rename is newer than the checkpoint"
+    );
     expect(RecordKind::ApiKey, 1, 0, 2);
     expect(RecordKind::Usage, 0, 1, 3);
     expect(RecordKind::Session, 1, 0, 2);
     expect(RecordKind::Registry, 0, 0, 3);
     expect(RecordKind::DataKey, 0, 0, 1);
     expect(RecordKind::ApiKeyLookup, 0, 0, 2);
-    assert_eq!(dry.changes(), 4);
+    assert_eq!(dry.changes(), 3);
+    assert_eq!(dry.objects_total, 4);
     assert_eq!(
         (dry.extra_tenants.clone(), dry.extra_tenants_total),
         (vec![newcomer.clone()], 1)
     );
 
-    // Applying reports the same, and restores what the checkpoint holds; the newcomer
-    // stays.
+    // Applying reports the same, and restores what the checkpoint holds but the newer
+    // tenant record; the newcomer stays.
     let applied = ck.restore(&info.id, false).await.unwrap();
     assert_eq!(
         (applied.kinds.clone(), applied.extra_tenants_total),
         (dry.kinds.clone(), 1)
     );
-    assert_eq!(snapshot(&store, &world.tenants).await, checkpointed);
+    assert_eq!(applied.objects, dry.objects);
+    let renamed_meta = scope(&store, plain).record("meta");
+    let mut expected = checkpointed.clone();
+    expected.insert(
+        renamed_meta.clone(),
+        changed.get(&renamed_meta).expect("meta").clone(),
+    );
+    assert_eq!(snapshot(&store, &world.tenants).await, expected);
     assert!(m.get_tenant(&newcomer).await.unwrap().is_some());
     let after = ck.restore(&info.id, true).await.unwrap();
     assert_eq!(after.changes(), 0, "{:?}", after.kinds);

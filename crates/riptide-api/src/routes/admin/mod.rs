@@ -12,7 +12,8 @@
 //! | `POST /admin/cache/invalidate`, `/admin/cache/clear`, `/admin/cache/warm` | WriteCache (admin, operator) |
 //! | `GET /admin/cache/warm/{id}` | ReadCache (admin, operator, viewer) |
 //! | `GET /admin/state/current`, `/admin/state/checkpoints` | ReadState (admin, operator, viewer) |
-//! | `POST /admin/state/reload`, `/checkpoint`, `/restore` | WriteState (admin, operator) |
+//! | `POST /admin/state/reload`, `/checkpoint` | WriteState (admin, operator) |
+//! | `POST /admin/state/restore` | RestoreState (admin) |
 //! | `GET /admin/audit`, `/admin/audit/verify` | ReadAudit (admin, operator, viewer) |
 //! | `GET`/`POST /admin/tokens`, `DELETE /admin/tokens/{id}` | role admin |
 //!

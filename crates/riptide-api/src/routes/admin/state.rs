@@ -64,7 +64,8 @@ fn checkpoint_error(e: CheckpointError) -> ApiError {
         | CheckpointError::Truncated { .. }
         | CheckpointError::ChecksumMismatch { .. }
         | CheckpointError::Corrupt { .. }
-        | CheckpointError::UnsupportedVersion { .. } => ApiError::Unprocessable {
+        | CheckpointError::UnsupportedVersion { .. }
+        | CheckpointError::BeforeTombstoneHorizon { .. } => ApiError::Unprocessable {
             code: e.code(),
             message: e.to_string(),
         },
@@ -182,13 +183,60 @@ pub struct RestoreRequest {
     pub dry_run: bool,
 }
 
-/// `POST /admin/state/restore {checkpoint_id, dry_run?}`.
+/// Objects of a restore named in its audit record (all are counted there).
+pub const AUDITED_OBJECTS: usize = 20;
+
+/// The restore's diff for its audit record, bounded: counts per outcome, then the
+/// first [`AUDITED_OBJECTS`] objects (kept and refused ones first), one entry each.
+fn restore_diff(report: &RestoreReport) -> Vec<(&'static str, String)> {
+    let sum = |f: fn(&riptide_persistence::state::checkpoint::KindCounts) -> u64| {
+        report.kinds.values().map(f).sum::<u64>().to_string()
+    };
+    let mut out = vec![
+        ("created", sum(|c| c.create)),
+        ("overwritten", sum(|c| c.overwrite)),
+        ("kept_newer", sum(|c| c.kept_newer)),
+        ("refused", sum(|c| c.refused)),
+        ("objects_total", report.objects_total.to_string()),
+    ];
+    const NAMES: [&str; AUDITED_OBJECTS] = [
+        "object.01",
+        "object.02",
+        "object.03",
+        "object.04",
+        "object.05",
+        "object.06",
+        "object.07",
+        "object.08",
+        "object.09",
+        "object.10",
+        "object.11",
+        "object.12",
+        "object.13",
+        "object.14",
+        "object.15",
+        "object.16",
+        "object.17",
+        "object.18",
+        "object.19",
+        "object.20",
+    ];
+    out.extend(
+        NAMES
+            .iter()
+            .zip(&report.objects)
+            .map(|(name, o)| (*name, o.summary())),
+    );
+    out
+}
+
+/// `POST /admin/state/restore {checkpoint_id, dry_run?}`: role admin only.
 pub async fn restore(
     caller: AdminCaller,
     State(state): State<AppState>,
     Body(req): Body<RestoreRequest>,
 ) -> ApiResult<Json<RestoreReport>> {
-    caller.require(AdminAction::WriteState)?;
+    caller.require(AdminAction::RestoreState)?;
     let result = state
         .state_manager
         .restore_checkpoint(&req.checkpoint_id, req.dry_run)
@@ -201,6 +249,7 @@ pub async fn restore(
     let mut metadata = vec![("dry_run", req.dry_run.to_string())];
     if let Ok(report) = &result {
         metadata.push(("changes", report.changes().to_string()));
+        metadata.extend(restore_diff(report));
         // The checkpoint's warm list (its top accessed pairs) is warmed as a job.
         if !req.dry_run && !report.warm_list.is_empty() {
             match state.warming.warm_pairs(&report.warm_list) {

@@ -68,6 +68,17 @@ pub enum CheckpointError {
         /// What is wrong.
         reason: String,
     },
+    /// Taken before the oldest tombstone still kept: restoring it could bring back
+    /// tenants or keys whose tombstones were pruned.
+    #[error(
+        "checkpoint {id} was taken before {horizon}, the oldest deletion or revocation still remembered (tenant.audit_retention_days); restoring it could undo older ones"
+    )]
+    BeforeTombstoneHorizon {
+        /// The id.
+        id: String,
+        /// Tombstones before this time are pruned.
+        horizon: chrono::DateTime<chrono::Utc>,
+    },
     /// A checkpoint file could not be read.
     #[error("cannot read checkpoint {id}: {reason}")]
     Read {
@@ -112,6 +123,7 @@ impl CheckpointError {
             | CheckpointError::ChecksumMismatch { .. }
             | CheckpointError::Corrupt { .. } => "invalid_checkpoint",
             CheckpointError::UnsupportedVersion { .. } => "unsupported_version",
+            CheckpointError::BeforeTombstoneHorizon { .. } => "checkpoint_too_old",
             CheckpointError::Store(_) => "store",
             CheckpointError::Fenced(_) => "fenced",
             CheckpointError::Read { .. }

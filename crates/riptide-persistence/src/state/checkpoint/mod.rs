@@ -60,22 +60,45 @@
 //! [`CheckpointManager::restore`] checks the id (only `[0-9A-Za-z_-]`, optionally with
 //! `.ckpt`, naming a regular file in the directory), then the header, version, footer
 //! and checksum, then parses every line and checks it against the layout above — all
-//! before the store is touched. A dry run then compares each object with the store and
-//! reports, per kind, how many would be created, overwritten (differ) or are unchanged;
-//! applying writes exactly those, in batches, with `Durable` writes. After a restore:
+//! before the store is touched; a checkpoint taken before the tombstone horizon (see
+//! below) is refused too. A dry run then compares each object with the store and
+//! reports, per kind, how many would be created, overwritten, left unchanged, kept
+//! because the store's copy is newer, or refused because a tombstone names them, and
+//! lists every object not left as it is (tenant, kind, key id or counters name, never
+//! a value); applying writes exactly the created and overwritten ones, in batches, with
+//! `Durable` writes.
 //!
-//! - every record of the checkpoint is byte-equal to its copy, counters hold exactly
-//!   the checkpoint's fields, and sorted sets hold the checkpoint's members with their
-//!   scores;
+//! # What restore keeps (issue 10, item 1)
+//!
+//! A restore never undoes a security decision made after the checkpoint was taken:
+//!
+//! - a tenant deleted since leaves a tombstone (`crate::tenant::tombstones`): nothing
+//!   of it is written back — registry entry, record, data key, keys, lookups, quota,
+//!   usage, sessions — so it stays absent and its data stays unreadable;
+//! - an API key revoked since leaves a tombstone: its record, index entry and lookup
+//!   are not written back;
+//! - a tenant record changed since (suspended, resumed, renamed...: `updated_at` at or
+//!   after the checkpoint, or a higher `version`) is kept, with its quota overrides;
+//! - existing API key records, lookups, data keys and registry entries are never
+//!   replaced: they only move forward (revoked, expired, used; a data key or a
+//!   registry score that differs belongs to a tenant created again under the same id);
+//! - restore never writes a tombstone, so it never removes one. Tombstones are pruned
+//!   after `tenant.audit_retention_days`, and a checkpoint older than the pruned ones
+//!   is refused (`checkpoint_too_old`).
+//!
+//! JWT verification keys are not in checkpoints at all: restore never touches them.
+//!
+//! After a restore:
+//!
+//! - every record the restore may write is byte-equal to its copy, counters hold
+//!   exactly the checkpoint's fields, and sorted sets hold the checkpoint's members
+//!   with their scores;
 //! - sessions get back their absolute expiry (TTL = expiry − now), so a session lives
 //!   no longer than it would have; those expired since are skipped and counted;
 //! - what the checkpoint does not know is left alone: tenants registered in the store
 //!   but absent from the checkpoint are reported (never deleted), and so are members
 //!   added to a tenant's sorted sets since;
-//! - a restore interrupted half-way can simply be run again (it is idempotent);
-//! - a data key that differs from the stored one (the tenant was deleted and created
-//!   again under the same id) is overwritten: what was sealed under the newer key since
-//!   the checkpoint can no longer be opened, as for a deleted tenant.
+//! - a restore interrupted half-way can simply be run again (it is idempotent).
 //!
 //! Writes go through the store's single-object operations, so a restore costs about
 //! nine writes per tenant plus one per 256 records; on the embedded store each is a
@@ -96,6 +119,7 @@ pub mod format;
 
 mod audit_anchor;
 mod collect;
+mod diff;
 mod error;
 mod files;
 mod restore;
@@ -111,6 +135,7 @@ use futures::stream::FuturesUnordered;
 use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
 
+pub use self::diff::{MAX_OBJECTS_LISTED, RestoreObject, RestoreOutcome};
 pub use self::error::CheckpointError;
 
 use self::collect::{TenantTally, ZSET_PAGE, ZsetCursor, collect_tenant};
@@ -122,6 +147,7 @@ use crate::clock::SharedClock;
 use crate::config::StateConfig;
 use crate::store::{Durability, SharedStore};
 use crate::sync::LeaseToken;
+use crate::tenant::tombstones;
 use crate::tenant_id::TenantId;
 
 /// Tenants read at once while creating, and chunks applied at once while restoring.
@@ -217,6 +243,12 @@ pub struct KindCounts {
     pub overwrite: u64,
     /// Already equal: left alone.
     pub unchanged: u64,
+    /// Different, but the store's copy is newer (or never replaced): kept.
+    #[serde(default)]
+    pub kept_newer: u64,
+    /// Deleted or revoked since the checkpoint (a tombstone names it): not written.
+    #[serde(default)]
+    pub refused: u64,
 }
 
 /// The outcome of [`CheckpointManager::restore`].
@@ -232,8 +264,16 @@ pub struct RestoreReport {
     pub tenants: u64,
     /// Sessions in the checkpoint.
     pub sessions: u64,
-    /// Per kind: created, overwritten, unchanged.
+    /// Per kind: created, overwritten, unchanged, kept because newer, refused.
     pub kinds: BTreeMap<RecordKind, KindCounts>,
+    /// Every object not left as it is, with what happens to it: kept and refused ones
+    /// first (at most [`MAX_OBJECTS_LISTED`]), then created and overwritten ones (as
+    /// many).
+    #[serde(default)]
+    pub objects: Vec<RestoreObject>,
+    /// How many objects are not left as they are (all counted, listed or not).
+    #[serde(default)]
+    pub objects_total: u64,
     /// Sessions not restored because they expired since the checkpoint.
     pub sessions_expired: u64,
     /// Tenants registered in the store but not in the checkpoint (left alone); at most
@@ -258,6 +298,11 @@ impl RestoreReport {
     /// Objects created plus overwritten, over every kind.
     pub fn changes(&self) -> u64 {
         self.kinds.values().map(|c| c.create + c.overwrite).sum()
+    }
+
+    /// Objects kept because newer plus refused, over every kind.
+    pub fn protected(&self) -> u64 {
+        self.kinds.values().map(|c| c.kept_newer + c.refused).sum()
     }
 }
 
@@ -505,6 +550,7 @@ impl CheckpointManager {
                 checkpoint.id = %r.id,
                 dry_run,
                 changes = r.changes(),
+                kept_or_refused = r.protected(),
                 extra_tenants = r.extra_tenants_total,
                 duration_ms = r.duration_ms,
                 "checkpoint restore finished"
@@ -542,13 +588,25 @@ impl CheckpointManager {
         })?;
 
         let store = &*self.store;
+        let checkpoint_ms = i64::try_from(verified.header.created_at_ms).unwrap_or(i64::MAX);
+        // Older tombstones are pruned: what they guarded could come back.
+        let horizon = tombstones::horizon(store).await?;
+        if checkpoint_ms < horizon {
+            return Err(CheckpointError::BeforeTombstoneHorizon {
+                id,
+                horizon: datetime(u64::try_from(horizon).unwrap_or(0)),
+            });
+        }
         let (extra_tenants, extra_tenants_total) =
             restore::extra_tenants(store, &scan.tenants).await?;
-        let now_ms = self.clock.now_ms();
+        let ctx = restore::Context {
+            dry_run,
+            now_ms: self.clock.now_ms(),
+            checkpoint_ms,
+        };
         let (tx, rx) = mpsc::channel(CHUNK_QUEUE);
         let reader = tokio::task::spawn_blocking(move || restore::read_chunks(verified, tx));
-        let applied =
-            restore::apply_all(self.store.clone(), rx, dry_run, now_ms, CONCURRENCY).await;
+        let applied = restore::apply_all(self.store.clone(), rx, ctx, CONCURRENCY).await;
         let read = reader.await.map_err(task_err)?;
         let tally = applied?;
         read.map_err(|reason| CheckpointError::Corrupt {
@@ -561,7 +619,13 @@ impl CheckpointManager {
             created_at,
             tenants: scan.tenants.len() as u64,
             sessions: scan.sessions,
+            objects_total: tally
+                .kinds
+                .values()
+                .map(|c| c.create + c.overwrite + c.kept_newer + c.refused)
+                .sum(),
             kinds: tally.kinds,
+            objects: tally.listing.into_sorted(),
             sessions_expired: tally.sessions_expired,
             extra_tenants,
             extra_tenants_total,

@@ -42,11 +42,12 @@ use serde::{Deserialize, Serialize};
 use self::auth::Cached;
 use self::format::{Digest, HmacSha256, keyed_mac};
 use self::records::{
-    KeyRecord, LookupRecord, corrupt, datetime, not_found, parse, scope, score, to_json,
+    KeyRecord, LookupRecord, corrupt, datetime, ms_of, not_found, parse, scope, score, to_json,
     validate_label,
 };
 use super::error::{TenantError, TenantResult};
 use super::registry::TENANT_RECORD;
+use super::tombstones;
 use crate::clock::SharedClock;
 use crate::config::TenantConfig;
 use crate::store::{Durability, SharedStore, StoreKind, WriteOp};
@@ -359,6 +360,9 @@ impl ApiKeys {
             })
             .await?
             .ok_or_else(|| not_found(key_id))?;
+        // Also on a repeated revocation, so a retry after a failure here completes it.
+        let revoked_ms = record.revoked_at.map_or(self.clock.now_ms(), ms_of);
+        tombstones::api_key_revoked(&*self.store, tenant, key_id, revoked_ms).await?;
         let digest = record
             .digest()
             .ok_or_else(|| corrupt(&record_key, "hash_hex is not 32 bytes of hex"))?;
