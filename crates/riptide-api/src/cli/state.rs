@@ -265,6 +265,15 @@ fn render_restore(r: &Value) -> String {
             field(r, "extra_tenants")
         ));
     }
+    let shredded = output::at(r, "shredded_tenants")
+        .as_array()
+        .map_or(0, Vec::len);
+    if shredded > 0 {
+        text.push_str(&format!(
+            "\n{shredded} tenants deleted since are shredded in it (nothing of them restored): {}",
+            field(r, "shredded_tenants")
+        ));
+    }
     let warm = output::at(r, "warm_list").as_array().map_or(0, Vec::len);
     if warm > 0 && !dry_run {
         text.push_str(&format!("\n{warm} URLs of its warm list are being warmed"));
@@ -332,8 +341,13 @@ mod tests {
                              "objects": [{"tenant": "acme", "kind": "api_key",
                                           "id": "k7x2mq4ab9cd", "outcome": "refused"}],
                              "objects_total": 3, "extra_tenants": [],
-                             "extra_tenants_total": 0, "warm_list": []});
+                             "extra_tenants_total": 0, "warm_list": [],
+                             "shredded_tenants": ["gone"]});
         let text = render_restore(&guarded);
+        assert!(
+            text.contains("1 tenants deleted since are shredded"),
+            "{text}"
+        );
         assert!(text.contains("k7x2mq4ab9cd"), "{text}");
         assert!(text.contains("refused"), "{text}");
         assert!(text.contains("(1 of 3 objects listed)"), "{text}");

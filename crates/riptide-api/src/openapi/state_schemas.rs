@@ -321,6 +321,7 @@ fn restore_report() -> Value {
             "sessions_expired",
             "extra_tenants",
             "extra_tenants_total",
+            "shredded_tenants",
             "config",
             "warm_list",
             "duration_ms",
@@ -346,6 +347,9 @@ fn restore_report() -> Value {
             "extra_tenants": array("Tenants in the store but not in the checkpoint (left \
                 alone; at most 1,000).", json!({ "type": "string" })),
             "extra_tenants_total": count("How many such tenants there are."),
+            "shredded_tenants": array("Tenants in the checkpoint that were deleted since: \
+                their checkpoint key is destroyed, so nothing of them can be opened or \
+                restored.", json!({ "type": "string" })),
             "config": { "description": "The configuration saved with the checkpoint (not \
                 applied); `null` when none." },
             "warm_list": array("The checkpoint's warm list: `[tenant_id or null, url]`.", json!({

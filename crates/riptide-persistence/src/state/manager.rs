@@ -23,7 +23,7 @@ use crate::config::{PersistenceConfig, StateConfig};
 use crate::error::InvalidInput;
 use crate::store::{SharedStore, StoreError, open_store};
 use crate::sync::{DistributedSync, InstanceInfo, LeaseToken, SyncBody, SyncEvent};
-use crate::tenant::TenantManager;
+use crate::tenant::{TenantDeletionHook, TenantManager};
 
 /// Name of the singleton job that takes scheduled checkpoints.
 pub const CHECKPOINT_JOB: &str = "checkpoint";
@@ -223,8 +223,48 @@ impl StateManager {
                 reason: e.to_string(),
             })
         })?;
+        self.checkpoints
+            .manager
+            .seal_with(tenants.data_keys().master().clone());
+        tenants.set_deletion_hook(self.deletion_hook());
         self.tenants.store(Some(tenants));
+        // Deletions made while this instance was down shred here too.
+        let checkpoints = self.checkpoints.manager.clone();
+        self.tasks.spawn(async move {
+            if let Err(e) = checkpoints.prune_keys().await {
+                tracing::warn!(error = %e, "cannot drop deleted tenants' checkpoint keys");
+            }
+        });
         Ok(())
+    }
+
+    /// What follows a tenant's deletion outside the store: its checkpoint keys leave
+    /// the keys file (its parts of every checkpoint here are shredded) and its sessions
+    /// leave the store, memory and the spill dir. After lost messages (`None`), the keys
+    /// file is checked against the tombstones.
+    fn deletion_hook(&self) -> TenantDeletionHook {
+        let checkpoints = self.checkpoints.manager.clone();
+        let sessions = self.sessions.clone();
+        let tasks = self.tasks.clone();
+        TenantDeletionHook(Box::new(move |tenant| {
+            let (checkpoints, sessions) = (checkpoints.clone(), sessions.clone());
+            let tenant = tenant.cloned();
+            tasks.spawn(async move {
+                let Some(tenant) = tenant else {
+                    if let Err(e) = checkpoints.prune_keys().await {
+                        tracing::warn!(error = %e, "cannot drop deleted tenants' checkpoint keys");
+                    }
+                    return;
+                };
+                if let Err(e) = checkpoints.forget_tenant_keys(tenant.as_str()).await {
+                    tracing::error!(tenant.id = %tenant, error = %e, "cannot drop a deleted tenant's checkpoint keys; the next checkpoint retries");
+                }
+                match sessions.purge_tenant(&tenant).await {
+                    Ok(n) => tracing::debug!(tenant.id = %tenant, sessions = n, "deleted tenant's sessions removed"),
+                    Err(e) => tracing::warn!(tenant.id = %tenant, error = %e, "cannot remove a deleted tenant's sessions"),
+                }
+            });
+        }))
     }
 
     /// Coordinates with other instances: reload requests from any instance reload this

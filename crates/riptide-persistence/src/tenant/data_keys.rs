@@ -274,6 +274,13 @@ impl TenantKeys {
         self.slots.invalidate(tenant);
     }
 
+    /// Drops every key held here (deletions may have been missed). The next use of
+    /// each reads the store again.
+    pub fn forget_all(&self) {
+        self.epoch.fetch_add(1, Ordering::SeqCst);
+        self.slots.invalidate_all();
+    }
+
     /// Tenants held in memory (approximate).
     pub fn cached_tenants(&self) -> u64 {
         self.slots.entry_count()

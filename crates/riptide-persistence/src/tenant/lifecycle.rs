@@ -349,8 +349,13 @@ impl TenantManager {
             .registry
             .deletion_ops(&id, self.now().timestamp_millis());
         ops.push(self.keys.deletion_op(&id));
+        // Shreds the tenant in every checkpoint (see `state::checkpoint::seal`).
+        ops.push(crate::store::WriteOp::delete(
+            crate::state::checkpoint::seal::key_record(self.store.key_prefix(), &id),
+        ));
         self.store.write_atomic(&ops).await?;
         self.keys.forget(&id);
+        self.tell_deleted(Some(&id));
         self.registry.forget(&id);
         self.budgets.set(&id, None);
         if !self.registry.entry_is_atomic() {

@@ -72,6 +72,14 @@ pub enum TenantEvent {
 /// Told of every [`TenantEvent`] made on this instance.
 pub struct TenantChangeListener(pub Box<dyn Fn(&TenantEvent) + Send + Sync>);
 
+/// Told when a tenant is gone, here or on another instance (`Some`), or when
+/// deletions may have been missed (`None`: messages from other instances were lost),
+/// so what is kept outside the store (checkpoint keys, spill files) follows.
+pub struct TenantDeletionHook(pub Box<DeletionFn>);
+
+/// What a [`TenantDeletionHook`] runs.
+pub type DeletionFn = dyn Fn(Option<&TenantId>) + Send + Sync;
+
 /// One page of tenants.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct TenantPage {
@@ -104,6 +112,7 @@ pub struct TenantManager {
     pub(super) keys: Arc<TenantKeys>,
     pub(super) cache: ArcSwapOption<PersistentCacheManager>,
     listener: ArcSwapOption<TenantChangeListener>,
+    deletion_hook: ArcSwapOption<TenantDeletionHook>,
     cancel: CancellationToken,
     tasks: Mutex<Vec<JoinHandle<()>>>,
     pub(super) instance_id: String,
@@ -186,6 +195,7 @@ impl TenantManager {
             keys,
             cache: ArcSwapOption::empty(),
             listener: ArcSwapOption::empty(),
+            deletion_hook: ArcSwapOption::empty(),
             tasks: Mutex::new(vec![flusher, pruner, closer]),
             instance_id: random_id(8),
             batch_seq: AtomicU64::new(0),
@@ -227,8 +237,20 @@ impl TenantManager {
         }
     }
 
+    /// Sets the hook told of deletions (replacing any earlier one).
+    pub fn set_deletion_hook(&self, hook: TenantDeletionHook) {
+        self.deletion_hook.store(Some(Arc::new(hook)));
+    }
+
+    pub(super) fn tell_deleted(&self, tenant: Option<&TenantId>) {
+        if let Some(hook) = self.deletion_hook.load().as_ref() {
+            (hook.0)(tenant);
+        }
+    }
+
     /// Drops what this instance holds about a tenant another instance changed: its
-    /// cached record, cached key lookups and (when deleted) its data key.
+    /// cached record, cached key lookups and (when deleted) its data key, and tells the
+    /// deletion hook.
     pub fn forget_tenant(&self, tenant_id: &str, deleted: bool) {
         let Ok(id) = TenantId::parse(tenant_id) else {
             return;
@@ -239,15 +261,19 @@ impl TenantManager {
         if deleted {
             self.keys.forget(&id);
             self.budgets.set(&id, None);
+            self.tell_deleted(Some(&id));
         }
     }
 
-    /// Drops every cached record and key lookup (after messages from other instances
-    /// may have been lost).
+    /// Drops every cached record, key lookup and data key (after messages from other
+    /// instances may have been lost: a deletion among them must not leave a data key
+    /// here), and tells the deletion hook.
     pub fn forget_everything(&self) {
         self.registry.forget_all();
         self.api_keys.forget_cached();
         self.jwt_keys.forget_cached();
+        self.keys.forget_all();
+        self.tell_deleted(None);
     }
 
     /// The configuration the manager was built with. The live keys (plans, billing,

@@ -29,7 +29,9 @@ pub mod validate;
 pub use billing::{Bill, LineItem, Period, compute_bill, price_usage};
 pub use error::{TenantError, TenantResult};
 pub use live_settings::{LIVE_TENANT_KEYS, LiveTenantSettings};
-pub use manager::{TenantChangeListener, TenantEvent, TenantManager, TenantPage, TenantUpdate};
+pub use manager::{
+    TenantChangeListener, TenantDeletionHook, TenantEvent, TenantManager, TenantPage, TenantUpdate,
+};
 pub use metrics::{TenantMetrics, TenantMetricsSnapshot};
 pub use model::{
     BillingPlan, ResourceUsageRecord, Tenant, TenantConfig, TenantIsolationLevel, TenantOwner,

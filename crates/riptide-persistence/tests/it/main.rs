@@ -19,6 +19,7 @@ mod state_reload;
 mod state_restore_guards;
 mod state_sessions;
 mod state_sessions_spill;
+mod state_shred;
 mod store_conformance;
 mod sync_coordination;
 mod tenant_api_keys;

@@ -649,7 +649,7 @@ async fn list_retention_and_refusals(b: Backend) {
     flipped[good.len() / 2] ^= 0x01;
     std::fs::write(dir.path().join("flipped.ckpt"), &flipped).unwrap();
     let mut future = good.clone();
-    future[4] = 2;
+    future[4] = 3;
     std::fs::write(dir.path().join("future.ckpt"), &future).unwrap();
 
     let before = snapshot(&store, std::slice::from_ref(&id)).await;
@@ -670,8 +670,8 @@ async fn list_retention_and_refusals(b: Backend) {
         matches!(
             e,
             CheckpointError::UnsupportedVersion {
-                found: 2,
-                supported: 1,
+                found: 3,
+                supported: 2,
                 ..
             }
         ),

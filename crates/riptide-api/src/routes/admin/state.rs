@@ -198,6 +198,10 @@ fn restore_diff(report: &RestoreReport) -> Vec<(&'static str, String)> {
         ("kept_newer", sum(|c| c.kept_newer)),
         ("refused", sum(|c| c.refused)),
         ("objects_total", report.objects_total.to_string()),
+        (
+            "shredded_tenants",
+            report.shredded_tenants.len().to_string(),
+        ),
     ];
     const NAMES: [&str; AUDITED_OBJECTS] = [
         "object.01",

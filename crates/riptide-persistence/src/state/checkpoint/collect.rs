@@ -3,16 +3,18 @@
 
 use std::borrow::Cow;
 use std::collections::HashSet;
+use std::sync::Arc;
 
 use futures::{StreamExt, TryStreamExt, stream};
 use serde::Deserialize;
 use tokio::sync::mpsc;
 
 use super::format::{B64, Line, WriteMsg, push_line};
+use super::seal::{PartFacts, StoredKey, seal_part, tenant_key};
 use super::{CheckpointError, is_month, is_segment};
 use crate::keys::{Scope, ScopeKeys};
 use crate::store::{SharedStore, Store, StoreResult};
-use crate::tenant::crypto::DATA_KEY_RECORD;
+use crate::tenant::crypto::{DATA_KEY_RECORD, DataKey, MasterKey};
 use crate::tenant_id::TenantId;
 
 /// A part is handed to the writer once it holds this many bytes.
@@ -26,12 +28,25 @@ pub(super) const ZSET_PAGE: u64 = 500;
 /// Global lookup records read at once (each lives on its own Cluster slot).
 pub(super) const LOOKUP_CONCURRENCY: usize = 16;
 
-/// Lines of one tenant, handed to the writer in parts of about [`PART_BYTES`].
+/// Lines of one tenant, handed to the writer in parts of about [`PART_BYTES`] (each
+/// sealed into one line when the tenant is sealed).
 pub(super) struct Sink {
     tx: mpsc::Sender<WriteMsg>,
     buf: Vec<u8>,
-    /// Lines pushed so far.
+    /// Body lines handed over so far (a sealed part is one).
     pub(super) lines: u64,
+    seal: Option<PartSeal>,
+}
+
+/// How a sink seals its parts, and what the current part holds.
+struct PartSeal {
+    key: DataKey,
+    key_id: String,
+    checkpoint: Arc<str>,
+    tenant: String,
+    seq: u64,
+    registry: bool,
+    sessions: u64,
 }
 
 impl TenantTally {
@@ -51,25 +66,72 @@ impl Sink {
             tx,
             buf: Vec::new(),
             lines: 0,
+            seal: None,
         }
+    }
+
+    /// A sink that seals every part of `tenant` with `key` (id `key_id`).
+    fn sealed(
+        tx: mpsc::Sender<WriteMsg>,
+        checkpoint: Arc<str>,
+        tenant: &str,
+        key: DataKey,
+        key_id: String,
+    ) -> Self {
+        let mut sink = Self::new(tx);
+        sink.seal = Some(PartSeal {
+            key,
+            key_id,
+            checkpoint,
+            tenant: tenant.to_owned(),
+            seq: 0,
+            registry: false,
+            sessions: 0,
+        });
+        sink
     }
 
     /// Appends a line, handing the part over when it is full.
     pub(super) async fn push(&mut self, line: &Line<'_>) -> Result<(), CheckpointError> {
         push_line(&mut self.buf, line).map_err(|e| CheckpointError::Encode(e.to_string()))?;
-        self.lines += 1;
+        match &mut self.seal {
+            Some(seal) => match line {
+                Line::Tenant { .. } => seal.registry = true,
+                Line::Session { .. } => seal.sessions += 1,
+                _ => {}
+            },
+            None => self.lines += 1,
+        }
         if self.buf.len() >= PART_BYTES {
             self.flush().await?;
         }
         Ok(())
     }
 
-    /// Hands what is buffered to the writer.
+    /// Hands what is buffered to the writer (sealed into one line first when sealing).
     pub(super) async fn flush(&mut self) -> Result<(), CheckpointError> {
         if self.buf.is_empty() {
             return Ok(());
         }
-        let part = std::mem::take(&mut self.buf);
+        let mut part = std::mem::take(&mut self.buf);
+        if let Some(seal) = &mut self.seal {
+            let facts = PartFacts {
+                checkpoint: &seal.checkpoint,
+                tenant: &seal.tenant,
+                key: &seal.key_id,
+                seq: seal.seq,
+                registry: seal.registry,
+                sessions: seal.sessions,
+            };
+            let line = seal_part(&seal.key, facts, &part)?;
+            // The plain lines never reach the writer (best effort: the allocator may
+            // have copied them while the buffer grew).
+            part.fill(0);
+            part.clear();
+            push_line(&mut part, &line).map_err(|e| CheckpointError::Encode(e.to_string()))?;
+            (seal.seq, seal.registry, seal.sessions) = (seal.seq + 1, false, 0);
+            self.lines += 1;
+        }
         self.tx
             .send(WriteMsg::Data(part))
             .await
@@ -298,11 +360,11 @@ pub(super) async fn collect_tenant(
     id: TenantId,
     score: i64,
     now_ms: u64,
-) -> Result<TenantTally, CheckpointError> {
+    sealing: Option<Sealing>,
+) -> Result<Collected, CheckpointError> {
     let store = &*shared;
     let keys = ScopeKeys::new(store.key_prefix(), &Scope::Tenant(id.clone()));
     let tenant = id.as_str();
-    let mut sink = Sink::new(tx);
     let head_keys = [keys.record("meta"), keys.record(DATA_KEY_RECORD)];
     let (q_key, storage_key) = (keys.record("q"), keys.record("storage"));
     let (index_key, months_key) = (keys.record("keys"), keys.record("usage_months"));
@@ -316,7 +378,15 @@ pub(super) async fn collect_tenant(
     let mut head = head.into_iter();
     let Some(meta) = head.next().flatten() else {
         tracing::debug!(tenant.id = %id, "tenant registered without a record (deleted meanwhile?); not in the checkpoint");
-        return Ok(TenantTally::default());
+        return Ok(Collected::default());
+    };
+    let (mut sink, key) = match sealing {
+        Some(sealing) => {
+            let (stored, key) = tenant_key(store, &sealing.master, &id, now_ms).await?;
+            let sink = Sink::sealed(tx, sealing.checkpoint, tenant, key, stored.id.clone());
+            (sink, Some(stored))
+        }
+        None => (Sink::new(tx), None),
     };
     for (name, value) in [
         ("meta", Some(meta)),
@@ -350,11 +420,30 @@ pub(super) async fn collect_tenant(
     })
     .await?;
     sink.flush().await?;
-    Ok(TenantTally {
-        tenants: 1,
-        sessions,
-        lines: sink.lines,
+    Ok(Collected {
+        tally: TenantTally {
+            tenants: 1,
+            sessions,
+            lines: sink.lines,
+        },
+        key: key.map(|k| (id.clone(), k)),
     })
+}
+
+/// What sealing a tenant's lines needs.
+#[derive(Clone)]
+pub(super) struct Sealing {
+    /// Wraps the tenants' checkpoint keys.
+    pub(super) master: MasterKey,
+    /// The checkpoint's id (bound into every part).
+    pub(super) checkpoint: Arc<str>,
+}
+
+/// What one tenant contributed, and the checkpoint key it was sealed with.
+#[derive(Debug, Default)]
+pub(super) struct Collected {
+    pub(super) tally: TenantTally,
+    pub(super) key: Option<(TenantId, StoredKey)>,
 }
 
 async fn push_counters(

@@ -102,6 +102,10 @@ pub enum CheckpointError {
     /// A line could not be encoded.
     #[error("checkpoint: cannot encode: {0}")]
     Encode(String),
+    /// A tenant's checkpoint key, or the checkpoint directory's keys file, cannot be
+    /// read, made or written.
+    #[error("checkpoint keys: {0}")]
+    Keys(String),
     /// The writer thread stopped before the end (its own error is reported instead when
     /// known).
     #[error("checkpoint: the file writer stopped")]
@@ -129,6 +133,7 @@ impl CheckpointError {
             CheckpointError::Read { .. }
             | CheckpointError::Io { .. }
             | CheckpointError::Encode(_)
+            | CheckpointError::Keys(_)
             | CheckpointError::WriterStopped
             | CheckpointError::Task(_) => "io",
         }

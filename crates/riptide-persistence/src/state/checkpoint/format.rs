@@ -5,7 +5,7 @@
 //! ```text
 //! offset        size  field
 //! 0             4     magic "RTCK"
-//! 4             2     format version, u16 little-endian (1)
+//! 4             2     format version, u16 little-endian (2; 1 is still read)
 //! 6             2     flags, u16 LE (bit 0: the body is zstd-compressed; others must be 0)
 //! 8             8     created at, Unix ms, u64 LE
 //! 16            n     body: a zstd frame of JSON lines (see [`Line`])
@@ -33,8 +33,11 @@ use tokio::sync::mpsc;
 
 /// First bytes of every checkpoint file.
 pub const MAGIC: &[u8; 4] = b"RTCK";
-/// The format version this code writes and reads.
-pub const FORMAT_VERSION: u16 = 1;
+/// The format version this code writes. Version 2 added sealed parts
+/// ([`Line::Sealed`]); version 1 files (without them) are still read.
+pub const FORMAT_VERSION: u16 = 2;
+/// The oldest format version this code reads.
+pub const OLDEST_READ_VERSION: u16 = 1;
 /// Flag bit: the body is one zstd frame.
 pub const FLAG_ZSTD: u16 = 1;
 /// Bytes of the header.
@@ -244,6 +247,23 @@ pub enum Line<'a> {
         expires_at_ms: i64,
         /// The stored bytes (JSON, possibly sealed with the tenant's data key).
         value: B64<'a>,
+    },
+    /// Some of one tenant's lines, sealed with its checkpoint key (see `seal.rs`).
+    /// The counts are in clear, so a checkpoint whose tenant was shredded still checks
+    /// out; they are bound into the seal.
+    Sealed {
+        /// Tenant id.
+        tenant: Cow<'a, str>,
+        /// Id of the tenant's checkpoint key.
+        key: Cow<'a, str>,
+        /// The part's number within the tenant, from 0.
+        seq: u64,
+        /// Whether it holds the tenant's registry entry.
+        registry: bool,
+        /// Sessions it holds.
+        sessions: u64,
+        /// The sealed lines.
+        data: B64<'a>,
     },
     /// Always last; repeats the footer's figures.
     End {
@@ -467,7 +487,9 @@ pub fn verify(path: &Path) -> Result<Verified, Problem> {
     }
     file.read_exact(&mut raw).map_err(io)?;
     let header = Header::decode(&raw).ok_or(Problem::NotACheckpoint)?;
-    if header.version != FORMAT_VERSION || header.flags != FLAG_ZSTD {
+    if !(OLDEST_READ_VERSION..=FORMAT_VERSION).contains(&header.version)
+        || header.flags != FLAG_ZSTD
+    {
         return Err(Problem::UnsupportedVersion {
             found: header.version,
             flags: header.flags,

@@ -38,10 +38,22 @@
 //! read, not as of one instant across tenants (no store offers that without stopping
 //! writes). Tenants created while it runs may or may not be in it.
 //!
+//! # Sealed per tenant (crypto-shredding)
+//!
+//! Once a master key is attached ([`CheckpointManager::seal_with`]; the service always
+//! attaches the tenant layer's), each tenant's lines are sealed in parts with that
+//! tenant's own checkpoint key (see `seal.rs`), kept in the store and in the directory's
+//! keys file ([`KEYS_FILE`]), never in a checkpoint. Deleting a tenant deletes its key
+//! record in the same atomic write and its keys-file entries right after (on every
+//! instance that hears of it; every checkpoint and start catches up from the
+//! tombstones), so every retained checkpoint's copy of the tenant — record, wrapped data
+//! key, keys, usage, sessions — can no longer be opened, with or without the master key.
+//! A restore reports such tenants as `shredded_tenants` and writes nothing of them.
+//!
 //! # Format
 //!
 //! See [`format`]: header `RTCK` + version + flags + creation time, a zstd frame of JSON
-//! lines (base64 for bytes), a footer with the figures, and a blake3 checksum of all of
+//! lines (base64 for bytes; a tenant's lines sealed into `sealed` lines), a footer with the figures, and a blake3 checksum of all of
 //! it. Files are `<checkpoint_dir>/<id>.ckpt`, where the id is the UTC creation time
 //! and a random suffix (`20261103T101500123Z-8f3a9c21`), so names sort by age. They are
 //! written to a hidden temp file, fsynced, renamed and the directory fsynced; then only
@@ -122,7 +134,10 @@ mod collect;
 mod diff;
 mod error;
 mod files;
+mod keys_file;
+mod open;
 mod restore;
+pub(crate) mod seal;
 
 use self::audit_anchor::audit_anchor;
 use std::collections::BTreeMap;
@@ -137,16 +152,21 @@ use tokio::sync::mpsc;
 
 pub use self::diff::{MAX_OBJECTS_LISTED, RestoreObject, RestoreOutcome};
 pub use self::error::CheckpointError;
+pub use self::keys_file::KEYS_FILE;
+pub use self::seal::KEY_RECORD;
 
-use self::collect::{TenantTally, ZSET_PAGE, ZsetCursor, collect_tenant};
+use self::collect::{Sealing, TenantTally, ZSET_PAGE, ZsetCursor, collect_tenant};
 use self::error::task_err;
 use self::files::{datetime, new_id};
 pub(crate) use self::files::{is_month, is_segment};
 use self::format::{Footer, Header, Line, Meta, WriteError, WriteMsg};
+use self::keys_file::KeysFile;
+use self::seal::StoredKey;
 use crate::clock::SharedClock;
 use crate::config::StateConfig;
 use crate::store::{Durability, SharedStore};
 use crate::sync::LeaseToken;
+use crate::tenant::crypto::MasterKey;
 use crate::tenant::tombstones;
 use crate::tenant_id::TenantId;
 
@@ -281,6 +301,10 @@ pub struct RestoreReport {
     pub extra_tenants: Vec<String>,
     /// How many such tenants there are.
     pub extra_tenants_total: u64,
+    /// Tenants in the checkpoint whose sealed data can no longer be opened: they were
+    /// deleted and their checkpoint key destroyed. Nothing of them is restored.
+    #[serde(default)]
+    pub shredded_tenants: Vec<String>,
     /// The configuration document saved with the checkpoint (not applied here).
     pub config: Option<serde_json::Value>,
     /// The warm list saved with the checkpoint.
@@ -314,6 +338,10 @@ pub struct CheckpointManager {
     retention: usize,
     /// One restore at a time: two interleaved restores would mix their checkpoints.
     restoring: tokio::sync::Mutex<()>,
+    /// Wraps the tenants' checkpoint keys; without it tenants are not sealed.
+    master: arc_swap::ArcSwapOption<MasterKey>,
+    /// One change of the keys file at a time (read, change, rewrite).
+    keys_file: std::sync::Arc<std::sync::Mutex<()>>,
 }
 
 impl std::fmt::Debug for CheckpointManager {
@@ -336,7 +364,92 @@ impl CheckpointManager {
             dir: cfg.checkpoint_dir.clone(),
             retention: cfg.checkpoint_retention.max(1),
             restoring: tokio::sync::Mutex::new(()),
+            master: arc_swap::ArcSwapOption::empty(),
+            keys_file: Default::default(),
         }
+    }
+
+    /// Seals every tenant's part of the checkpoints taken from now on with the tenant's
+    /// own checkpoint key, wrapped by `master` (see `seal`): deleting a tenant then
+    /// shreds it in every retained checkpoint.
+    pub fn seal_with(&self, master: MasterKey) {
+        self.master.store(Some(std::sync::Arc::new(master)));
+    }
+
+    /// Drops every checkpoint key of `tenant` from the keys file (the tenant was
+    /// deleted): its parts of every checkpoint here can no longer be opened. Returns
+    /// whether the file held one.
+    pub async fn forget_tenant_keys(&self, tenant: &str) -> Result<bool, CheckpointError> {
+        let tenant = tenant.to_owned();
+        self.edit_keys_file(move |file| file.remove(&tenant)).await
+    }
+
+    /// Drops from the keys file the keys of tenants deleted after the key was made (a
+    /// tombstone says so): catches up with deletions this instance did not hear of.
+    /// Returns how many keys were dropped.
+    pub async fn prune_keys(&self) -> Result<usize, CheckpointError> {
+        let dir = self.dir.clone();
+        let tenants: Vec<String> = tokio::task::spawn_blocking(move || KeysFile::load(&dir))
+            .await
+            .map_err(task_err)?
+            .map_err(CheckpointError::Keys)?
+            .tenants
+            .into_keys()
+            .collect();
+        let mut deleted = std::collections::HashMap::new();
+        for tenant in tenants {
+            if let Some(at) = tombstones::tenant_deleted_at(&*self.store, &tenant).await? {
+                deleted.insert(tenant, at);
+            }
+        }
+        if deleted.is_empty() {
+            return Ok(0);
+        }
+        let removed = self
+            .edit_keys_file(move |file| file.prune(|t| deleted.get(t).copied()))
+            .await?;
+        if removed > 0 {
+            tracing::info!(
+                checkpoint.keys_dropped = removed,
+                "checkpoint keys of deleted tenants dropped"
+            );
+        }
+        Ok(removed)
+    }
+
+    /// Adds the keys a new checkpoint was sealed with to the keys file.
+    async fn remember_keys(&self, keys: Vec<(TenantId, StoredKey)>) -> Result<(), CheckpointError> {
+        self.edit_keys_file(move |file| {
+            keys.iter()
+                .filter(|(tenant, key)| file.add(tenant.as_str(), key))
+                .count()
+        })
+        .await
+        .map(|_| ())
+    }
+
+    /// Reads the keys file, applies `change`, and rewrites it when `change` reports a
+    /// change (`true` or a non-zero count).
+    async fn edit_keys_file<T, F>(&self, change: F) -> Result<T, CheckpointError>
+    where
+        T: Changed + Send + 'static,
+        F: FnOnce(&mut KeysFile) -> T + Send + 'static,
+    {
+        let (dir, lock) = (self.dir.clone(), self.keys_file.clone());
+        tokio::task::spawn_blocking(move || {
+            let _one_at_a_time = lock
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            let mut file = KeysFile::load(&dir)?;
+            let outcome = change(&mut file);
+            if outcome.changed() {
+                file.save(&dir)?;
+            }
+            Ok(outcome)
+        })
+        .await
+        .map_err(task_err)?
+        .map_err(CheckpointError::Keys)
     }
 
     /// The checkpoint directory.
@@ -400,6 +513,10 @@ impl CheckpointManager {
     ) -> Result<CheckpointInfo, CheckpointError> {
         let now_ms = self.clock.now_ms();
         let id = new_id(now_ms);
+        if self.master.load().is_some() {
+            // Deletions this instance missed shred before anything new is written.
+            self.prune_keys().await?;
+        }
         // The writer creates the directory (mode 0700) before its temp file.
         let (tx, rx) = mpsc::channel(WRITE_QUEUE);
         let writer =
@@ -478,6 +595,11 @@ impl CheckpointManager {
         let mut running = FuturesUnordered::new();
         let mut exhausted = false;
         let mut total = TenantTally::default();
+        let sealing = self.master.load_full().map(|master| Sealing {
+            master: (*master).clone(),
+            checkpoint: id.into(),
+        });
+        let mut sealed_with = Vec::new();
         loop {
             while running.len() < CONCURRENCY {
                 if pending.is_empty() && !exhausted {
@@ -498,13 +620,21 @@ impl CheckpointManager {
                     tenant,
                     score,
                     now_ms,
+                    sealing.clone(),
                 ));
             }
             match running.next().await {
-                Some(done) => total = total.add(done?),
+                Some(done) => {
+                    let done = done?;
+                    total = total.add(done.tally);
+                    sealed_with.extend(done.key);
+                }
                 None => break,
             }
         }
+        // The keys are kept before the checkpoint is complete, so no checkpoint is ever
+        // renamed into place that its directory cannot open.
+        self.remember_keys(sealed_with).await?;
         let lines = head.lines + total.lines + 1;
         let mut tail = collect::Sink::new(tx.clone());
         tail.push(&Line::End {
@@ -575,10 +705,11 @@ impl CheckpointManager {
             .map_err(task_err)?
             .map_err(|p| CheckpointError::from_problem(&id, p))?;
         let created_at = datetime(verified.header.created_at_ms);
-        let (verified, scan) = tokio::task::spawn_blocking(move || {
-            let mut v = verified;
-            let scan = restore::scan(&mut v);
-            (v, scan)
+        let ring = self.key_ring().await?;
+        let (verified, ring, scan) = tokio::task::spawn_blocking(move || {
+            let (mut v, mut ring) = (verified, ring);
+            let scan = restore::scan(&mut v, &mut ring);
+            (v, ring, scan)
         })
         .await
         .map_err(task_err)?;
@@ -605,7 +736,7 @@ impl CheckpointManager {
             checkpoint_ms,
         };
         let (tx, rx) = mpsc::channel(CHUNK_QUEUE);
-        let reader = tokio::task::spawn_blocking(move || restore::read_chunks(verified, tx));
+        let reader = tokio::task::spawn_blocking(move || restore::read_chunks(verified, ring, tx));
         let applied = restore::apply_all(self.store.clone(), rx, ctx, CONCURRENCY).await;
         let read = reader.await.map_err(task_err)?;
         let tally = applied?;
@@ -629,10 +760,26 @@ impl CheckpointManager {
             sessions_expired: tally.sessions_expired,
             extra_tenants,
             extra_tenants_total,
+            shredded_tenants: scan.shredded.into_keys().collect(),
             config: scan.meta.config.map(std::borrow::Cow::into_owned),
             warm_list: scan.meta.warm_list.into_owned(),
             duration_ms: started.elapsed().as_millis() as u64,
         })
+    }
+
+    /// The keys a restore may open sealed parts with, after dropping those of tenants
+    /// deleted since (so a deletion this instance missed still shreds).
+    async fn key_ring(&self) -> Result<open::KeyRing, CheckpointError> {
+        let master = self.master.load_full().map(|m| (*m).clone());
+        if master.is_some() {
+            self.prune_keys().await?;
+        }
+        let dir = self.dir.clone();
+        let file = tokio::task::spawn_blocking(move || KeysFile::load(&dir))
+            .await
+            .map_err(task_err)?
+            .map_err(CheckpointError::Keys)?;
+        Ok(open::KeyRing::new(master, file, self.store.clone()))
     }
 
     /// Keeps the newest `retention` checkpoints (of the files named like generated ids)
@@ -647,6 +794,23 @@ impl CheckpointManager {
             Ok(Err(e)) => tracing::warn!(error = %e, "cannot prune old checkpoints"),
             Err(e) => tracing::warn!(error = %e, "checkpoint pruning task failed"),
         }
+    }
+}
+
+/// What a change of the keys file reports: whether it changed anything.
+trait Changed {
+    fn changed(&self) -> bool;
+}
+
+impl Changed for bool {
+    fn changed(&self) -> bool {
+        *self
+    }
+}
+
+impl Changed for usize {
+    fn changed(&self) -> bool {
+        *self > 0
     }
 }
 

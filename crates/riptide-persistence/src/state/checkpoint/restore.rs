@@ -13,7 +13,8 @@ use tokio::sync::mpsc;
 
 use super::collect::{ZSET_PAGE, ZsetCursor, is_hash, lookup_key, lookup_owner, zset_all};
 use super::diff::{Listing, RestoreObject, RestoreOutcome};
-use super::format::{FORMAT_VERSION, Line, Meta, Verified};
+use super::format::{Line, Meta, Verified};
+use super::open::{KeyRing, OpenLines, Shredded};
 use super::{CheckpointError, KindCounts, RecordKind, is_month, is_segment};
 use crate::keys::{Scope, ScopeKeys};
 use crate::store::{Durability, SharedStore, Store};
@@ -211,6 +212,11 @@ fn classify(line: Line<'static>) -> Result<Parsed, String> {
                 },
             )
         }
+        Line::Sealed { tenant, .. } => {
+            return Err(format!(
+                "a sealed part of tenant {tenant} inside a sealed part"
+            ));
+        }
     })
 }
 
@@ -222,32 +228,35 @@ pub(super) struct Scan {
     pub(super) tenants: HashSet<String>,
     /// Sessions in the checkpoint.
     pub(super) sessions: u64,
+    /// Tenants whose sealed parts could not be opened: deleted, their key destroyed.
+    pub(super) shredded: BTreeMap<String, Shredded>,
 }
 
 /// Reads and validates the whole body without touching the store: every line parses
 /// and fits the layout, `meta` comes first and `end` last, and the figures agree with
 /// the footer.
-pub(super) fn scan(v: &mut Verified) -> Result<Scan, String> {
-    let footer = v.footer;
-    let mut lines = v
+pub(super) fn scan(v: &mut Verified, ring: &mut KeyRing) -> Result<Scan, String> {
+    let (footer, version) = (v.footer, v.header.version);
+    let reader = v
         .lines()
         .map_err(|e| format!("cannot read the body: {e}"))?;
-    let mut number = 1;
-    let meta = match lines.next_line(number)?.map(classify).transpose()? {
+    let mut lines = OpenLines::new(reader, ring);
+    let meta = match lines.next()?.map(classify).transpose()? {
         Some(Parsed::Meta(meta)) => meta,
         _ => return Err("the body does not start with its meta line".to_owned()),
     };
-    if meta.format != FORMAT_VERSION {
+    if meta.format != version {
         return Err(format!(
-            "the body says format {}, the header {FORMAT_VERSION}",
+            "the body says format {}, the header {version}",
             meta.format
         ));
     }
     let mut tenants = HashSet::new();
     let mut sessions = 0;
     loop {
-        number += 1;
-        match lines.next_line(number)?.map(classify).transpose()? {
+        let item = lines.next()?.map(classify).transpose()?;
+        let number = lines.number;
+        match item {
             None => return Err("the body has no end line".to_owned()),
             Some(Parsed::Meta(_)) => return Err(format!("line {number}: a second meta line")),
             Some(Parsed::Item(tenant, item)) => match item {
@@ -262,6 +271,12 @@ pub(super) fn scan(v: &mut Verified) -> Result<Scan, String> {
                 sessions: s,
                 lines: l,
             }) => {
+                for (tenant, gone) in &lines.shredded {
+                    if gone.registry {
+                        tenants.insert(tenant.clone());
+                    }
+                    sessions += gone.sessions;
+                }
                 let counted = (tenants.len() as u64, sessions, number);
                 if (t, s, l) != counted
                     || (t, s, l) != (footer.tenants, footer.sessions, footer.lines)
@@ -276,13 +291,14 @@ pub(super) fn scan(v: &mut Verified) -> Result<Scan, String> {
             }
         }
     }
-    if lines.next_line(number + 1)?.is_some() {
-        return Err(format!("data after the end line (line {})", number + 1));
+    if lines.next()?.is_some() {
+        return Err(format!("data after the end line (line {})", lines.number));
     }
     Ok(Scan {
         meta,
         tenants,
         sessions,
+        shredded: std::mem::take(&mut lines.shredded),
     })
 }
 
@@ -294,18 +310,18 @@ pub(super) struct Chunk {
 
 /// Streams the body (already validated by [`scan`]) as chunks to `tx`; runs on a
 /// blocking thread. Stops quietly when the receiver goes away.
-pub(super) fn read_chunks(mut v: Verified, tx: mpsc::Sender<Chunk>) -> Result<(), String> {
-    let mut lines = v
+pub(super) fn read_chunks(
+    mut v: Verified,
+    mut ring: KeyRing,
+    tx: mpsc::Sender<Chunk>,
+) -> Result<(), String> {
+    let reader = v
         .lines()
         .map_err(|e| format!("cannot read the body: {e}"))?;
+    let mut lines = OpenLines::new(reader, &mut ring);
     let mut current: Option<Chunk> = None;
     let mut weight = 0;
-    let mut number = 0;
-    loop {
-        number += 1;
-        let Some(line) = lines.next_line(number)? else {
-            break;
-        };
+    while let Some(line) = lines.next()? {
         let Parsed::Item(tenant, item) = classify(line)? else {
             continue;
         };
@@ -873,7 +889,7 @@ mod tests {
     fn meta() -> Line<'static> {
         Line::Meta(Meta {
             id: "x".into(),
-            format: FORMAT_VERSION,
+            format: super::super::format::FORMAT_VERSION,
             created_at_ms: 1,
             key_prefix: "riptide".into(),
             store_kind: "embedded".into(),
@@ -886,6 +902,14 @@ mod tests {
     /// A checksum-valid file holding `lines`, then an `end` line and a footer that
     /// claim `figures` (tenants, sessions).
     fn file_with(lines: &[Line<'static>], figures: (u64, u64)) -> (tempfile::TempDir, Verified) {
+        file_as(Header::new(1), lines, figures)
+    }
+
+    fn file_as(
+        header: Header,
+        lines: &[Line<'static>],
+        figures: (u64, u64),
+    ) -> (tempfile::TempDir, Verified) {
         let dir = tempfile::tempdir().expect("dir");
         let mut body = Vec::new();
         for l in lines {
@@ -908,7 +932,7 @@ mod tests {
         }))
         .expect("send");
         drop(tx);
-        let (path, _, _) = write_file(dir.path(), "t", Header::new(1), rx).expect("write");
+        let (path, _, _) = write_file(dir.path(), "t", header, rx).expect("write");
         let verified = verify(&path).expect("checksum-valid");
         (dir, verified)
     }
@@ -939,8 +963,42 @@ mod tests {
             },
         ];
         let (_dir, mut v) = file_with(&lines, (1, 1));
-        let scan = scan(&mut v).expect("valid");
+        let scan = scan(&mut v, &mut KeyRing::offline(None)).expect("valid");
         assert_eq!((scan.tenants.len(), scan.sessions), (1, 1));
+    }
+
+    #[test]
+    fn version_1_files_still_scan() {
+        let Line::Meta(mut m) = meta() else {
+            unreachable!()
+        };
+        m.format = 1;
+        let header = Header {
+            version: 1,
+            ..Header::new(1)
+        };
+        let (_dir, mut v) = file_as(header, &[Line::Meta(m)], (0, 0));
+        assert!(scan(&mut v, &mut KeyRing::offline(None)).is_ok());
+    }
+
+    #[test]
+    fn a_tenant_whose_key_is_gone_is_shredded_not_corrupt() {
+        use super::super::seal::{PartFacts, seal_part};
+        let key = crate::tenant::crypto::DataKey::generate();
+        let facts = PartFacts {
+            checkpoint: "x",
+            tenant: "gone",
+            key: "k1",
+            seq: 0,
+            registry: true,
+            sessions: 3,
+        };
+        let part = seal_part(&key, facts, b"anything\n").expect("sealed");
+        let (_dir, mut v) = file_with(&[meta(), part], (1, 3));
+        let master = crate::tenant::crypto::MasterKey::generate();
+        let scan = scan(&mut v, &mut KeyRing::offline(Some(master))).expect("figures check out");
+        assert_eq!(scan.shredded.keys().collect::<Vec<_>>(), ["gone"]);
+        assert_eq!((scan.tenants.len(), scan.sessions), (1, 3));
     }
 
     #[test]
@@ -983,7 +1041,9 @@ mod tests {
         ];
         for (lines, figures, expected) in cases {
             let (_dir, mut v) = file_with(&lines, figures);
-            let err = scan(&mut v).err().unwrap_or_default();
+            let err = scan(&mut v, &mut KeyRing::offline(None))
+                .err()
+                .unwrap_or_default();
             assert!(err.contains(expected), "{expected:?} in {err:?}");
         }
     }

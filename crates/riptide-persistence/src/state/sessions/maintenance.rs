@@ -14,6 +14,7 @@ use super::spill::{self, EXTENSION};
 use super::{
     Access, SessionManager, SessionResult, codec, index_key, ledger_key, record_key, score,
 };
+use crate::keys::{Scope, ScopeKeys};
 use crate::store::Durability;
 use crate::tenant_id::TenantId;
 
@@ -89,6 +90,44 @@ impl SessionManager {
         for key in spilled {
             self.remove_file_logged(&self.spill.path(&key)).await;
         }
+    }
+
+    /// Removes every session of `tenant`, which was deleted: from the store (records,
+    /// index, ledger, its entry among tenants with sessions), from memory, and from
+    /// disk (its spill files, and its spill directory with files earlier processes
+    /// left). Sealed sessions are unreadable once the tenant's data key is gone; a
+    /// standard tenant's cookies must not outlive it either. Idempotent; run by every
+    /// instance that hears of the deletion.
+    pub async fn purge_tenant(&self, tenant: &TenantId) -> SessionResult<u64> {
+        let spilled = self.lock_tiers().bury_tenant(tenant);
+        {
+            let _io = self.spill.io.lock().await;
+            for key in &spilled {
+                self.remove_file_logged(&self.spill.path(key)).await;
+            }
+            let dir = self.spill.root().join(tenant.as_str());
+            if let Err(e) = self.spill.run(dir, spill::remove_dir).await {
+                tracing::warn!(tenant.id = %tenant, error = %e, "cannot remove a deleted tenant's spill directory");
+            }
+        }
+        let scope = ScopeKeys::new(self.store.key_prefix(), &Scope::Tenant(tenant.clone()));
+        let index = index_key(&scope);
+        let mut removed = 0;
+        loop {
+            let page = self.store.zset_range(&index, 0, EXPORT_PAGE).await?;
+            if page.is_empty() {
+                break;
+            }
+            let ids: Vec<String> = page.into_iter().map(|(id, _)| id).collect();
+            let records: Vec<String> = ids.iter().map(|id| record_key(&scope, id)).collect();
+            removed += self.store.delete(&records).await?;
+            self.store.zset_remove(&index, &ids).await?;
+        }
+        self.store.delete(&[index, ledger_key(&scope)]).await?;
+        self.store
+            .zset_remove(&self.registry_key(), &[tenant.to_string()])
+            .await?;
+        Ok(removed)
     }
 
     /// One bounded sweep: drops expired local copies, removes up to 1,000 expired

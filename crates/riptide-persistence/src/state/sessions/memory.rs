@@ -366,6 +366,21 @@ impl Tiers {
         self.drop_spill(key)
     }
 
+    /// Drops every session of `tenant` (deleted) from memory and the spill index, each
+    /// remembered as terminated; returns those that had a spill entry.
+    pub(crate) fn bury_tenant(&mut self, tenant: &crate::tenant_id::TenantId) -> Vec<SessionKey> {
+        let keys: Vec<SessionKey> = self
+            .mem
+            .keys()
+            .chain(self.spilled.keys())
+            .filter(|k| &k.tenant == tenant)
+            .cloned()
+            .collect::<std::collections::HashSet<_>>()
+            .into_iter()
+            .collect();
+        keys.into_iter().filter(|k| self.bury(k)).collect()
+    }
+
     /// Drops `key` and remembers it as terminated, so a racing read cannot bring it
     /// back.
     pub(crate) fn bury(&mut self, key: &SessionKey) -> bool {

@@ -153,6 +153,16 @@ pub(crate) fn remove(path: &Path) -> std::io::Result<bool> {
     }
 }
 
+/// Removes directory `dir` and what it holds (a deleted tenant's spill files); an
+/// absent directory is fine.
+pub(crate) fn remove_dir(dir: &Path) -> std::io::Result<bool> {
+    match fs::remove_dir_all(dir) {
+        Ok(()) => Ok(true),
+        Err(e) if e.kind() == ErrorKind::NotFound => Ok(false),
+        Err(e) => Err(e),
+    }
+}
+
 /// Up to `limit` entry names of directory `dir` in name order, after `after` (when
 /// given); an absent directory has none. Reads at most `max_scan` entries.
 pub(crate) fn list_after(

@@ -1,0 +1,168 @@
+//! Crypto-shredding (issue 10, item 2), on every backend: a deleted tenant's parts of a
+//! retained checkpoint can no longer be opened — neither on the store it was taken from
+//! nor on a wiped one, where the other tenants still come back from the directory's
+//! keys file — and its sessions leave the store and the spill dir.
+
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use riptide_persistence::clock::system_clock;
+use riptide_persistence::config::StateConfig;
+use riptide_persistence::keys::{Scope, ScopeKeys};
+use riptide_persistence::state::PersistenceSchema;
+use riptide_persistence::state::StateManager;
+use riptide_persistence::state::checkpoint::{KEY_RECORD, KEYS_FILE};
+use riptide_persistence::state::sessions::{SessionCookie, SessionInit};
+use riptide_persistence::tenant::metrics::TenantMetrics;
+use riptide_persistence::tenant::{BillingPlan, TenantManager};
+use riptide_persistence::{SharedStore, TenantId};
+
+use super::support::{Backend, on_every_backend, store};
+use super::tenant_lifecycle::{owner, section, tenant_config};
+
+on_every_backend!(a_deleted_tenant_is_shredded_in_every_checkpoint);
+
+fn scope(store: &SharedStore, tenant: &str) -> ScopeKeys {
+    ScopeKeys::new(
+        store.key_prefix(),
+        &Scope::Tenant(TenantId::parse(tenant).unwrap()),
+    )
+}
+
+/// A tenant manager and a state manager over `store`, wired as the service wires them.
+async fn service(
+    store: SharedStore,
+    secrets: &std::path::Path,
+    dir: &std::path::Path,
+) -> (Arc<TenantManager>, StateManager) {
+    let tenants = Arc::new(
+        TenantManager::with_store(
+            store.clone(),
+            section(secrets),
+            Arc::new(RwLock::new(TenantMetrics::new())),
+            system_clock(),
+        )
+        .await
+        .unwrap(),
+    );
+    let cfg = StateConfig {
+        checkpoint_dir: dir.join("checkpoints"),
+        spill_dir: dir.join("spill"),
+        ..Default::default()
+    };
+    let state = StateManager::with_store(store, cfg, system_clock(), Arc::new(PersistenceSchema))
+        .await
+        .unwrap();
+    state.attach_tenants(tenants.clone()).unwrap();
+    (tenants, state)
+}
+
+fn keys_file(dir: &std::path::Path) -> serde_json::Value {
+    let raw = std::fs::read(dir.join("checkpoints").join(KEYS_FILE)).unwrap();
+    serde_json::from_slice(&raw).unwrap()
+}
+
+/// Waits for the deletion's follow-up (it runs on its own task).
+async fn eventually(what: &str, mut done: impl FnMut() -> bool) {
+    for _ in 0..100 {
+        if done() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("{what} did not happen within 5 s");
+}
+
+async fn a_deleted_tenant_is_shredded_in_every_checkpoint(b: Backend) {
+    let ts = store(b).await;
+    let (secrets, dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let (tenants, state) = service(ts.store.clone(), secrets.path(), dir.path()).await;
+    for id in ["keep", "gone"] {
+        tenants
+            .create_tenant(tenant_config(id), owner(), BillingPlan::Basic)
+            .await
+            .unwrap();
+        let init = SessionInit {
+            cookies: vec![SessionCookie {
+                name: "sid".into(),
+                value: format!("cookie-of-{id}"),
+                domain: None,
+                path: None,
+            }],
+            ..Default::default()
+        };
+        state.sessions().create(id, init).await.unwrap();
+    }
+    let before = state.create_checkpoint().await.unwrap();
+    assert_eq!((before.tenants, before.sessions), (2, 2));
+    let file = keys_file(dir.path());
+    assert!(
+        file["tenants"]["keep"].is_array() && file["tenants"]["gone"].is_array(),
+        "{file}"
+    );
+    let record = scope(&ts.store, "gone").record(KEY_RECORD);
+    assert!(ts.store.get(&record).await.unwrap().is_some());
+    // Nothing of a tenant is in clear in the file: its parts are sealed.
+    let raw = std::fs::read(
+        dir.path()
+            .join("checkpoints")
+            .join(format!("{}.ckpt", before.id)),
+    )
+    .unwrap();
+    let body = zstd::stream::decode_all(&raw[16..raw.len() - 68]).unwrap();
+    let body = String::from_utf8_lossy(&body);
+    assert!(
+        !body.contains("\"t\":\"record\"") && !body.contains("\"t\":\"session\""),
+        "{body}"
+    );
+    assert_eq!(body.matches("\"t\":\"sealed\"").count(), 2, "{body}");
+
+    let untouched = state.restore_checkpoint(&before.id, true).await.unwrap();
+    assert!(untouched.shredded_tenants.is_empty());
+    assert_eq!(untouched.changes(), 0, "{:?}", untouched.kinds);
+
+    // A spilled session leaves a file of the tenant on disk.
+    assert_eq!(state.sessions().spill_all().await.spilled, 2);
+    let spill = dir.path().join("spill").join("gone");
+    assert!(spill.is_dir());
+
+    tenants.delete_tenant("gone").await.unwrap();
+    assert!(
+        ts.store.get(&record).await.unwrap().is_none(),
+        "deleted with the tenant"
+    );
+    eventually("the keys file dropping the tenant", || {
+        keys_file(dir.path())["tenants"].get("gone").is_none()
+    })
+    .await;
+    eventually("the spill dir going", || !spill.exists()).await;
+    let sessions = scope(&ts.store, "gone").record("sessions");
+    assert_eq!(ts.store.zset_len(&sessions).await.unwrap(), 0);
+
+    // The retained checkpoint: the deleted tenant cannot be opened, the other can.
+    let dry = state.restore_checkpoint(&before.id, true).await.unwrap();
+    assert_eq!(dry.shredded_tenants, ["gone"]);
+    assert_eq!((dry.tenants, dry.sessions), (2, 2));
+    assert!(
+        dry.objects.iter().all(|o| o.tenant != "gone"),
+        "{:?}",
+        dry.objects
+    );
+    assert_eq!(dry.changes(), 0, "{:?}", dry.kinds);
+    let applied = state.restore_checkpoint(&before.id, false).await.unwrap();
+    assert_eq!(applied.shredded_tenants, ["gone"]);
+    assert!(tenants.get_tenant("gone").await.unwrap().is_none());
+
+    // A wiped store (same master key, same directory): the keys file opens "keep".
+    let wiped = store(b).await;
+    let (tenants2, state2) = service(wiped.store.clone(), secrets.path(), dir.path()).await;
+    let restored = state2.restore_checkpoint(&before.id, false).await.unwrap();
+    assert_eq!(restored.shredded_tenants, ["gone"]);
+    assert!(tenants2.get_tenant("keep").await.unwrap().is_some());
+    assert!(tenants2.get_tenant("gone").await.unwrap().is_none());
+    let gone_meta = scope(&wiped.store, "gone").record("meta");
+    assert!(wiped.store.get(&gone_meta).await.unwrap().is_none());
+
+    state.shutdown(Duration::from_secs(5)).await;
+    state2.shutdown(Duration::from_secs(5)).await;
+}
