@@ -93,11 +93,11 @@ impl WarmingService {
         clock: SharedClock,
     ) -> anyhow::Result<Arc<Self>> {
         metrics::describe();
-        let popularity = Arc::new(Popularity::new(
-            cache.store().clone(),
-            clock.clone(),
-            config.popularity(),
-        )?);
+        // Encrypted tenants' popular URLs are sealed in the store with their data key.
+        let popularity = Arc::new(
+            Popularity::new(cache.store().clone(), clock.clone(), config.popularity())?
+                .with_sealing(tenants.data_keys().clone()),
+        );
         let registry = Arc::new(UrlRegistry::default());
         let pages = Arc::new(ArcSwapOption::empty());
         cache.enable_warming(Arc::new(

@@ -16,6 +16,7 @@ mod legacy;
 mod live_settings;
 mod manager;
 mod offload;
+mod popular_urls;
 pub mod popularity;
 mod sealing;
 mod single_flight;

@@ -34,10 +34,12 @@ use dashmap::DashMap;
 use futures::StreamExt;
 use serde::Serialize;
 
+use super::popular_urls;
 use crate::clock::SharedClock;
 use crate::error::InvalidInput;
 use crate::keys::{Scope, ScopeKeys};
 use crate::store::{SharedStore, StoreError};
+use crate::tenant::crypto::{DataKey, TenantKeys};
 use crate::tenant_id::TenantId;
 
 /// Longest URL counted, in bytes; longer ones are refused (and counted as refused).
@@ -124,6 +126,8 @@ pub struct Popularity {
     instance: String,
     batch_seq: AtomicU64,
     refused: AtomicU64,
+    /// Tenants' data keys: the URLs of a tenant with one are sealed in the store.
+    sealing: Option<Arc<TenantKeys>>,
 }
 
 impl Popularity {
@@ -142,7 +146,23 @@ impl Popularity {
             instance: format!("{:016x}", rand::random::<u64>()),
             batch_seq: AtomicU64::new(0),
             refused: AtomicU64::new(0),
+            sealing: None,
         })
+    }
+
+    /// Seals, in the store, the URLs of every tenant that has a data key (see
+    /// `popular_urls`).
+    pub fn with_sealing(mut self, keys: Arc<TenantKeys>) -> Self {
+        self.sealing = Some(keys);
+        self
+    }
+
+    /// The key `tenant`'s URLs are sealed with in the store, if any.
+    async fn url_key(&self, tenant: &TenantId) -> Result<Option<Arc<DataKey>>, String> {
+        match &self.sealing {
+            Some(keys) => keys.key_for(tenant).await.map_err(|e| e.to_string()),
+            None => Ok(None),
+        }
     }
 
     /// The bounds in force.
@@ -269,12 +289,20 @@ impl Popularity {
         let mut loads = futures::stream::iter(ids)
             .map(|id| async move {
                 let counts = self.store.counters_get(&self.keys(&id).record("pop")).await;
-                (id, counts)
+                let key = self.url_key(&id).await;
+                (id, counts, key)
             })
             .buffer_unordered(STORE_CONCURRENCY);
         let mut loaded = 0;
-        while let Some((id, counts)) = loads.next().await {
-            let counts = counts?;
+        while let Some((id, counts, key)) = loads.next().await {
+            let key = match key {
+                Ok(key) => key,
+                Err(e) => {
+                    tracing::warn!(tenant.id = %id, error = %e, "popularity not loaded: the tenant's data key is unreadable");
+                    continue;
+                }
+            };
+            let counts = open_counts(key.as_deref(), &id, counts?);
             let full = self.tenants.len() >= self.config.max_tenants;
             if counts.is_empty() || (full && !self.tenants.contains_key(&id)) {
                 continue;
@@ -301,7 +329,7 @@ impl Popularity {
             match result {
                 Ok(true) => report.written += 1,
                 Ok(false) => {}
-                Err(e) => report.failed.push((id.to_string(), e.to_string())),
+                Err(e) => report.failed.push((id.to_string(), e)),
             }
         }
         report.evicted = self.evict_idle();
@@ -309,42 +337,55 @@ impl Popularity {
     }
 
     /// One tenant's persist; `Ok(false)` when it had nothing to write.
-    async fn persist_tenant(&self, id: &TenantId) -> Result<bool, StoreError> {
+    async fn persist_tenant(&self, id: &TenantId) -> Result<bool, String> {
         let Some(batch) = self.take_batch(id) else {
             return Ok(false);
         };
+        let url_key = self.url_key(id).await?;
+        let increments: Vec<(String, i64)> = batch
+            .increments
+            .iter()
+            .filter_map(|(url, n)| Some((popular_urls::field_of(url_key.as_deref(), id, url)?, *n)))
+            .collect();
         let keys = self.keys(id);
         let record = keys.record("pop");
+        let store_err = |e: StoreError| e.to_string();
         self.store
             .counters_add_once(
                 &record,
                 &keys.record("pop:applied"),
                 &batch.id,
-                &batch.increments,
+                &increments,
                 DEDUPE_WINDOW_MS,
             )
-            .await?;
+            .await
+            .map_err(store_err)?;
         if let Some(top) = self.tenants.get(id) {
             let mut top = lock(&top);
             if top.pending.as_ref().is_some_and(|p| p.id == batch.id) {
                 top.pending = None;
             }
         }
-        let mut persisted = self.store.counters_get(&record).await?;
+        let mut persisted = self.store.counters_get(&record).await.map_err(store_err)?;
         let k = self.config.top_k_per_tenant;
         if persisted.len() > k + k / 4 {
             persisted.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
             let trimmed: Vec<(String, Option<i64>)> =
                 persisted.drain(k..).map(|(url, _)| (url, None)).collect();
-            self.store.counters_set(&record, &trimmed).await?;
+            self.store
+                .counters_set(&record, &trimmed)
+                .await
+                .map_err(store_err)?;
         }
         self.store
             .zset_add(
                 &self.registry_key(),
                 &[(id.as_str().to_owned(), self.clock.now_ms() as i64)],
             )
-            .await?;
+            .await
+            .map_err(store_err)?;
         if let Some(top) = self.tenants.get(id) {
+            let persisted = open_counts(url_key.as_deref(), id, persisted);
             lock(&top).merge_persisted(persisted, k);
         }
         Ok(true)
@@ -540,6 +581,18 @@ impl TopK {
                 .map_or(0, |(_, n)| u64::try_from(*n).unwrap_or(0))
         })
     }
+}
+
+/// The store's counts with their URLs opened; fields that do not open are left out.
+fn open_counts(
+    key: Option<&DataKey>,
+    tenant: &TenantId,
+    counts: Vec<(String, i64)>,
+) -> Vec<(String, i64)> {
+    counts
+        .into_iter()
+        .filter_map(|(field, n)| Some((popular_urls::url_of(key, tenant, &field)?, n)))
+        .collect()
 }
 
 fn lock(top: &Mutex<TopK>) -> MutexGuard<'_, TopK> {

@@ -61,6 +61,9 @@ const WRAP_CONTEXT: &[u8] = b"riptide.dek.v1:";
 /// Derivation context of the master key id.
 const MASTER_ID_CONTEXT: &str = "riptide 2026-01 master key id v1";
 
+/// Key derivation context of the nonce key of [`DataKey::seal_deterministic`].
+const SIV_CONTEXT: &str = "riptide 2026-12 deterministic sealing nonce v1";
+
 /// Key derivation context of the seed of subkeys (see [`MasterKey::derive_subkey`]).
 const SUBKEY_CONTEXT: &str = "riptide 2026-12 master key subkeys v1";
 
@@ -80,6 +83,16 @@ impl Aead256 {
     fn seal_into(&self, plaintext: &[u8], aad: &[u8], out: &mut Vec<u8>) -> Result<(), SealError> {
         let mut nonce = [0u8; NONCE_LEN];
         rand::rng().fill_bytes(&mut nonce);
+        self.seal_with_nonce(nonce, plaintext, aad, out)
+    }
+
+    fn seal_with_nonce(
+        &self,
+        nonce: [u8; NONCE_LEN],
+        plaintext: &[u8],
+        aad: &[u8],
+        out: &mut Vec<u8>,
+    ) -> Result<(), SealError> {
         out.reserve(plaintext.len() + SEAL_OVERHEAD);
         out.extend_from_slice(&nonce);
         let start = out.len();
@@ -346,6 +359,25 @@ impl DataKey {
         Ok(out)
     }
 
+    /// Seals `plaintext` deterministically: the same plaintext and `aad` always give the
+    /// same bytes, so a sealed value can name a field (a popular URL of an encrypted
+    /// tenant) and counts from several instances still add up. The nonce is a keyed
+    /// hash of both (a synthetic IV), so it repeats only with the whole input; what this
+    /// reveals is equality, nothing else. [`DataKey::open`] opens it.
+    pub fn seal_deterministic(&self, plaintext: &[u8], aad: &[u8]) -> Result<Vec<u8>, SealError> {
+        let mut nonce_key = blake3::derive_key(SIV_CONTEXT, &self.bytes);
+        let mut hasher = blake3::Hasher::new_keyed(&nonce_key);
+        wipe(&mut nonce_key);
+        hasher.update(&(aad.len() as u64).to_le_bytes());
+        hasher.update(aad);
+        hasher.update(plaintext);
+        let mut nonce = [0u8; NONCE_LEN];
+        nonce.copy_from_slice(&hasher.finalize().as_bytes()[..NONCE_LEN]);
+        let mut out = Vec::new();
+        self.aead.seal_with_nonce(nonce, plaintext, aad, &mut out)?;
+        Ok(out)
+    }
+
     /// Opens what [`DataKey::seal`] produced with the same `aad`. Any other key, other
     /// `aad`, truncation or changed bit fails with [`SealError`].
     pub fn open(&self, sealed: &[u8], aad: &[u8]) -> Result<Vec<u8>, SealError> {
@@ -384,6 +416,23 @@ pub fn encryption_required(config: &crate::tenant::model::TenantConfig) -> bool 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn deterministic_sealing_repeats_only_for_the_same_input() {
+        let key = DataKey::generate();
+        let a = key.seal_deterministic(b"https://a/1", b"t").unwrap();
+        assert_eq!(a, key.seal_deterministic(b"https://a/1", b"t").unwrap());
+        assert_ne!(a, key.seal_deterministic(b"https://a/2", b"t").unwrap());
+        assert_ne!(a, key.seal_deterministic(b"https://a/1", b"u").unwrap());
+        assert_ne!(
+            a,
+            DataKey::generate()
+                .seal_deterministic(b"https://a/1", b"t")
+                .unwrap()
+        );
+        assert_eq!(key.open(&a, b"t").unwrap(), b"https://a/1");
+        assert!(key.open(&a, b"u").is_err());
+    }
     use base64::Engine;
     use base64::engine::general_purpose::STANDARD;
 

@@ -5,6 +5,7 @@
 use riptide_persistence::cache::popularity::{MAX_URL_BYTES, Popularity, PopularityConfig};
 use riptide_persistence::clock::system_clock;
 use riptide_persistence::keys::{Scope, ScopeKeys};
+use riptide_persistence::tenant::crypto::{MasterKey, TenantKeys};
 use riptide_persistence::{SharedStore, TenantId};
 
 use super::support::{Backend, on_every_backend, store, tenant};
@@ -159,7 +160,60 @@ async fn instances_add_up_and_the_record_stays_bounded(b: Backend) {
     );
 }
 
+/// An encrypted tenant's URLs are sealed in the store, add up across instances, open
+/// with its data key, and are shredded when the key is deleted; a standard tenant's
+/// stay plain.
+async fn encrypted_tenants_urls_are_sealed_and_shredded(b: Backend) {
+    let ts = store(b).await;
+    let keys = TenantKeys::new(ts.store.clone(), MasterKey::generate());
+    let (secret, plain) = (id(), id());
+    keys.create(&secret).await.expect("data key");
+    let sealed = || counter(&ts.store, 10, 100).with_sealing(keys.clone());
+    let (one, two) = (sealed(), sealed());
+    hit(&one, &secret, "https://private.example/report", 3);
+    hit(&two, &secret, "https://private.example/report", 4);
+    hit(&one, &plain, "https://public.example/", 1);
+    assert!(one.persist().await.failed.is_empty());
+    assert!(two.persist().await.failed.is_empty());
+
+    let record = |t: &TenantId| {
+        ScopeKeys::new(ts.store.key_prefix(), &Scope::Tenant(t.clone())).record("pop")
+    };
+    let stored = ts
+        .store
+        .counters_get(&record(&secret))
+        .await
+        .expect("record");
+    assert_eq!(
+        stored.len(),
+        1,
+        "both instances counted the same field: {stored:?}"
+    );
+    assert!(!stored[0].0.contains("private"), "{stored:?}");
+    assert_eq!(stored[0].1, 7);
+    let stored = ts
+        .store
+        .counters_get(&record(&plain))
+        .await
+        .expect("record");
+    assert_eq!(stored, [("https://public.example/".to_owned(), 1)]);
+
+    let restarted = sealed();
+    assert_eq!(restarted.load().await.expect("load"), 2);
+    assert_eq!(
+        urls_of(&restarted, &secret),
+        [("https://private.example/report".into(), 7)]
+    );
+
+    // The data key is destroyed (the tenant deleted): nothing of it opens any more.
+    keys.delete(&secret).await.expect("delete");
+    let after = sealed();
+    assert_eq!(after.load().await.expect("load"), 1);
+    assert!(urls_of(&after, &secret).is_empty());
+}
+
 on_every_backend!(
     counts_survive_a_restart,
-    instances_add_up_and_the_record_stays_bounded
+    instances_add_up_and_the_record_stays_bounded,
+    encrypted_tenants_urls_are_sealed_and_shredded
 );

@@ -1,7 +1,8 @@
 //! Crypto-shredding (issue 10, item 2), on every backend: a deleted tenant's parts of a
 //! retained checkpoint can no longer be opened — neither on the store it was taken from
 //! nor on a wiped one, where the other tenants still come back from the directory's
-//! keys file — and its sessions leave the store and the spill dir.
+//! keys file; neither can its part of the warm list — and its sessions leave the store
+//! and the spill dir.
 
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
@@ -93,6 +94,13 @@ async fn a_deleted_tenant_is_shredded_in_every_checkpoint(b: Backend) {
         };
         state.sessions().create(id, init).await.unwrap();
     }
+    state.set_warm_list_source(Box::new(|| {
+        vec![
+            (Some("keep".into()), "https://keep.example/top".into()),
+            (Some("gone".into()), "https://gone.example/private".into()),
+            (None, "https://shared.example/".into()),
+        ]
+    }));
     let before = state.create_checkpoint().await.unwrap();
     assert_eq!((before.tenants, before.sessions), (2, 2));
     let file = keys_file(dir.path());
@@ -116,9 +124,14 @@ async fn a_deleted_tenant_is_shredded_in_every_checkpoint(b: Backend) {
         "{body}"
     );
     assert_eq!(body.matches("\"t\":\"sealed\"").count(), 2, "{body}");
+    assert!(
+        !body.contains("gone.example") && body.contains("shared.example"),
+        "{body}"
+    );
 
     let untouched = state.restore_checkpoint(&before.id, true).await.unwrap();
     assert!(untouched.shredded_tenants.is_empty());
+    assert_eq!(untouched.warm_list.len(), 3, "{:?}", untouched.warm_list);
     assert_eq!(untouched.changes(), 0, "{:?}", untouched.kinds);
 
     // A spilled session leaves a file of the tenant on disk.
@@ -142,6 +155,11 @@ async fn a_deleted_tenant_is_shredded_in_every_checkpoint(b: Backend) {
     // The retained checkpoint: the deleted tenant cannot be opened, the other can.
     let dry = state.restore_checkpoint(&before.id, true).await.unwrap();
     assert_eq!(dry.shredded_tenants, ["gone"]);
+    let warm: Vec<&str> = dry.warm_list.iter().map(|(_, url)| url.as_str()).collect();
+    assert_eq!(
+        warm,
+        ["https://shared.example/", "https://keep.example/top"]
+    );
     assert_eq!((dry.tenants, dry.sessions), (2, 2));
     assert!(
         dry.objects.iter().all(|o| o.tenant != "gone"),

@@ -350,7 +350,7 @@ impl ZsetCursor {
 
 /// Writes one tenant's lines: its record, data key, quota and storage counters, API
 /// keys (index, records, global lookups), usage (months and counters), live sessions,
-/// and last its registry entry. A tenant whose record is gone is skipped.
+/// its part of the warm list (`warm`), and last its registry entry. A tenant whose record is gone is skipped.
 ///
 /// Reads that do not depend on each other are issued together, so a tenant costs about
 /// five round trips of latency whatever its number of objects.
@@ -361,6 +361,7 @@ pub(super) async fn collect_tenant(
     score: i64,
     now_ms: u64,
     sealing: Option<Sealing>,
+    warm: Vec<String>,
 ) -> Result<Collected, CheckpointError> {
     let store = &*shared;
     let keys = ScopeKeys::new(store.key_prefix(), &Scope::Tenant(id.clone()));
@@ -414,6 +415,13 @@ pub(super) async fn collect_tenant(
     }
     push_zset(&mut sink, tenant, "usage_months", &months).await?;
     let sessions = collect_sessions(store, &keys, tenant, now_ms, &mut sink).await?;
+    if !warm.is_empty() {
+        sink.push(&Line::Warm {
+            tenant: tenant.into(),
+            urls: Cow::Owned(warm),
+        })
+        .await?;
+    }
     sink.push(&Line::Tenant {
         tenant: tenant.into(),
         score,

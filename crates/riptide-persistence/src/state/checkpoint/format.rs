@@ -179,7 +179,8 @@ pub struct Meta<'a> {
     pub store_kind: Cow<'a, str>,
     /// The running configuration document, if given.
     pub config: Option<Cow<'a, serde_json::Value>>,
-    /// The cache warm list: `(tenant, key)`.
+    /// The cache warm list: `(tenant, key)` (in a sealed checkpoint, only the entries
+    /// without a tenant: the others are in their tenant's [`Line::Warm`]).
     pub warm_list: Cow<'a, [(Option<String>, String)]>,
     /// The audit chain's length and head hash when the checkpoint was taken: an anchor
     /// outside the store to compare a later chain with (absent in older checkpoints).
@@ -247,6 +248,14 @@ pub enum Line<'a> {
         expires_at_ms: i64,
         /// The stored bytes (JSON, possibly sealed with the tenant's data key).
         value: B64<'a>,
+    },
+    /// The tenant's part of the cache warm list (its most read URLs), kept with its
+    /// other lines so that it is sealed with them.
+    Warm {
+        /// Tenant id.
+        tenant: Cow<'a, str>,
+        /// URLs, most read first.
+        urls: Cow<'a, [String]>,
     },
     /// Some of one tenant's lines, sealed with its checkpoint key (see `seal.rs`).
     /// The counts are in clear, so a checkpoint whose tenant was shredded still checks

@@ -568,6 +568,9 @@ impl CheckpointManager {
         tx: mpsc::Sender<WriteMsg>,
     ) -> Result<(), CheckpointError> {
         let store = &*self.store;
+        // Sealed, each tenant's part of the warm list goes with its other lines.
+        let sealed = self.master.load().is_some();
+        let (shared_warm, mut tenant_warm) = split_warm_list(&extra.warm_list, sealed);
         let mut head = collect::Sink::new(tx.clone());
         head.push(&Line::Meta(Meta {
             id: id.into(),
@@ -579,7 +582,7 @@ impl CheckpointManager {
                 .config
                 .as_ref()
                 .map(|c| std::borrow::Cow::Owned(collect::redact_secrets(c))),
-            warm_list: std::borrow::Cow::Borrowed(&extra.warm_list),
+            warm_list: std::borrow::Cow::Owned(shared_warm),
             audit: audit_anchor(store).await,
         }))
         .await?;
@@ -614,6 +617,7 @@ impl CheckpointManager {
                     tracing::warn!(tenant.id = %raw, "invalid tenant id in the registry; not in the checkpoint");
                     continue;
                 };
+                let warm = tenant_warm.remove(tenant.as_str()).unwrap_or_default();
                 running.push(collect_tenant(
                     self.store.clone(),
                     tx.clone(),
@@ -621,6 +625,7 @@ impl CheckpointManager {
                     score,
                     now_ms,
                     sealing.clone(),
+                    warm,
                 ));
             }
             match running.next().await {
@@ -762,7 +767,13 @@ impl CheckpointManager {
             extra_tenants_total,
             shredded_tenants: scan.shredded.into_keys().collect(),
             config: scan.meta.config.map(std::borrow::Cow::into_owned),
-            warm_list: scan.meta.warm_list.into_owned(),
+            warm_list: scan
+                .meta
+                .warm_list
+                .into_owned()
+                .into_iter()
+                .chain(scan.warm)
+                .collect(),
             duration_ms: started.elapsed().as_millis() as u64,
         })
     }
@@ -795,6 +806,29 @@ impl CheckpointManager {
             Err(e) => tracing::warn!(error = %e, "checkpoint pruning task failed"),
         }
     }
+}
+
+/// Warm list entries: `(tenant, url)`.
+type WarmList = Vec<(Option<String>, String)>;
+
+/// The warm list split into what the meta line carries and, when tenants are sealed,
+/// each tenant's URLs (which go into its sealed part).
+fn split_warm_list(
+    warm: &[(Option<String>, String)],
+    sealed: bool,
+) -> (WarmList, std::collections::HashMap<String, Vec<String>>) {
+    if !sealed {
+        return (warm.to_vec(), Default::default());
+    }
+    let mut shared = Vec::new();
+    let mut per_tenant: std::collections::HashMap<String, Vec<String>> = Default::default();
+    for (tenant, url) in warm {
+        match tenant {
+            Some(t) => per_tenant.entry(t.clone()).or_default().push(url.clone()),
+            None => shared.push((None, url.clone())),
+        }
+    }
+    (shared, per_tenant)
 }
 
 /// What a change of the keys file reports: whether it changed anything.

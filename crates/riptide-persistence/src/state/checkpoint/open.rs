@@ -196,7 +196,8 @@ fn inner_lines(plain: &[u8], facts: PartFacts<'_>) -> Result<VecDeque<Line<'stat
             Line::Record { tenant, .. }
             | Line::Lookup { tenant, .. }
             | Line::Counters { tenant, .. }
-            | Line::Zset { tenant, .. } => tenant,
+            | Line::Zset { tenant, .. }
+            | Line::Warm { tenant, .. } => tenant,
             Line::Meta(_) | Line::End { .. } | Line::Sealed { .. } => {
                 return Err(format!("sealed line {}: not a tenant's object", i + 1));
             }

@@ -88,7 +88,12 @@ enum Parsed {
         lines: u64,
     },
     Item(TenantId, Item),
+    /// A tenant's part of the warm list.
+    Warm(TenantId, Vec<String>),
 }
+
+/// Most URLs of one tenant's warm list line.
+const MAX_WARM_URLS: usize = 100_000;
 
 fn tenant_of(raw: &str) -> Result<TenantId, String> {
     TenantId::parse(raw).map_err(|e| e.to_string())
@@ -212,6 +217,14 @@ fn classify(line: Line<'static>) -> Result<Parsed, String> {
                 },
             )
         }
+        Line::Warm { tenant, urls } => {
+            if urls.len() > MAX_WARM_URLS {
+                return Err(format!(
+                    "tenant {tenant}: a warm list of more than {MAX_WARM_URLS} URLs"
+                ));
+            }
+            Parsed::Warm(tenant_of(&tenant)?, urls.into_owned())
+        }
         Line::Sealed { tenant, .. } => {
             return Err(format!(
                 "a sealed part of tenant {tenant} inside a sealed part"
@@ -230,6 +243,8 @@ pub(super) struct Scan {
     pub(super) sessions: u64,
     /// Tenants whose sealed parts could not be opened: deleted, their key destroyed.
     pub(super) shredded: BTreeMap<String, Shredded>,
+    /// The tenants' parts of the warm list (the meta line has the rest).
+    pub(super) warm: Vec<(Option<String>, String)>,
 }
 
 /// Reads and validates the whole body without touching the store: every line parses
@@ -253,6 +268,7 @@ pub(super) fn scan(v: &mut Verified, ring: &mut KeyRing) -> Result<Scan, String>
     }
     let mut tenants = HashSet::new();
     let mut sessions = 0;
+    let mut warm = Vec::new();
     loop {
         let item = lines.next()?.map(classify).transpose()?;
         let number = lines.number;
@@ -266,6 +282,9 @@ pub(super) fn scan(v: &mut Verified, ring: &mut KeyRing) -> Result<Scan, String>
                 Item::Session { .. } => sessions += 1,
                 _ => {}
             },
+            Some(Parsed::Warm(tenant, urls)) => {
+                warm.extend(urls.into_iter().map(|u| (Some(tenant.to_string()), u)));
+            }
             Some(Parsed::End {
                 tenants: t,
                 sessions: s,
@@ -299,6 +318,7 @@ pub(super) fn scan(v: &mut Verified, ring: &mut KeyRing) -> Result<Scan, String>
         tenants,
         sessions,
         shredded: std::mem::take(&mut lines.shredded),
+        warm,
     })
 }
 
