@@ -21,7 +21,11 @@ use riptide_persistence::{SharedStore, TenantId};
 use super::support::{Backend, on_every_backend, store};
 use super::tenant_lifecycle::{owner, section, tenant_config};
 
-on_every_backend!(a_deleted_tenant_is_shredded_in_every_checkpoint);
+on_every_backend!(
+    a_deleted_tenant_is_shredded_in_every_checkpoint,
+    other_instances_shred_on_the_event_or_at_their_next_checkpoint,
+    a_resync_drops_every_cached_data_key,
+);
 
 fn scope(store: &SharedStore, tenant: &str) -> ScopeKeys {
     ScopeKeys::new(
@@ -183,4 +187,71 @@ async fn a_deleted_tenant_is_shredded_in_every_checkpoint(b: Backend) {
 
     state.shutdown(Duration::from_secs(5)).await;
     state2.shutdown(Duration::from_secs(5)).await;
+}
+
+/// Instances with checkpoint directories of their own: one told of the deletion drops
+/// the tenant's keys at once; one that missed the message does at its next checkpoint,
+/// from the tombstone.
+async fn other_instances_shred_on_the_event_or_at_their_next_checkpoint(b: Backend) {
+    let ts = store(b).await;
+    let secrets = tempfile::tempdir().unwrap();
+    let dirs = [(); 3].map(|_| tempfile::tempdir().unwrap());
+    let (deleter, state) = service(ts.store.clone(), secrets.path(), dirs[0].path()).await;
+    let (told, told_state) = service(ts.store.clone(), secrets.path(), dirs[1].path()).await;
+    let (_missed, missed_state) = service(ts.store.clone(), secrets.path(), dirs[2].path()).await;
+    deleter
+        .create_tenant(tenant_config("gone"), owner(), BillingPlan::Basic)
+        .await
+        .unwrap();
+    for s in [&state, &told_state, &missed_state] {
+        s.create_checkpoint().await.unwrap();
+    }
+    for d in &dirs {
+        assert!(keys_file(d.path())["tenants"]["gone"].is_array());
+    }
+
+    deleter.delete_tenant("gone").await.unwrap();
+    // What the sync layer does when the deletion message arrives.
+    told.forget_tenant("gone", true);
+    eventually("the told instance dropping the keys", || {
+        keys_file(dirs[1].path())["tenants"].get("gone").is_none()
+    })
+    .await;
+    assert!(
+        keys_file(dirs[2].path())["tenants"]["gone"].is_array(),
+        "not told yet"
+    );
+    let later = missed_state.create_checkpoint().await.unwrap();
+    assert!(keys_file(dirs[2].path())["tenants"].get("gone").is_none());
+    assert_eq!(later.tenants, 0, "the deleted tenant is not in it");
+    for s in [&state, &told_state, &missed_state] {
+        s.shutdown(Duration::from_secs(5)).await;
+    }
+}
+
+/// An instance that missed a deletion message keeps the tenant's data key in memory
+/// until told; a resync (what follows lost messages) drops every cached data key.
+async fn a_resync_drops_every_cached_data_key(b: Backend) {
+    let ts = store(b).await;
+    let (secrets, d1, d2) = (
+        tempfile::tempdir().unwrap(),
+        tempfile::tempdir().unwrap(),
+        tempfile::tempdir().unwrap(),
+    );
+    let (a, _state_a) = service(ts.store.clone(), secrets.path(), d1.path()).await;
+    let (other, _state_b) = service(ts.store.clone(), secrets.path(), d2.path()).await;
+    let mut cfg = tenant_config("enc");
+    cfg.encryption_enabled = true;
+    a.create_tenant(cfg, owner(), BillingPlan::Basic)
+        .await
+        .unwrap();
+    let id = TenantId::parse("enc").unwrap();
+    assert!(other.data_keys().key_for(&id).await.unwrap().is_some());
+    a.delete_tenant("enc").await.unwrap();
+    assert!(
+        other.data_keys().key_for(&id).await.unwrap().is_some(),
+        "cached: the message was lost"
+    );
+    other.forget_everything();
+    assert!(other.data_keys().key_for(&id).await.unwrap().is_none());
 }
