@@ -1454,6 +1454,12 @@ async fn checkpoint_backend(
         ..Default::default()
     };
     let ck = CheckpointManager::new(store.clone(), system_clock(), &cfg);
+    // Sealed per tenant as the service does, unless CKPT_UNSEALED=1 (for the ratio).
+    let sealed = std::env::var("CKPT_UNSEALED").map_or(true, |v| v != "1");
+    if sealed {
+        ck.seal_with(tm.data_keys().master().clone());
+    }
+    eprintln!("[state]   checkpoints sealed per tenant: {sealed}");
     let mut creates = Vec::new();
     let mut peak_rss_growth = Vec::new();
     let mut info = None;
@@ -1495,6 +1501,10 @@ async fn checkpoint_backend(
     let (target, _target_dir) = fresh_store(backend).await;
     let (unit_name, unit_before) = restore_unit(backend, &target).await;
     let ck2 = CheckpointManager::new(target.clone(), system_clock(), &cfg);
+    if sealed {
+        // A wiped store: the directory's keys file opens the tenants.
+        ck2.seal_with(tm.data_keys().master().clone());
+    }
     eprintln!("[state]   restoring into an empty store");
     let started = Instant::now();
     let applied = ck2.restore(&info.id, false).await.expect("restore");
