@@ -95,8 +95,10 @@ async fn a_crawl_costs_its_pages_in_flight_not_its_url_count() {
         mib(before),
         mib(grown)
     );
+    // About one page's worth (a hundred would be 400 MiB); the allocator's slack on a
+    // loaded machine took it to 4.3 pages once, so the bound is 5.
     assert!(
-        grown <= 4 * PAGE_BYTES as u64,
+        grown <= 5 * PAGE_BYTES as u64,
         "peak RSS grew by {} for one page of {}",
         mib(grown),
         mib(PAGE_BYTES as u64)
