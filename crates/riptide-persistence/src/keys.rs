@@ -12,6 +12,8 @@
 //! | members of a tag / namespace | `<p>:tenant:{<id>}:t:<tag>` / `<p>:tenant:{<id>}:n:<namespace>` |
 //! | names of the tag and namespace sets in use | `<p>:tenant:{<id>}:tn` |
 //!
+//! The records beside a scope's cache are named in [`records`], with their own table.
+//!
 //! `<p>` is the store's key prefix (`riptide` by default). Entries without a tenant
 //! live in the global scope `<p>:{global}:...`: the `{global}` tag keeps the global
 //! index and its entries on one Cluster slot (DESIGN.md writes `riptide:global:c:...`;
@@ -221,9 +223,147 @@ impl KeyHash {
     }
 }
 
+/// Names of the records of a scope, `<p>:tenant:{<id>}:<name>` (or `<p>:{global}:<name>`),
+/// built with [`ScopeKeys::record`]: every name is here, so the layout is one table.
+///
+/// | name | scope | what | written by |
+/// |---|---|---|---|
+/// | `meta` | tenant | the tenant record (it exists exactly when this does) | `tenant::registry` |
+/// | `deleting` | tenant | a deletion's clean-up is under way | `tenant::registry` |
+/// | `dek` | tenant | the data key, wrapped by the master key | `tenant::data_keys` |
+/// | `ckpt_key` | tenant | the checkpoint key, wrapped by the master key | `state::checkpoint::seal` |
+/// | `q` | tenant | quota overrides (counters) | `tenant::quota` |
+/// | `rl` | tenant | rate-limit state | `tenant::quota` |
+/// | `storage` | tenant | storage in use (counters) | `tenant::quota` |
+/// | `keys`, `key:<key_id>` | tenant | API key index (sorted set) and records | `tenant::api_keys` |
+/// | `jwtkeys`, `jwtkey:<kid>` | tenant | JWT verification key index and records | `tenant::jwt_keys` |
+/// | `usage_months`, `usage:<YYYY-MM>`, `usage_batches` | tenant | usage month index, counters, applied batch ids | `tenant::usage` |
+/// | `bill:<YYYY-MM>`, `bill_plan:<YYYY-MM>` | tenant | a closed month's frozen bill and plan | `tenant::bill_freeze` |
+/// | `billing_prices:<YYYY-MM>` | global | a closed month's price table | `tenant::bill_freeze` |
+/// | `sessions`, `session:<id>`, `session_bytes` | tenant | session index, records, bytes charged | `state::sessions` |
+/// | `session_tenants` | global | tenants holding sessions (for sweeping) | `state::sessions` |
+/// | `pop`, `pop:applied` | tenant | popularity counts, applied batch ids | `cache::popularity` |
+pub mod records {
+    use std::fmt::Display;
+
+    /// The tenant record.
+    pub const TENANT: &str = "meta";
+    /// A deletion's clean-up is under way.
+    pub const DELETING: &str = "deleting";
+    /// The wrapped data key.
+    pub const DATA_KEY: &str = "dek";
+    /// The wrapped checkpoint key.
+    pub const CHECKPOINT_KEY: &str = "ckpt_key";
+    /// Quota overrides.
+    pub const QUOTA_OVERRIDES: &str = "q";
+    /// Rate-limit state.
+    pub const RATE_LIMIT: &str = "rl";
+    /// Storage in use.
+    pub const STORAGE: &str = "storage";
+    /// The API key index.
+    pub const API_KEY_INDEX: &str = "keys";
+    /// The JWT verification key index.
+    pub const JWT_KEY_INDEX: &str = "jwtkeys";
+    /// The usage month index.
+    pub const USAGE_MONTHS: &str = "usage_months";
+    /// Usage batch ids already applied.
+    pub const USAGE_BATCHES: &str = "usage_batches";
+    /// The session index.
+    pub const SESSION_INDEX: &str = "sessions";
+    /// Bytes charged per session.
+    pub const SESSION_BYTES: &str = "session_bytes";
+    /// Tenants holding sessions (global).
+    pub const SESSION_TENANTS: &str = "session_tenants";
+    /// Popularity counts.
+    pub const POPULARITY: &str = "pop";
+    /// Popularity batch ids already applied.
+    pub const POPULARITY_APPLIED: &str = "pop:applied";
+
+    /// An API key record.
+    pub fn api_key(key_id: impl Display) -> String {
+        format!("key:{key_id}")
+    }
+
+    /// A JWT verification key record.
+    pub fn jwt_key(kid: impl Display) -> String {
+        format!("jwtkey:{kid}")
+    }
+
+    /// A session record.
+    pub fn session(id: impl Display) -> String {
+        format!("session:{id}")
+    }
+
+    /// A month's usage counters.
+    pub fn usage(month: impl Display) -> String {
+        format!("usage:{month}")
+    }
+
+    /// A closed month's frozen bill.
+    pub fn bill(month: impl Display) -> String {
+        format!("bill:{month}")
+    }
+
+    /// The plan a closed month is billed on.
+    pub fn bill_plan(month: impl Display) -> String {
+        format!("bill_plan:{month}")
+    }
+
+    /// A closed month's price table (global).
+    pub fn billing_prices(month: impl Display) -> String {
+        format!("billing_prices:{month}")
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The record names are stored data's addresses: renaming one orphans what is stored.
+    #[test]
+    fn record_names_are_the_documented_layout() {
+        let acme = ScopeKeys::new("riptide", &Scope::Tenant(TenantId::parse("acme").unwrap()));
+        assert_eq!(acme.record(records::TENANT), "riptide:tenant:{acme}:meta");
+        assert_eq!(
+            acme.record(&records::api_key("k1")),
+            "riptide:tenant:{acme}:key:k1"
+        );
+        let names = [
+            records::DELETING,
+            records::DATA_KEY,
+            records::CHECKPOINT_KEY,
+            records::QUOTA_OVERRIDES,
+            records::RATE_LIMIT,
+            records::STORAGE,
+            records::API_KEY_INDEX,
+            records::JWT_KEY_INDEX,
+            records::USAGE_MONTHS,
+            records::USAGE_BATCHES,
+            records::SESSION_INDEX,
+            records::SESSION_BYTES,
+            records::SESSION_TENANTS,
+            records::POPULARITY,
+            records::POPULARITY_APPLIED,
+        ];
+        assert_eq!(
+            names.join(" "),
+            "deleting dek ckpt_key q rl storage keys jwtkeys usage_months usage_batches \
+             sessions session_bytes session_tenants pop pop:applied"
+        );
+        let month = "2026-12";
+        let built = [
+            records::jwt_key("j1"),
+            records::session("s1"),
+            records::usage(month),
+            records::bill(month),
+            records::bill_plan(month),
+            records::billing_prices(month),
+        ];
+        assert_eq!(
+            built.join(" "),
+            "jwtkey:j1 session:s1 usage:2026-12 bill:2026-12 bill_plan:2026-12 billing_prices:2026-12"
+        );
+    }
 
     #[test]
     fn tenant_keys_carry_the_hash_tag() {

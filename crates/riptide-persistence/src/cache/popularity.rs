@@ -37,7 +37,7 @@ use serde::Serialize;
 use super::popular_urls;
 use crate::clock::SharedClock;
 use crate::error::InvalidInput;
-use crate::keys::{Scope, ScopeKeys};
+use crate::keys::{Scope, ScopeKeys, records};
 use crate::store::{SharedStore, StoreError};
 use crate::tenant::crypto::{DataKey, TenantKeys};
 use crate::tenant_id::TenantId;
@@ -262,7 +262,10 @@ impl Popularity {
         self.tenants.remove(tenant);
         let keys = self.keys(tenant);
         self.store
-            .delete(&[keys.record("pop"), keys.record("pop:applied")])
+            .delete(&[
+                keys.record(records::POPULARITY),
+                keys.record(records::POPULARITY_APPLIED),
+            ])
             .await?;
         self.store
             .zset_remove(&self.registry_key(), &[tenant.as_str().to_owned()])
@@ -288,7 +291,10 @@ impl Popularity {
             .collect();
         let mut loads = futures::stream::iter(ids)
             .map(|id| async move {
-                let counts = self.store.counters_get(&self.keys(&id).record("pop")).await;
+                let counts = self
+                    .store
+                    .counters_get(&self.keys(&id).record(records::POPULARITY))
+                    .await;
                 let key = self.url_key(&id).await;
                 (id, counts, key)
             })
@@ -348,12 +354,12 @@ impl Popularity {
             .filter_map(|(url, n)| Some((popular_urls::field_of(url_key.as_deref(), id, url)?, *n)))
             .collect();
         let keys = self.keys(id);
-        let record = keys.record("pop");
+        let record = keys.record(records::POPULARITY);
         let store_err = |e: StoreError| e.to_string();
         self.store
             .counters_add_once(
                 &record,
-                &keys.record("pop:applied"),
+                &keys.record(records::POPULARITY_APPLIED),
                 &batch.id,
                 &increments,
                 DEDUPE_WINDOW_MS,

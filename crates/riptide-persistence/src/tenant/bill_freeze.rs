@@ -36,7 +36,7 @@ use super::manager::TenantManager;
 use super::model::BillingPlan;
 use crate::clock::SharedClock;
 use crate::config::PriceTable;
-use crate::keys::{Scope, ScopeKeys};
+use crate::keys::{Scope, ScopeKeys, records};
 use crate::store::{Durability, SharedStore};
 use crate::tenant_id::TenantId;
 
@@ -73,7 +73,7 @@ fn corrupt(key: &str, e: impl std::fmt::Display) -> TenantError {
 }
 
 fn prices_key(store: &SharedStore, period: Period) -> String {
-    ScopeKeys::new(store.key_prefix(), &Scope::Global).record(&format!("billing_prices:{period}"))
+    ScopeKeys::new(store.key_prefix(), &Scope::Global).record(&records::billing_prices(period))
 }
 
 impl TenantManager {
@@ -93,10 +93,7 @@ impl TenantManager {
         old: BillingPlan,
     ) -> TenantResult<()> {
         let closed = previous(Period::of_unix_ms(self.clock.now_ms())?)?;
-        let key = self
-            .registry
-            .keys(id)
-            .record(&format!("bill_plan:{closed}"));
+        let key = self.registry.keys(id).record(&records::bill_plan(closed));
         let raw = serde_json::to_vec(&old).map_err(|e| corrupt(&key, e))?;
         self.store
             .set_if_absent(&key, &raw, None, Durability::Durable)
@@ -126,14 +123,14 @@ impl TenantManager {
         }
 
         let keys = self.registry.keys(&id);
-        let bill_key = keys.record(&format!("bill:{period}"));
+        let bill_key = keys.record(&records::bill(period));
         if let Some(raw) = self.store.get(&bill_key).await? {
             let frozen: Bill = serde_json::from_slice(&raw).map_err(|e| corrupt(&bill_key, e))?;
             self.metrics_billing(&id, &frozen);
             return Ok(frozen);
         }
         let prices = sealed_prices(&self.store, &self.live, period).await?;
-        let plan_key = keys.record(&format!("bill_plan:{period}"));
+        let plan_key = keys.record(&records::bill_plan(period));
         let plan = match self.store.get(&plan_key).await? {
             Some(raw) => serde_json::from_slice(&raw).map_err(|e| corrupt(&plan_key, e))?,
             None => tenant.plan,
@@ -182,8 +179,8 @@ impl TenantManager {
             .iter()
             .flat_map(|m| {
                 [
-                    keys.record(&format!("bill:{m}")),
-                    keys.record(&format!("bill_plan:{m}")),
+                    keys.record(&records::bill(m)),
+                    keys.record(&records::bill_plan(m)),
                 ]
             })
             .collect();

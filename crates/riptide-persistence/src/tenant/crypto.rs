@@ -36,6 +36,7 @@ use super::model::TenantIsolationLevel;
 use super::secrets::{decode_configured_secret, load_or_create_secret};
 use crate::cache::{NONCE_LEN, SEAL_OVERHEAD, SealError, SealingKey, TAG_LEN};
 use crate::config::TenantConfig;
+use crate::keys::records;
 
 /// Length of every key here (AES-256), in bytes.
 pub const KEY_LEN: usize = 32;
@@ -44,7 +45,7 @@ pub const KEY_LEN: usize = 32;
 pub const MASTER_KEY_FILE: &str = "master.key";
 
 /// Record suffix of a tenant's wrapped data key (`<p>:tenant:{<id>}:dek`).
-pub const DATA_KEY_RECORD: &str = "dek";
+pub const DATA_KEY_RECORD: &str = records::DATA_KEY;
 
 /// Format version of a wrapped data key.
 const WRAP_VERSION: u8 = 1;

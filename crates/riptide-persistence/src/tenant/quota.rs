@@ -20,6 +20,7 @@ use super::resource::Resource;
 use crate::cache::CacheBudget;
 use crate::config::PlanConfig;
 use crate::keys::Scope;
+use crate::keys::records;
 use crate::store::{GcraDecision, GcraLimit};
 use crate::tenant_id::TenantId;
 
@@ -42,13 +43,13 @@ pub(super) struct RateArgs {
 impl RateArgs {
     fn new(keys: &crate::keys::ScopeKeys, rate: u64, burst: u64) -> Self {
         Self {
-            key: keys.record("rl"),
+            key: keys.record(records::RATE_LIMIT),
             limit: GcraLimit {
                 rate,
                 period_ms: RATE_PERIOD_MS,
                 burst,
                 overrides: Some((
-                    keys.record("q"),
+                    keys.record(records::QUOTA_OVERRIDES),
                     Resource::OperationsPerMinute.as_str().to_owned(),
                     Resource::Burst.as_str().to_owned(),
                 )),
@@ -319,7 +320,7 @@ impl TenantManager {
 
     /// Adds `delta` to the tenant's stored bytes, once (a retried write is not counted twice).
     async fn add_storage(&self, id: &TenantId, delta: i64) -> TenantResult<()> {
-        let key = self.registry.keys(id).record("storage");
+        let key = self.registry.keys(id).record(records::STORAGE);
         let batch = format!("{}-{}", self.instance_id, self.next_batch());
         self.store
             .counters_add_once(
@@ -342,7 +343,7 @@ impl TenantManager {
                     .used_bytes
             }
             Resource::StorageBytes => {
-                let key = self.registry.keys(id).record("storage");
+                let key = self.registry.keys(id).record(records::STORAGE);
                 let counters = self.store.counters_get(&key).await?;
                 counters
                     .iter()

@@ -22,16 +22,16 @@ use quick_cache::sync::Cache;
 use super::error::{TenantError, TenantResult};
 use super::model::Tenant;
 use super::resource::Resource;
-use crate::keys::{Scope, ScopeKeys};
+use crate::keys::{Scope, ScopeKeys, records};
 use crate::store::{Durability, SharedStore, StoreKind, WriteOp};
 use crate::tenant_id::TenantId;
 
 /// Most tenant records cached in process.
 const RECORD_CACHE_CAPACITY: usize = 100_000;
 /// The record that makes a tenant exist (see the module docs).
-pub(super) const TENANT_RECORD: &str = "meta";
+pub(super) const TENANT_RECORD: &str = records::TENANT;
 /// The tombstone a deletion leaves until its clean-up has finished.
-const TOMBSTONE: &str = "deleting";
+const TOMBSTONE: &str = records::DELETING;
 /// Tries of a read-modify-write before giving up with `Conflict`.
 const CAS_RETRIES: usize = 8;
 
@@ -91,7 +91,7 @@ impl Registry {
             WriteOp::absent(self.tombstone(&id)),
             WriteOp::put(keys.record(TENANT_RECORD), encode(tenant)?),
             WriteOp::Counters {
-                key: keys.record("q"),
+                key: keys.record(records::QUOTA_OVERRIDES),
                 fields: quota_fields(tenant),
             },
         ];
@@ -127,7 +127,7 @@ impl Registry {
         let mut ops = vec![
             WriteOp::put(self.tombstone(id), now_ms.to_string().into_bytes()),
             WriteOp::delete(keys.record(TENANT_RECORD)),
-            WriteOp::delete(keys.record("q")),
+            WriteOp::delete(keys.record(records::QUOTA_OVERRIDES)),
         ];
         if self.entry_is_atomic() {
             ops.push(WriteOp::ZsetRemove {
@@ -208,7 +208,10 @@ impl Registry {
     pub(super) async fn write_quota_overrides(&self, tenant: &Tenant) -> TenantResult<()> {
         let id = TenantId::parse(tenant.id())?;
         self.store
-            .counters_set(&self.keys(&id).record("q"), &quota_fields(tenant))
+            .counters_set(
+                &self.keys(&id).record(records::QUOTA_OVERRIDES),
+                &quota_fields(tenant),
+            )
             .await?;
         Ok(())
     }
@@ -233,7 +236,7 @@ impl Registry {
     pub(super) async fn remove(&self, id: &TenantId) -> TenantResult<()> {
         let keys = self.keys(id);
         // Sessions are the tenant's own keys too: listed by their index, never scanned.
-        let index = keys.record("sessions");
+        let index = keys.record(records::SESSION_INDEX);
         loop {
             let page = self.store.zset_range(&index, 0, 500).await?;
             if page.is_empty() {
@@ -241,7 +244,7 @@ impl Registry {
             }
             let records: Vec<String> = page
                 .iter()
-                .map(|(sid, _)| keys.record(&format!("session:{sid}")))
+                .map(|(sid, _)| keys.record(&records::session(sid)))
                 .collect();
             self.store.delete(&records).await?;
             let members: Vec<String> = page.into_iter().map(|(sid, _)| sid).collect();

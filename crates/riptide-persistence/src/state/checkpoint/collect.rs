@@ -12,7 +12,7 @@ use tokio::sync::mpsc;
 use super::format::{B64, Line, WriteMsg, push_line};
 use super::seal::{PartFacts, StoredKey, seal_part, tenant_key};
 use super::{CheckpointError, is_month, is_segment};
-use crate::keys::{Scope, ScopeKeys};
+use crate::keys::{Scope, ScopeKeys, records};
 use crate::store::{SharedStore, Store, StoreResult};
 use crate::tenant::crypto::{DATA_KEY_RECORD, DataKey, MasterKey};
 use crate::tenant_id::TenantId;
@@ -366,9 +366,15 @@ pub(super) async fn collect_tenant(
     let store = &*shared;
     let keys = ScopeKeys::new(store.key_prefix(), &Scope::Tenant(id.clone()));
     let tenant = id.as_str();
-    let head_keys = [keys.record("meta"), keys.record(DATA_KEY_RECORD)];
-    let (q_key, storage_key) = (keys.record("q"), keys.record("storage"));
-    let (index_key, months_key) = (keys.record("keys"), keys.record("usage_months"));
+    let head_keys = [keys.record(records::TENANT), keys.record(DATA_KEY_RECORD)];
+    let (q_key, storage_key) = (
+        keys.record(records::QUOTA_OVERRIDES),
+        keys.record(records::STORAGE),
+    );
+    let (index_key, months_key) = (
+        keys.record(records::API_KEY_INDEX),
+        keys.record(records::USAGE_MONTHS),
+    );
     let (head, q, storage, index, months) = tokio::try_join!(
         store.get_many(&head_keys),
         store.counters_get(&q_key),
@@ -508,7 +514,7 @@ async fn read_key_records(
         }
         let record_keys: Vec<String> = ids
             .iter()
-            .map(|k| keys.record(&format!("key:{k}")))
+            .map(|k| keys.record(&records::api_key(k)))
             .collect();
         let values = store.get_many(&record_keys).await?;
         out.extend(
@@ -530,7 +536,7 @@ async fn read_usage(
     let names: Vec<String> = months
         .iter()
         .filter(|(m, _)| is_month(m))
-        .map(|(m, _)| format!("usage:{m}"))
+        .map(|(m, _)| records::usage(m))
         .collect();
     let record_keys: Vec<String> = names.iter().map(|n| keys.record(n)).collect();
     let reads: Vec<_> = record_keys.iter().map(|k| store.counters_get(k)).collect();
@@ -556,7 +562,7 @@ async fn push_api_keys(
         }
         sink.push(&Line::Record {
             tenant: tenant.into(),
-            name: format!("key:{key_id}").into(),
+            name: records::api_key(key_id).into(),
             value: B64(Cow::Borrowed(value)),
         })
         .await?;
@@ -601,7 +607,7 @@ async fn collect_sessions(
 ) -> Result<u64, CheckpointError> {
     let now = i64::try_from(now_ms).unwrap_or(i64::MAX);
     let mut cursor = ZsetCursor::new(
-        keys.record("sessions"),
+        keys.record(records::SESSION_INDEX),
         now.saturating_add(1),
         GET_BATCH as u64,
     );
@@ -622,7 +628,7 @@ async fn collect_sessions(
         }
         let record_keys: Vec<String> = live
             .iter()
-            .map(|(id, _)| keys.record(&format!("session:{id}")))
+            .map(|(id, _)| keys.record(&records::session(id)))
             .collect();
         let values = store.get_many(&record_keys).await?;
         for ((id, expires_at_ms), value) in live.iter().zip(values) {

@@ -16,7 +16,7 @@ use super::diff::{Listing, RestoreObject, RestoreOutcome};
 use super::format::{Line, Meta, Verified};
 use super::open::{KeyRing, OpenLines, Shredded};
 use super::{CheckpointError, KindCounts, RecordKind, is_month, is_segment};
-use crate::keys::{Scope, ScopeKeys};
+use crate::keys::{Scope, ScopeKeys, records};
 use crate::store::{Durability, SharedStore, Store};
 use crate::tenant::crypto::DATA_KEY_RECORD;
 use crate::tenant::tombstones;
@@ -563,7 +563,7 @@ pub(super) async fn apply_chunk(
     });
     let current_meta = if needs_meta && !deleted {
         store
-            .get(&keys.record("meta"))
+            .get(&keys.record(records::TENANT))
             .await?
             .and_then(|raw| Stamp::of(&raw))
     } else {
@@ -612,7 +612,7 @@ pub(super) async fn apply_chunk(
             } => match u64::try_from(expires_at_ms - now.min(expires_at_ms)) {
                 Ok(ttl) if ttl > 0 => plain.push((
                     RecordKind::Session,
-                    keys.record(&format!("session:{id}")),
+                    keys.record(&records::session(&id)),
                     value,
                     Some(ttl),
                     Some((id, expires_at_ms)),
@@ -685,7 +685,9 @@ pub(super) async fn apply_chunk(
                 store.set_many(batch, Durability::Durable).await?;
             }
             if !index.is_empty() {
-                store.zset_add(&keys.record("sessions"), &index).await?;
+                store
+                    .zset_add(&keys.record(records::SESSION_INDEX), &index)
+                    .await?;
             }
         }
     }

@@ -24,13 +24,13 @@ use serde::{Deserialize, Serialize};
 
 use super::CheckpointError;
 use super::format::{B64, Line};
-use crate::keys::{Scope, ScopeKeys};
+use crate::keys::{Scope, ScopeKeys, records};
 use crate::store::{Durability, Store};
 use crate::tenant::crypto::{DataKey, MasterKey};
 use crate::tenant_id::TenantId;
 
 /// Record suffix of a tenant's checkpoint key.
-pub const KEY_RECORD: &str = "ckpt_key";
+pub const KEY_RECORD: &str = records::CHECKPOINT_KEY;
 
 /// Context bound into every sealed part.
 const AAD_CONTEXT: &[u8] = b"riptide checkpoint part v2";

@@ -79,7 +79,7 @@ use serde::Serialize;
 
 use crate::clock::SharedClock;
 use crate::config::StateConfig;
-use crate::keys::{Scope, ScopeKeys};
+use crate::keys::{Scope, ScopeKeys, records};
 use crate::store::SharedStore;
 use crate::tenant::TenantManager;
 use crate::tenant::crypto::{DataKey, TenantKeys};
@@ -104,7 +104,7 @@ const MAX_SPILLED: usize = 1_000_000;
 /// Attempts of a compare-and-swap before [`SessionError::Conflict`].
 const MAX_CAS_ATTEMPTS: usize = 8;
 /// Record suffix of the global registry of tenants with sessions.
-const TENANTS_RECORD: &str = "session_tenants";
+const TENANTS_RECORD: &str = records::SESSION_TENANTS;
 
 /// The tenant layer, when attached.
 struct TenantLink {
@@ -403,17 +403,17 @@ impl SessionManager {
 
 /// The store key of a session's record.
 fn record_key(scope: &ScopeKeys, id: &str) -> String {
-    scope.record(&format!("session:{id}"))
+    scope.record(&records::session(id))
 }
 
 /// The tenant's session index (expiry-ordered).
 fn index_key(scope: &ScopeKeys) -> String {
-    scope.record("sessions")
+    scope.record(records::SESSION_INDEX)
 }
 
 /// The tenant's ledger of bytes charged per session.
 fn ledger_key(scope: &ScopeKeys) -> String {
-    scope.record("session_bytes")
+    scope.record(records::SESSION_BYTES)
 }
 
 /// Milliseconds since the epoch as a timestamp.

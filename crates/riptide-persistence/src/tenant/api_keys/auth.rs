@@ -6,6 +6,7 @@ use subtle::ConstantTimeEq;
 use super::format::{Digest, is_key_id};
 use super::records::{KeyRecord, LookupRecord, datetime, ms_of, parse, scope};
 use super::{ApiKeys, AuthenticatedKey, KEY_ID_LEN, LAST_USED_INTERVAL_MS};
+use crate::keys::records;
 use crate::tenant::error::{TenantError, TenantResult};
 
 /// A cached authentication outcome.
@@ -79,7 +80,7 @@ impl ApiKeys {
             return Ok(Cached::Invalid);
         }
         let record_key =
-            scope(&self.store, &lookup.tenant_id).record(&format!("key:{}", lookup.key_id));
+            scope(&self.store, &lookup.tenant_id).record(&records::api_key(&lookup.key_id));
         let Some(bytes) = self.store.get(&record_key).await? else {
             return Ok(Cached::Invalid);
         };
@@ -106,7 +107,7 @@ impl ApiKeys {
             return;
         }
         self.touched.insert(*digest, now_ms);
-        let record_key = scope(&self.store, &key.tenant_id).record(&format!("key:{}", key.key_id));
+        let record_key = scope(&self.store, &key.tenant_id).record(&records::api_key(&key.key_id));
         let now = datetime(now_ms);
         // One attempt: losing a race to a revoke or another instance's write is fine.
         let result = self

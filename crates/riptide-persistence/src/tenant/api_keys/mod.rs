@@ -213,7 +213,7 @@ impl ApiKeys {
     ) -> TenantResult<CreatedApiKey> {
         let label = validate_label(label)?;
         let keys = scope(&self.store, tenant);
-        let index = keys.record("keys");
+        let index = keys.record(crate::keys::records::API_KEY_INDEX);
         let mut count = self.store.zset_len(&index).await?;
         if count >= MAX_KEYS_PER_TENANT {
             self.purge_dead(tenant).await?;
@@ -246,7 +246,7 @@ impl ApiKeys {
                 expires_at: None,
                 revoked_at: None,
             };
-            let record_key = keys.record(&format!("key:{key_id}"));
+            let record_key = keys.record(&crate::keys::records::api_key(&key_id));
             let lookup = to_json(&LookupRecord {
                 tenant_id: tenant.clone(),
                 key_id: key_id.clone(),
@@ -291,7 +291,7 @@ impl ApiKeys {
             WriteOp::absent(record_key.to_owned()),
             WriteOp::put(record_key.to_owned(), record.to_vec()),
             WriteOp::ZsetAdd {
-                key: keys.record("keys"),
+                key: keys.record(crate::keys::records::API_KEY_INDEX),
                 members: vec![(key_id, score(self.clock.now_ms()))],
             },
         ];
@@ -445,7 +445,9 @@ impl ApiKeys {
             self.store.delete(chunk).await?;
         }
         // The index goes last: until then, a retry finds every key again.
-        self.store.delete(&[keys.record("keys")]).await?;
+        self.store
+            .delete(&[keys.record(crate::keys::records::API_KEY_INDEX)])
+            .await?;
         tracing::info!(tenant.id = %tenant, api_keys = all.len(), "deleted every api key of the tenant");
         Ok(all.len() as u64)
     }

@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 
 use super::format::{Digest, is_key_id};
 use super::{ApiKeyInfo, ApiKeys, CHUNK, MAX_LABEL_CHARS};
-use crate::keys::{Scope, ScopeKeys};
+use crate::keys::{Scope, ScopeKeys, records};
 use crate::store::{Durability, SharedStore};
 use crate::tenant::error::{TenantError, TenantResult};
 use crate::tenant_id::TenantId;
@@ -67,7 +67,7 @@ impl ApiKeys {
         if !is_key_id(key_id) {
             return Err(not_found(key_id));
         }
-        Ok(scope(&self.store, tenant).record(&format!("key:{key_id}")))
+        Ok(scope(&self.store, tenant).record(&records::api_key(key_id)))
     }
 
     /// Reads, changes and compare-and-swaps a key record. `change` returns whether it
@@ -104,7 +104,7 @@ impl ApiKeys {
         &self,
         keys: &ScopeKeys,
     ) -> TenantResult<Vec<(String, Option<Bytes>)>> {
-        let index = keys.record("keys");
+        let index = keys.record(records::API_KEY_INDEX);
         let mut out = Vec::new();
         let mut offset = 0u64;
         loop {
@@ -112,7 +112,7 @@ impl ApiKeys {
             let n = page.len();
             let record_keys: Vec<String> = page
                 .into_iter()
-                .map(|(id, _)| keys.record(&format!("key:{id}")))
+                .map(|(id, _)| keys.record(&records::api_key(&id)))
                 .collect();
             let values = self.store.get_many(&record_keys).await?;
             out.extend(record_keys.into_iter().zip(values));
@@ -168,7 +168,7 @@ impl ApiKeys {
         for chunk in dead_keys.chunks(CHUNK) {
             self.store.delete(chunk).await?;
         }
-        let index = keys.record("keys");
+        let index = keys.record(records::API_KEY_INDEX);
         let mut removed = 0;
         for chunk in dead_ids.chunks(CHUNK) {
             removed += self.store.zset_remove(&index, chunk).await?;

@@ -42,7 +42,7 @@ use super::error::{TenantError, TenantResult};
 use super::registry::TENANT_RECORD;
 use crate::clock::SharedClock;
 use crate::config::TenantConfig;
-use crate::keys::{Scope, ScopeKeys};
+use crate::keys::{Scope, ScopeKeys, records};
 use crate::store::{Durability, SharedStore, WriteOp};
 use crate::tenant_id::TenantId;
 
@@ -187,7 +187,7 @@ impl JwtKeys {
     ) -> TenantResult<CreatedJwtKey> {
         let label = validate_label(label)?;
         let keys = scope(&self.store, tenant);
-        let index = keys.record("jwtkeys");
+        let index = keys.record(records::JWT_KEY_INDEX);
         let count = self.store.zset_len(&index).await?;
         if count >= MAX_JWT_KEYS_PER_TENANT {
             return Err(TenantError::QuotaExceeded {
@@ -236,7 +236,7 @@ impl JwtKeys {
                 created_at: datetime(now_ms),
                 revoked_at: None,
             };
-            let record_key = keys.record(&format!("jwtkey:{kid}"));
+            let record_key = keys.record(&records::jwt_key(&kid));
             let score = i64::try_from(now_ms).unwrap_or(i64::MAX);
             // Record and index entry all or nothing (a record without its entry could
             // verify tokens yet never be listed or revoked), and only while the tenant
@@ -275,11 +275,15 @@ impl JwtKeys {
         let keys = scope(&self.store, tenant);
         let ids = self
             .store
-            .zset_range(&keys.record("jwtkeys"), 0, MAX_JWT_KEYS_PER_TENANT)
+            .zset_range(
+                &keys.record(records::JWT_KEY_INDEX),
+                0,
+                MAX_JWT_KEYS_PER_TENANT,
+            )
             .await?;
         let record_keys: Vec<String> = ids
             .into_iter()
-            .map(|(kid, _)| keys.record(&format!("jwtkey:{kid}")))
+            .map(|(kid, _)| keys.record(&records::jwt_key(&kid)))
             .collect();
         let values = self.store.get_many(&record_keys).await?;
         let mut out = Vec::with_capacity(values.len());
@@ -328,14 +332,14 @@ impl JwtKeys {
     /// Deletes every key of the tenant (with the tenant). Returns how many went.
     pub async fn delete_all(&self, tenant: &TenantId) -> TenantResult<u64> {
         let keys = scope(&self.store, tenant);
-        let index = keys.record("jwtkeys");
+        let index = keys.record(records::JWT_KEY_INDEX);
         let ids = self
             .store
             .zset_range(&index, 0, MAX_JWT_KEYS_PER_TENANT)
             .await?;
         let record_keys: Vec<String> = ids
             .iter()
-            .map(|(kid, _)| keys.record(&format!("jwtkey:{kid}")))
+            .map(|(kid, _)| keys.record(&records::jwt_key(kid)))
             .collect();
         if !record_keys.is_empty() {
             self.store.delete(&record_keys).await?;
@@ -394,7 +398,7 @@ fn record_key(store: &SharedStore, tenant: &TenantId, kid: &str) -> TenantResult
     if !is_key_id(kid) {
         return Err(not_found(kid));
     }
-    Ok(scope(store, tenant).record(&format!("jwtkey:{kid}")))
+    Ok(scope(store, tenant).record(&records::jwt_key(kid)))
 }
 
 fn validate_label(label: Option<&str>) -> TenantResult<Option<String>> {

@@ -18,7 +18,7 @@ use super::{
     BATCHES_RECORD, DEDUPE_WINDOW_MS, FlushReport, MONTHS_RECORD, OP_FIELD_PREFIX, UsageMeter,
     lock, read,
 };
-use crate::keys::{Scope, ScopeKeys};
+use crate::keys::{Scope, ScopeKeys, records};
 use crate::store::StoreError;
 use crate::tenant::error::{TenantError, TenantResult};
 
@@ -243,7 +243,7 @@ impl UsageMeter {
     /// Writes one batch; `Ok(false)` when the store had applied it already.
     async fn write_batch(&self, key: &AggKey, id: &str, agg: &Aggregate) -> TenantResult<bool> {
         let keys = ScopeKeys::new(self.store.key_prefix(), &Scope::Tenant(key.tenant.clone()));
-        let usage_key = keys.record(&format!("usage:{}", key.period));
+        let usage_key = keys.record(&records::usage(key.period));
         let known = match self.known.get(key) {
             Some(known) => known,
             None => {

@@ -70,7 +70,7 @@ use super::metrics::TenantMetrics;
 use super::model::ResourceUsageRecord;
 use crate::clock::SharedClock;
 use crate::config::TenantConfig;
-use crate::keys::{Scope, ScopeKeys};
+use crate::keys::{Scope, ScopeKeys, records};
 use crate::store::SharedStore;
 use crate::tenant_id::{TenantId, truncate_for_error};
 
@@ -96,10 +96,10 @@ const MONTHS_PAGE: u64 = 500;
 const OP_FIELD_PREFIX: &str = "op:";
 
 /// Suffix (after the tenant's scope) of the months index.
-const MONTHS_RECORD: &str = "usage_months";
+const MONTHS_RECORD: &str = records::USAGE_MONTHS;
 
 /// Suffix of the applied-batch-ids record.
-const BATCHES_RECORD: &str = "usage_batches";
+const BATCHES_RECORD: &str = records::USAGE_BATCHES;
 
 /// "Never logged yet" marker for the drop log's last time.
 const NEVER: u64 = u64::MAX;
@@ -362,7 +362,7 @@ impl UsageMeter {
         let stored = self
             .store
             .counters_get_applied(
-                &keys.record(&format!("usage:{period}")),
+                &keys.record(&records::usage(period)),
                 &keys.record(BATCHES_RECORD),
                 &ids,
             )
@@ -445,7 +445,7 @@ impl UsageMeter {
             let members: Vec<String> = page.into_iter().map(|(m, _)| m).collect();
             let usage_keys: Vec<String> = members
                 .iter()
-                .map(|m| keys.record(&format!("usage:{m}")))
+                .map(|m| keys.record(&records::usage(m)))
                 .collect();
             deleted += self.store.delete(&usage_keys).await?;
             for m in &members {
