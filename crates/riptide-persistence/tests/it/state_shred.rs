@@ -108,6 +108,13 @@ async fn a_deleted_tenant_is_shredded_in_every_checkpoint(b: Backend) {
     let before = state.create_checkpoint().await.unwrap();
     assert_eq!((before.tenants, before.sessions), (2, 2));
     let file = keys_file(dir.path());
+    let mode = std::fs::metadata(dir.path().join("checkpoints").join(KEYS_FILE))
+        .unwrap()
+        .permissions();
+    assert_eq!(
+        std::os::unix::fs::PermissionsExt::mode(&mode) & 0o777,
+        0o600
+    );
     assert!(
         file["tenants"]["keep"].is_array() && file["tenants"]["gone"].is_array(),
         "{file}"
