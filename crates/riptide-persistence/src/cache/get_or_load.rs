@@ -117,7 +117,8 @@ impl PersistentCacheManager {
         let placed = self.place(&keys, &scope, key);
         let mut load = Some(load);
         for _ in 0..=MAX_ABANDONED_RETRIES {
-            if let Some(e) = self.get_entry(key, tenant).await? {
+            // The tenant is parsed and the key placed once, above, for every round.
+            if let Some(e) = self.get_placed(Instant::now(), placed.clone()).await? {
                 return Ok(Lookup {
                     value: e.payload,
                     source: LookupSource::Hit,

@@ -50,7 +50,8 @@ pub struct PersistentCacheManager {
 /// layer publishes them.
 pub struct InvalidationListener(pub Box<dyn Fn(&Invalidation) + Send + Sync>);
 
-/// A caller's key placed in the store.
+/// A caller's key placed in the store: computed once per call.
+#[derive(Clone)]
 pub(super) struct Placed {
     pub(super) scope: Scope,
     pub(super) namespace: Namespace,
@@ -227,6 +228,16 @@ impl PersistentCacheManager {
         let scope = scope_of(tenant)?;
         let keys = ScopeKeys::new(self.store.key_prefix(), &scope);
         let placed = self.place(&keys, &scope, key);
+        self.get_placed(start, placed).await
+    }
+
+    /// [`Self::get_entry`] of a key already placed (the tenant parsed, the keys built).
+    pub(super) async fn get_placed(
+        &self,
+        start: Instant,
+        placed: Placed,
+    ) -> CacheResult<Option<Entry>> {
+        let scope = placed.scope.clone();
         let stats = self.scope_stats(&scope);
         let now = self.clock.now_ms();
         if let Some(v) = self.l1.get(&placed.l1, now) {
