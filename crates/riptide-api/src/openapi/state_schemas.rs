@@ -290,23 +290,8 @@ fn restore_request() -> Value {
     )
 }
 
-/// Every kind of object a restore counts.
-const RECORD_KINDS: [RecordKind; 11] = [
-    RecordKind::Registry,
-    RecordKind::Tenant,
-    RecordKind::DataKey,
-    RecordKind::Quota,
-    RecordKind::Storage,
-    RecordKind::ApiKey,
-    RecordKind::ApiKeyIndex,
-    RecordKind::ApiKeyLookup,
-    RecordKind::Usage,
-    RecordKind::UsageMonth,
-    RecordKind::Session,
-];
-
 fn restore_report() -> Value {
-    let kinds: Vec<&str> = RECORD_KINDS.iter().map(RecordKind::as_str).collect();
+    let kinds: Vec<&str> = RecordKind::ALL.iter().map(RecordKind::as_str).collect();
     object(
         "What a restore did (or, in a dry run, would do).",
         &[
@@ -380,7 +365,7 @@ fn kind_counts() -> Value {
 }
 
 fn restore_object() -> Value {
-    let kinds: Vec<&str> = RECORD_KINDS.iter().map(RecordKind::as_str).collect();
+    let kinds: Vec<&str> = RecordKind::ALL.iter().map(RecordKind::as_str).collect();
     object(
         "One object a restore does not leave as it is. Never holds a value or a secret.",
         &["tenant", "kind", "id", "outcome"],

@@ -427,19 +427,7 @@ async fn round_trip_restores_everything(b: Backend) {
         (3, 3, 0)
     );
     assert!(report.extra_tenants.is_empty() && report.extra_tenants_total == 0);
-    for kind in [
-        RecordKind::Registry,
-        RecordKind::Tenant,
-        RecordKind::DataKey,
-        RecordKind::Quota,
-        RecordKind::Storage,
-        RecordKind::ApiKey,
-        RecordKind::ApiKeyIndex,
-        RecordKind::ApiKeyLookup,
-        RecordKind::Usage,
-        RecordKind::UsageMonth,
-        RecordKind::Session,
-    ] {
+    for kind in RecordKind::ALL {
         assert!(
             all_created(report.counts(kind)),
             "{kind:?}: {:?}",

@@ -236,6 +236,21 @@ pub enum RecordKind {
 }
 
 impl RecordKind {
+    /// Every kind, in report order.
+    pub const ALL: [RecordKind; 11] = [
+        RecordKind::Registry,
+        RecordKind::Tenant,
+        RecordKind::DataKey,
+        RecordKind::Quota,
+        RecordKind::Storage,
+        RecordKind::ApiKey,
+        RecordKind::ApiKeyIndex,
+        RecordKind::ApiKeyLookup,
+        RecordKind::Usage,
+        RecordKind::UsageMonth,
+        RecordKind::Session,
+    ];
+
     /// Stable lower-case name.
     pub fn as_str(&self) -> &'static str {
         match self {
@@ -388,20 +403,14 @@ impl CheckpointManager {
     /// tombstone says so): catches up with deletions this instance did not hear of.
     /// Returns how many keys were dropped.
     pub async fn prune_keys(&self) -> Result<usize, CheckpointError> {
-        let dir = self.dir.clone();
-        let tenants: Vec<String> = tokio::task::spawn_blocking(move || KeysFile::load(&dir))
-            .await
-            .map_err(task_err)?
-            .map_err(CheckpointError::Keys)?
-            .tenants
-            .into_keys()
-            .collect();
-        let mut deleted = std::collections::HashMap::new();
-        for tenant in tenants {
-            if let Some(at) = tombstones::tenant_deleted_at(&*self.store, &tenant).await? {
-                deleted.insert(tenant, at);
-            }
-        }
+        // One read of the tombstones (bounded by the audit retention), not one per
+        // tenant of the keys file: this runs before every checkpoint.
+        let store = &*self.store;
+        let deleted: std::collections::HashMap<String, i64> =
+            collect::zset_all(store, &tombstones::tenants_key(store.key_prefix()))
+                .await?
+                .into_iter()
+                .collect();
         if deleted.is_empty() {
             return Ok(0);
         }

@@ -70,14 +70,10 @@ impl KeyRing {
             return Ok(None);
         };
         let tenant_id = TenantId::parse(tenant).map_err(|e| e.to_string())?;
-        let record = seal::key_record(store.key_prefix(), &tenant_id);
-        let raw = runtime
-            .block_on(store.get(&record))
-            .map_err(|e| format!("cannot read the checkpoint key of tenant {tenant}: {e}"))?;
-        let Some(raw) = raw else { return Ok(None) };
-        let stored: StoredKey = serde_json::from_slice(&raw)
-            .map_err(|e| format!("the checkpoint key record of tenant {tenant}: {e}"))?;
-        Ok((stored.id == id).then_some(stored))
+        let stored = runtime
+            .block_on(seal::stored_key(&**store, &tenant_id))
+            .map_err(|e| e.to_string())?;
+        Ok(stored.filter(|k| k.id == id))
     }
 }
 

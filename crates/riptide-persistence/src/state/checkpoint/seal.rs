@@ -68,41 +68,56 @@ pub fn key_record(prefix: &str, tenant: &TenantId) -> String {
     ScopeKeys::new(prefix, &Scope::Tenant(tenant.clone())).record(KEY_RECORD)
 }
 
+/// `tenant`'s checkpoint key record, if the store has one.
+pub(super) async fn stored_key(
+    store: &dyn Store,
+    tenant: &TenantId,
+) -> Result<Option<StoredKey>, CheckpointError> {
+    let Some(raw) = store.get(&key_record(store.key_prefix(), tenant)).await? else {
+        return Ok(None);
+    };
+    serde_json::from_slice(&raw).map(Some).map_err(|e| {
+        CheckpointError::Keys(format!("the checkpoint key record of tenant {tenant}: {e}"))
+    })
+}
+
 /// `tenant`'s checkpoint key from the store, created when it has none (two instances
-/// racing agree on the first one written).
+/// racing agree on the first one written). One read when it exists.
 pub(super) async fn tenant_key(
     store: &dyn Store,
     master: &MasterKey,
     tenant: &TenantId,
     now_ms: u64,
 ) -> Result<(StoredKey, DataKey), CheckpointError> {
-    let record = key_record(store.key_prefix(), tenant);
     let damaged = |reason: String| CheckpointError::Keys(reason);
-    if store.get(&record).await?.is_none() {
-        let key = DataKey::generate();
-        let wrapped = master
-            .wrap(&key, &wrap_context(tenant.as_str()))
-            .map_err(|e| damaged(e.to_string()))?;
-        let stored = StoredKey {
-            id: hex::encode(rand::random::<[u8; 8]>()),
-            created_ms: i64::try_from(now_ms).unwrap_or(i64::MAX),
-            wrapped: STANDARD.encode(wrapped),
-        };
-        let json = serde_json::to_vec(&stored).map_err(|e| damaged(e.to_string()))?;
-        // Not fsynced (a first sealed checkpoint of 10,000 tenants would otherwise
-        // wait for 10,000 commits): the keys file is fsynced before the checkpoint is
-        // renamed into place, so a record lost in a crash costs only a new key next time.
-        store
-            .set_if_absent(&record, &json, None, Durability::Cache)
-            .await?;
-    }
-    let raw = store.get(&record).await?.ok_or_else(|| {
-        damaged(format!(
-            "the checkpoint key of tenant {tenant} vanished while it was created (tenant deleted meanwhile?)"
-        ))
-    })?;
-    let stored: StoredKey = serde_json::from_slice(&raw)
-        .map_err(|e| damaged(format!("the checkpoint key record of tenant {tenant}: {e}")))?;
+    let stored = match stored_key(store, tenant).await? {
+        Some(stored) => stored,
+        None => {
+            let key = DataKey::generate();
+            let wrapped = master
+                .wrap(&key, &wrap_context(tenant.as_str()))
+                .map_err(|e| damaged(e.to_string()))?;
+            let stored = StoredKey {
+                id: hex::encode(rand::random::<[u8; 8]>()),
+                created_ms: i64::try_from(now_ms).unwrap_or(i64::MAX),
+                wrapped: STANDARD.encode(wrapped),
+            };
+            let json = serde_json::to_vec(&stored).map_err(|e| damaged(e.to_string()))?;
+            // Not fsynced (a first sealed checkpoint of 10,000 tenants would otherwise
+            // wait for 10,000 commits): the keys file is fsynced before the checkpoint
+            // is renamed into place, so a record lost in a crash costs only a new key.
+            let record = key_record(store.key_prefix(), tenant);
+            store
+                .set_if_absent(&record, &json, None, Durability::Cache)
+                .await?;
+            // Another instance may have written first: its key is the one.
+            stored_key(store, tenant).await?.ok_or_else(|| {
+                damaged(format!(
+                    "the checkpoint key of tenant {tenant} vanished while it was created (tenant deleted meanwhile?)"
+                ))
+            })?
+        }
+    };
     let key = stored.unwrap(master, tenant.as_str()).map_err(damaged)?;
     Ok((stored, key))
 }
