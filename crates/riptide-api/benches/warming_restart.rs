@@ -178,7 +178,7 @@ async fn main() -> anyhow::Result<()> {
     copy_dir(&live, &warm_dir)?;
     let flusher = Instance::start(config(&live, false, settings.top_k)?).await?;
     flusher.counts_loaded().await?;
-    let cleared = flusher.state.cache.clear(Some(TENANT)).await?;
+    let cleared = flusher.state.cache.clear(TENANT).await?;
     flusher.stop().await?;
     eprintln!("cold snapshot: {cleared} entries cleared, access counts kept");
 

@@ -33,13 +33,6 @@ pub struct TenantContext {
     pub rate: Option<GcraDecision>,
 }
 
-impl TenantContext {
-    /// The tenant scope argument of the cache manager's calls, from the validated id.
-    pub fn cache_scope(&self) -> Option<&str> {
-        Some(self.tenant_id.as_str())
-    }
-}
-
 impl<S: Send + Sync> FromRequestParts<S> for TenantContext {
     type Rejection = ApiError;
 

@@ -65,7 +65,7 @@ fn benches(c: &mut Criterion) {
             b.to_async(&rt).iter(|| {
                 let k = &keys[next() % KEYS];
                 let cache = &with_l1;
-                async move { black_box(cache.get_bytes(k, Some(TENANT)).await.unwrap()) }
+                async move { black_box(cache.get_bytes(k, TENANT).await.unwrap()) }
             })
         });
         g.bench_function("moka_get", |b| {
@@ -83,7 +83,7 @@ fn benches(c: &mut Criterion) {
             b.to_async(&rt).iter(|| {
                 let k = &keys[next() % KEYS];
                 let cache = &without_l1;
-                async move { black_box(cache.get_bytes(k, Some(TENANT)).await.unwrap()) }
+                async move { black_box(cache.get_bytes(k, TENANT).await.unwrap()) }
             })
         });
         g.bench_function("raw_redis_get", |b| {
@@ -118,7 +118,7 @@ fn benches(c: &mut Criterion) {
             b.to_async(&rt).iter(|| {
                 let k = &keys[next() % KEYS];
                 let cache = &cache;
-                async move { black_box(cache.get_bytes(k, Some(TENANT)).await.unwrap()) }
+                async move { black_box(cache.get_bytes(k, TENANT).await.unwrap()) }
             })
         });
         g.bench_function("store_get", |b| {
@@ -142,7 +142,7 @@ fn benches(c: &mut Criterion) {
             b.to_async(&rt).iter(|| {
                 let batch = batches[next() % batches.len()];
                 let cache = &without_l1;
-                async move { black_box(cache.get_batch_bytes(batch, Some(TENANT)).await.unwrap()) }
+                async move { black_box(cache.get_batch_bytes(batch, TENANT).await.unwrap()) }
             })
         });
         g.bench_function("raw_redis_get_one", |b| {
@@ -191,7 +191,7 @@ fn benches(c: &mut Criterion) {
             rt.block_on(cache.set_bytes(
                 &page_keys[0],
                 page.clone(),
-                Some(TENANT),
+                TENANT,
                 Some(common::ONE_DAY),
                 None,
             ))
@@ -203,7 +203,7 @@ fn benches(c: &mut Criterion) {
                     let (cache, page) = (&cache, page.clone());
                     async move {
                         cache
-                            .set_bytes(k, page, Some(TENANT), Some(common::ONE_DAY), None)
+                            .set_bytes(k, page, TENANT, Some(common::ONE_DAY), None)
                             .await
                             .unwrap()
                     }

@@ -173,7 +173,7 @@ async fn run(scale: f64) -> String {
         }
         let (cache, keys, moka) = (&with_l1, &keys, &moka);
         let l1_get = |i: usize| async move {
-            let v = cache.get_bytes(&keys[i % KEYS], Some(TENANT)).await;
+            let v = cache.get_bytes(&keys[i % KEYS], TENANT).await;
             black_box(v.expect("l1 get").expect("l1 hit"));
         };
         let moka_get = |i: usize| async move {
@@ -207,7 +207,7 @@ async fn run(scale: f64) -> String {
         let (cache, keys, store_keys) = (&without_l1, &keys, &store_keys);
         let raw = &redis.raw;
         let miss_get = |i: usize| async move {
-            let v = cache.get_bytes(&keys[i % KEYS], Some(TENANT)).await;
+            let v = cache.get_bytes(&keys[i % KEYS], TENANT).await;
             black_box(v.expect("redis get").expect("stored"));
         };
         let raw_get = |i: usize| {
@@ -224,7 +224,7 @@ async fn run(scale: f64) -> String {
         let pool1 = common::cache(&common::redis_store(1).await, common::cache_config(false));
         let pool1 = &pool1;
         let miss_get_pool1 = |i: usize| async move {
-            let v = pool1.get_bytes(&keys[i % KEYS], Some(TENANT)).await;
+            let v = pool1.get_bytes(&keys[i % KEYS], TENANT).await;
             black_box(v.expect("redis get").expect("stored"));
         };
         let [a, b, c] = interleave!(n: scaled(20_000, scale), chunk: 200, warm: 2_000;
@@ -256,7 +256,7 @@ async fn run(scale: f64) -> String {
         let raw = &redis.raw;
         let batch_get = |i: usize| async move {
             let v = cache
-                .get_batch_bytes(batches[i % batches.len()], Some(TENANT))
+                .get_batch_bytes(batches[i % batches.len()], TENANT)
                 .await
                 .expect("batch get");
             assert!(v.iter().all(Option::is_some));
@@ -312,7 +312,7 @@ async fn run(scale: f64) -> String {
         let keys = common::fill(&cache).await;
         let (cache, keys, store, store_keys) = (&cache, &keys, &embedded, &store_keys);
         let miss_get = |i: usize| async move {
-            let v = cache.get_bytes(&keys[i % KEYS], Some(TENANT)).await;
+            let v = cache.get_bytes(&keys[i % KEYS], TENANT).await;
             black_box(v.expect("embedded get").expect("stored"));
         };
         let store_get = |i: usize| async move {
@@ -349,7 +349,7 @@ async fn run(scale: f64) -> String {
                 .set_bytes(
                     &page_keys[c][i % PAGE_KEYS],
                     page.clone(),
-                    Some(TENANT),
+                    TENANT,
                     Some(common::ONE_DAY),
                     None,
                 )
@@ -383,7 +383,7 @@ async fn run(scale: f64) -> String {
         for (c, (name, _)) in CODECS.iter().enumerate() {
             let stored = common::stored_len(&embedded, &page_keys[c][0]).await;
             let got = caches[c]
-                .get_bytes(&page_keys[c][0], Some(TENANT))
+                .get_bytes(&page_keys[c][0], TENANT)
                 .await
                 .expect("get page")
                 .expect("page stored");

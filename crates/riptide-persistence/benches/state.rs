@@ -308,7 +308,7 @@ async fn tenant_manager(store: SharedStore, secrets: PathBuf) -> Arc<TenantManag
     Arc::new(
         TenantManager::with_store(
             store,
-            config::TenantConfig {
+            config::TenancyConfig {
                 secrets_dir: secrets,
                 ..Default::default()
             },
@@ -605,16 +605,16 @@ async fn propagate(
     early: &AtomicU64,
 ) -> u64 {
     let v = cache_value(i);
-    black_box(b.cache.get_bytes(key, Some(TENANT)).await.expect("B get"));
+    black_box(b.cache.get_bytes(key, TENANT).await.expect("B get"));
     arrivals.forget(store_key);
     let called = Instant::now();
     a.cache
-        .set_bytes(key, v.clone(), Some(TENANT), Some(ONE_DAY), None)
+        .set_bytes(key, v.clone(), TENANT, Some(ONE_DAY), None)
         .await
         .expect("A set");
     let returned = Instant::now();
     let at = arrivals.wait(store_key).await;
-    let got = b.cache.get_bytes(key, Some(TENANT)).await.expect("B get");
+    let got = b.cache.get_bytes(key, TENANT).await.expect("B get");
     assert_eq!(
         got,
         Some(v),
@@ -710,15 +710,15 @@ async fn invalidation_section(scale: f64) -> String {
     };
     let redis_poll = |i: usize| async move {
         let v = cache_value(i);
-        black_box(b.cache.get_bytes(key_p, Some(TENANT)).await.expect("B get"));
+        black_box(b.cache.get_bytes(key_p, TENANT).await.expect("B get"));
         arrivals_b.forget(skey_p);
         a.cache
-            .set_bytes(key_p, v.clone(), Some(TENANT), Some(ONE_DAY), None)
+            .set_bytes(key_p, v.clone(), TENANT, Some(ONE_DAY), None)
             .await
             .expect("A set");
         let returned = Instant::now();
         loop {
-            let got = b.cache.get_bytes(key_p, Some(TENANT)).await.expect("B get");
+            let got = b.cache.get_bytes(key_p, TENANT).await.expect("B get");
             if got.as_ref() == Some(&v) {
                 break;
             }

@@ -228,7 +228,7 @@ async fn manager(
 ) -> TenantManager {
     TenantManager::with_store(
         store.clone(),
-        config::TenantConfig {
+        config::TenancyConfig {
             secrets_dir: secrets.to_path_buf(),
             ..Default::default()
         },

@@ -1,5 +1,5 @@
-//! Errors shared across the crate. Each layer has its own enum; this file holds the
-//! input-validation error every layer reports and the crate-wide [`PersistenceError`].
+//! The input-validation error every layer reports. Each layer has its own error enum
+//! (`StoreError`, `CacheError`, `TenantError`, `StateError`, `SyncError`) wrapping it.
 
 use thiserror::Error;
 
@@ -27,20 +27,3 @@ pub enum InvalidInput {
         reason: String,
     },
 }
-
-/// Any error of this crate; handy for callers that use `?` across managers.
-#[derive(Debug, Error)]
-pub enum PersistenceError {
-    /// Bad input.
-    #[error(transparent)]
-    Invalid(#[from] InvalidInput),
-    /// A store failure.
-    #[error(transparent)]
-    Store(#[from] crate::store::StoreError),
-    /// A cache failure.
-    #[error(transparent)]
-    Cache(#[from] crate::cache::CacheError),
-}
-
-/// Result with [`PersistenceError`].
-pub type Result<T, E = PersistenceError> = std::result::Result<T, E>;

@@ -19,8 +19,10 @@
 //! index and its entries on one Cluster slot (DESIGN.md writes `riptide:global:c:...`;
 //! the braces are the only difference).
 
+use std::borrow::Cow;
+
 use crate::error::InvalidInput;
-use crate::tenant_id::{TenantId, truncate_for_error};
+use crate::tenant_id::{AsTenantId, TenantId, truncate_for_error};
 
 /// Default key prefix.
 pub const DEFAULT_KEY_PREFIX: &str = "riptide";
@@ -58,6 +60,28 @@ impl Scope {
             Scope::Global => "_global",
             Scope::Tenant(t) => t.as_str(),
         }
+    }
+}
+
+/// The scope argument of the cache's methods: a [`Scope`] (`&Scope::Global` for data
+/// without a tenant) or anything naming a tenant ([`AsTenantId`]: a parsed
+/// [`TenantId`], used as is, or a string, validated here). The seed's `get` and `set`
+/// keep their `Option<&str>` (see `cache/compat.rs`).
+pub trait AsScope {
+    /// The scope: borrowed when it is one already.
+    fn as_scope(&self) -> Result<Cow<'_, Scope>, InvalidInput>;
+}
+
+impl AsScope for Scope {
+    fn as_scope(&self) -> Result<Cow<'_, Scope>, InvalidInput> {
+        Ok(Cow::Borrowed(self))
+    }
+}
+
+impl<T: AsTenantId + ?Sized> AsScope for T {
+    fn as_scope(&self) -> Result<Cow<'_, Scope>, InvalidInput> {
+        // A parsed id is an `Arc` clone here, not a validation.
+        Ok(Cow::Owned(Scope::Tenant(self.as_tenant_id()?.into_owned())))
     }
 }
 

@@ -21,6 +21,7 @@ pub use cache::{
 pub use config::{
     CacheConfig, CompressionAlgorithm, EmbeddedConfig, PersistenceConfig, RedisConfig,
 };
-pub use error::{InvalidInput, PersistenceError, Result};
+pub use error::InvalidInput;
+pub use keys::{AsScope, Scope};
 pub use store::{SharedStore, Store, StoreError, StoreKind, open_store};
-pub use tenant_id::TenantId;
+pub use tenant_id::{AsTenantId, TenantId};

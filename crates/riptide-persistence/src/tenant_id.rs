@@ -1,5 +1,6 @@
 //! Validated tenant identifiers: the only way a tenant id reaches a store key.
 
+use std::borrow::Cow;
 use std::fmt;
 use std::sync::Arc;
 
@@ -33,6 +34,38 @@ impl TenantId {
     /// The id as a string slice.
     pub fn as_str(&self) -> &str {
         &self.0
+    }
+}
+
+/// The tenant argument of the core's methods: a [`TenantId`] parsed once at the edge
+/// and used as is, or a string (the seed's `&str` signatures, tests), validated here.
+/// Methods take `&(impl AsTenantId + ?Sized)`, so `"acme"`, `&string` and `&id` all fit.
+pub trait AsTenantId {
+    /// The id: borrowed when already parsed, else validated.
+    fn as_tenant_id(&self) -> Result<Cow<'_, TenantId>, InvalidInput>;
+}
+
+impl AsTenantId for TenantId {
+    fn as_tenant_id(&self) -> Result<Cow<'_, TenantId>, InvalidInput> {
+        Ok(Cow::Borrowed(self))
+    }
+}
+
+impl AsTenantId for str {
+    fn as_tenant_id(&self) -> Result<Cow<'_, TenantId>, InvalidInput> {
+        TenantId::parse(self).map(Cow::Owned)
+    }
+}
+
+impl<T: AsTenantId + ?Sized> AsTenantId for &T {
+    fn as_tenant_id(&self) -> Result<Cow<'_, TenantId>, InvalidInput> {
+        (**self).as_tenant_id()
+    }
+}
+
+impl AsTenantId for String {
+    fn as_tenant_id(&self) -> Result<Cow<'_, TenantId>, InvalidInput> {
+        self.as_str().as_tenant_id()
     }
 }
 

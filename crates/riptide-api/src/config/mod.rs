@@ -16,7 +16,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use riptide_persistence::config::TenantConfig;
+use riptide_persistence::config::TenancyConfig;
 use riptide_persistence::store::StoreUrl;
 use riptide_persistence::tenant::TenantError;
 use riptide_persistence::tenant::crypto::KEY_LEN;
@@ -348,7 +348,7 @@ impl AppConfig {
 /// A configured master key or pepper must decode as the tenant layer will decode it, so
 /// a bad one stops startup with exit code 2 rather than failing later. The reason never
 /// contains the value.
-fn validate_secrets(tenant: &TenantConfig) -> Result<(), Invalid> {
+fn validate_secrets(tenant: &TenancyConfig) -> Result<(), Invalid> {
     let secrets = [
         ("master_key", &tenant.master_key, KEY_LEN, Some(KEY_LEN)),
         (

@@ -168,7 +168,7 @@ impl WarmingService {
             Some(raw) => {
                 let id = TenantId::parse(raw)
                     .map_err(|e| WarmingError::Invalid(format!("tenant_id: {e}")))?;
-                if self.runner.tenants.get_tenant(id.as_str()).await?.is_none() {
+                if self.runner.tenants.get_tenant(&id).await?.is_none() {
                     return Err(WarmingError::UnknownTenant(id.to_string()));
                 }
                 Some(id)

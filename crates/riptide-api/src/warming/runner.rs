@@ -108,7 +108,7 @@ impl Runner {
             .load_full()
             .ok_or("no page loader is installed")?;
         for (tenant, urls) in by_tenant(targets) {
-            match self.tenants.get_tenant(tenant.as_str()).await {
+            match self.tenants.get_tenant(&tenant).await {
                 Ok(Some(t)) if t.status == TenantStatus::Active => {
                     for batch in urls.chunks(BATCH) {
                         self.warm_batch(tier, &tenant, batch, pages.as_ref(), progress)
@@ -157,7 +157,7 @@ impl Runner {
         let _registered = self.registry.register(&keyed);
         let url_of: HashMap<&str, &Url> = keyed.iter().map(|(k, u)| (k.as_str(), u)).collect();
         let keys: Vec<String> = keyed.iter().map(|(k, _)| k.clone()).collect();
-        match self.cache.warm_cache_for(Some(tenant.as_str()), keys).await {
+        match self.cache.warm_cache_for(&tenant, keys).await {
             Ok(report) => {
                 metrics::urls(tier, "warmed", report.warmed);
                 metrics::urls(tier, "fresh", report.fresh);

@@ -322,7 +322,7 @@ async fn a_live_log_level_change_takes_effect_without_a_restart() {
 async fn multi_tenancy_off_creates_the_default_tenant() {
     use std::sync::{Arc, RwLock};
 
-    use riptide_persistence::config::{PersistenceConfig, TenantConfig};
+    use riptide_persistence::config::{PersistenceConfig, TenancyConfig};
     use riptide_persistence::tenant::{TenantManager, TenantMetrics};
 
     let dir = tempfile::tempdir().expect("temp dir");
@@ -338,9 +338,9 @@ async fn multi_tenancy_off_creates_the_default_tenant() {
             .expect("reopen the store");
     let tenants = TenantManager::with_store(
         store,
-        TenantConfig {
+        TenancyConfig {
             secrets_dir: data,
-            ..TenantConfig::default()
+            ..TenancyConfig::default()
         },
         Arc::new(RwLock::new(TenantMetrics::new())),
         riptide_persistence::clock::system_clock(),

@@ -142,7 +142,7 @@ async fn cache_traffic(server: &TestServer, tenant: &str) {
     for key in ["page:a", "page:b", "page:a", "page:x", "page:y"] {
         let _: Option<String> = cache.get(key, Some(tenant)).await.expect("get");
     }
-    assert!(cache.delete("page:b", Some(tenant)).await.expect("delete"));
+    assert!(cache.delete("page:b", tenant).await.expect("delete"));
 }
 
 /// A rate check, a memory quota check, usage and a bill.

@@ -436,12 +436,12 @@ pub async fn fill(cache: &PersistentCacheManager) -> Vec<String> {
         .collect();
     for chunk in entries.chunks(BATCH) {
         cache
-            .set_batch_bytes(chunk, Some(TENANT), Some(ONE_DAY), None)
+            .set_batch_bytes(chunk, TENANT, Some(ONE_DAY), None)
             .await
             .expect("fill the cache");
     }
     for k in &keys {
-        let got = cache.get_bytes(k, Some(TENANT)).await.expect("get");
+        let got = cache.get_bytes(k, TENANT).await.expect("get");
         assert_eq!(got.map(|v| v.len()), Some(VALUE_LEN), "{k} was stored");
     }
     keys

@@ -10,11 +10,11 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use super::envelope::{CacheMetadata, Codec};
-use super::manager::{PersistentCacheManager, PutItem, decode_json, encode_json, scope_of};
+use super::manager::{PersistentCacheManager, PutItem, decode_json, encode_json};
 use super::single_flight::{FlightEnd, Role};
 use super::stats::{Op, OpResult};
 use super::{CacheError, CacheResult};
-use crate::keys::ScopeKeys;
+use crate::keys::{AsScope, ScopeKeys};
 
 /// Where a `get_or_load` value came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -57,7 +57,7 @@ impl PersistentCacheManager {
     pub async fn get_or_load_bytes<F, Fut, E>(
         &self,
         key: &str,
-        tenant: Option<&str>,
+        scope: &(impl AsScope + ?Sized),
         ttl: Option<Duration>,
         metadata: Option<CacheMetadata>,
         loader: F,
@@ -67,7 +67,7 @@ impl PersistentCacheManager {
         Fut: Future<Output = Result<Bytes, E>>,
         E: Display,
     {
-        self.coalesced(key, tenant, ttl, metadata, Codec::Raw, async move || {
+        self.coalesced(key, scope, ttl, metadata, Codec::Raw, async move || {
             loader().await.map_err(|e| e.to_string())
         })
         .await
@@ -77,7 +77,7 @@ impl PersistentCacheManager {
     pub async fn get_or_load<T, F, Fut, E>(
         &self,
         key: &str,
-        tenant: Option<&str>,
+        scope: &(impl AsScope + ?Sized),
         ttl: Option<Duration>,
         metadata: Option<CacheMetadata>,
         loader: F,
@@ -89,7 +89,7 @@ impl PersistentCacheManager {
         E: Display,
     {
         let found = self
-            .coalesced(key, tenant, ttl, metadata, Codec::Json, async move || {
+            .coalesced(key, scope, ttl, metadata, Codec::Json, async move || {
                 let value = loader().await.map_err(|e| e.to_string())?;
                 encode_json(&value).map_err(|e| e.to_string())
             })
@@ -103,7 +103,7 @@ impl PersistentCacheManager {
     async fn coalesced<L>(
         &self,
         key: &str,
-        tenant: Option<&str>,
+        scope: &(impl AsScope + ?Sized),
         ttl: Option<Duration>,
         metadata: Option<CacheMetadata>,
         codec: Codec,
@@ -112,7 +112,7 @@ impl PersistentCacheManager {
     where
         L: AsyncFnOnce() -> Result<Bytes, String>,
     {
-        let scope = scope_of(tenant)?;
+        let scope = scope.as_scope()?;
         let keys = ScopeKeys::new(self.store.key_prefix(), &scope);
         let placed = self.place(&keys, &scope, key);
         let mut load = Some(load);
@@ -161,7 +161,10 @@ impl PersistentCacheManager {
                                 ttl,
                                 metadata,
                             };
-                            if let Err(e) = self.put(scope.clone(), vec![item], Op::Set).await {
+                            if let Err(e) = self
+                                .put(scope.clone().into_owned(), vec![item], Op::Set)
+                                .await
+                            {
                                 // The caller still gets its value; the failure is counted
                                 // (stats/metrics errors) and logged.
                                 tracing::warn!(tenant.id = scope.label(), error = %e, "storing a loaded value failed");

@@ -3,9 +3,9 @@
 use std::time::Instant;
 
 use super::CacheResult;
-use super::manager::{PersistentCacheManager, l1_key_of, scope_of};
+use super::manager::{PersistentCacheManager, l1_key_of};
 use super::stats::{Op, OpResult};
-use crate::keys::{Namespace, Scope, ScopeKeys, validate_tag};
+use crate::keys::{AsScope, Namespace, Scope, ScopeKeys, validate_tag};
 use crate::store::RemoveOutcome;
 
 /// A change that makes L1 entries untrustworthy; applied locally by the cache itself and
@@ -41,11 +41,15 @@ pub enum Invalidation {
 impl PersistentCacheManager {
     /// Removes every entry of the tenant (or the global scope) that carries `tag`.
     /// Returns how many live entries were removed.
-    pub async fn invalidate_tag(&self, tag: &str, tenant: Option<&str>) -> CacheResult<u64> {
+    pub async fn invalidate_tag(
+        &self,
+        tag: &str,
+        scope: &(impl AsScope + ?Sized),
+    ) -> CacheResult<u64> {
         validate_tag(tag)?;
-        let scope = scope_of(tenant)?;
+        let scope = scope.as_scope()?;
         let inv = Invalidation::Tag {
-            scope: scope.clone(),
+            scope: scope.clone().into_owned(),
             tag: tag.to_owned(),
         };
         self.remove_many(&scope, inv, async |keys| {
@@ -58,12 +62,12 @@ impl PersistentCacheManager {
     pub async fn invalidate_namespace(
         &self,
         namespace: &str,
-        tenant: Option<&str>,
+        scope: &(impl AsScope + ?Sized),
     ) -> CacheResult<u64> {
         let ns = Namespace::parse(namespace)?;
-        let scope = scope_of(tenant)?;
+        let scope = scope.as_scope()?;
         let inv = Invalidation::Namespace {
-            scope: scope.clone(),
+            scope: scope.clone().into_owned(),
             namespace: ns.as_str().to_owned(),
         };
         self.remove_many(&scope, inv, async |keys| {
@@ -73,9 +77,9 @@ impl PersistentCacheManager {
     }
 
     /// Removes every cache entry of the tenant (or of the global scope).
-    pub async fn clear(&self, tenant: Option<&str>) -> CacheResult<u64> {
-        let scope = scope_of(tenant)?;
-        let inv = Invalidation::Scope(scope.clone());
+    pub async fn clear(&self, scope: &(impl AsScope + ?Sized)) -> CacheResult<u64> {
+        let scope = scope.as_scope()?;
+        let inv = Invalidation::Scope(scope.clone().into_owned());
         self.remove_many(&scope, inv, async |keys| self.store.cache_clear(keys).await)
             .await
     }

@@ -20,15 +20,15 @@ use super::warmer::CacheWarmer;
 use super::{CacheError, CacheResult};
 use crate::clock::{SharedClock, system_clock};
 use crate::config::{CacheConfig, PersistenceConfig};
-use crate::keys::{KeyHash, Namespace, Scope, ScopeKeys, validate_tag};
+use crate::keys::{AsScope, KeyHash, Namespace, Scope, ScopeKeys, validate_tag};
 use crate::store::{CachePut, SharedStore, open_store};
-use crate::tenant_id::TenantId;
 
 /// The tenant-scoped, compressed, two-level cache.
 ///
-/// Every method takes the tenant as `Option<&str>`: `Some(id)` scopes the key to that
-/// tenant (the id is validated first; an invalid one is refused before it reaches a key),
-/// `None` uses the global scope. A key's namespace is its prefix up to the first `:` when
+/// Every method takes the scope as [`AsScope`]: a tenant's [`TenantId`] (parsed once at
+/// the edge), a tenant id string (validated first; an invalid one is refused before it
+/// reaches a key), or `&Scope::Global`. The seed's `get` and `set` take `Option<&str>`
+/// (`compat.rs`). A key's namespace is its prefix up to the first `:` when
 /// that is a valid namespace name (`search:rust` is in `search`), else `default`.
 pub struct PersistentCacheManager {
     pub(super) store: SharedStore,
@@ -66,14 +66,6 @@ pub(super) struct PutItem {
     pub(super) codec: Codec,
     pub(super) ttl: Option<Duration>,
     pub(super) metadata: Option<CacheMetadata>,
-}
-
-/// Parses the tenant argument every method takes.
-pub(super) fn scope_of(tenant: Option<&str>) -> CacheResult<Scope> {
-    Ok(match tenant {
-        Some(t) => Scope::Tenant(TenantId::parse(t)?),
-        None => Scope::Global,
-    })
 }
 
 /// The L1 key of a store key: both sides of every invalidation can compute it.
@@ -205,27 +197,23 @@ impl PersistentCacheManager {
 
     // ---- reads ----
 
-    /// The value of `key` deserialized from JSON, or `None` on a miss.
-    pub async fn get<T: DeserializeOwned>(
+    /// The stored bytes of `key` (as given to `set_bytes`, or the JSON of `set`).
+    pub async fn get_bytes(
         &self,
         key: &str,
-        tenant: Option<&str>,
-    ) -> CacheResult<Option<T>> {
-        match self.get_entry(key, tenant).await? {
-            Some(e) => decode_json(&e.payload).map(Some),
-            None => Ok(None),
-        }
-    }
-
-    /// The stored bytes of `key` (as given to `set_bytes`, or the JSON of `set`).
-    pub async fn get_bytes(&self, key: &str, tenant: Option<&str>) -> CacheResult<Option<Bytes>> {
-        Ok(self.get_entry(key, tenant).await?.map(|e| e.payload))
+        scope: &(impl AsScope + ?Sized),
+    ) -> CacheResult<Option<Bytes>> {
+        Ok(self.get_entry(key, scope).await?.map(|e| e.payload))
     }
 
     /// The whole entry of `key`: payload, codec, times and metadata.
-    pub async fn get_entry(&self, key: &str, tenant: Option<&str>) -> CacheResult<Option<Entry>> {
+    pub async fn get_entry(
+        &self,
+        key: &str,
+        scope: &(impl AsScope + ?Sized),
+    ) -> CacheResult<Option<Entry>> {
         let start = Instant::now();
-        let scope = scope_of(tenant)?;
+        let scope = scope.as_scope()?;
         let keys = ScopeKeys::new(self.store.key_prefix(), &scope);
         let placed = self.place(&keys, &scope, key);
         self.get_placed(start, placed).await
@@ -369,9 +357,9 @@ impl PersistentCacheManager {
     pub async fn get_batch<T: DeserializeOwned, K: AsRef<str>>(
         &self,
         keys: &[K],
-        tenant: Option<&str>,
+        scope: &(impl AsScope + ?Sized),
     ) -> CacheResult<Vec<Option<T>>> {
-        let entries = self.get_batch_entries(keys, tenant).await?;
+        let entries = self.get_batch_entries(keys, scope).await?;
         entries
             .into_iter()
             .map(|e| e.map(|e| decode_json(&e.payload)).transpose())
@@ -382,9 +370,9 @@ impl PersistentCacheManager {
     pub async fn get_batch_bytes<K: AsRef<str>>(
         &self,
         keys: &[K],
-        tenant: Option<&str>,
+        scope: &(impl AsScope + ?Sized),
     ) -> CacheResult<Vec<Option<Bytes>>> {
-        let entries = self.get_batch_entries(keys, tenant).await?;
+        let entries = self.get_batch_entries(keys, scope).await?;
         Ok(entries.into_iter().map(|e| e.map(|e| e.payload)).collect())
     }
 
@@ -392,10 +380,10 @@ impl PersistentCacheManager {
     pub async fn get_batch_entries<K: AsRef<str>>(
         &self,
         keys: &[K],
-        tenant: Option<&str>,
+        scope: &(impl AsScope + ?Sized),
     ) -> CacheResult<Vec<Option<Entry>>> {
         let start = Instant::now();
-        let scope = scope_of(tenant)?;
+        let scope = scope.as_scope()?;
         let scope_keys = ScopeKeys::new(self.store.key_prefix(), &scope);
         let stats = self.scope_stats(&scope);
         let now = self.clock.now_ms();
@@ -464,32 +452,12 @@ impl PersistentCacheManager {
 
     // ---- writes ----
 
-    /// Stores `value` as JSON under `key`. `ttl: None` uses `default_ttl_seconds`.
-    pub async fn set<V: Serialize + ?Sized>(
-        &self,
-        key: &str,
-        value: &V,
-        tenant: Option<&str>,
-        ttl: Option<Duration>,
-        metadata: Option<CacheMetadata>,
-    ) -> CacheResult<()> {
-        let payload = encode_json(value)?;
-        let item = PutItem {
-            key: key.to_owned(),
-            payload,
-            codec: Codec::Json,
-            ttl,
-            metadata,
-        };
-        self.put(scope_of(tenant)?, vec![item], Op::Set).await
-    }
-
     /// Stores raw bytes (e.g. a ready HTTP body) under `key`.
     pub async fn set_bytes(
         &self,
         key: &str,
         value: Bytes,
-        tenant: Option<&str>,
+        scope: &(impl AsScope + ?Sized),
         ttl: Option<Duration>,
         metadata: Option<CacheMetadata>,
     ) -> CacheResult<()> {
@@ -500,14 +468,15 @@ impl PersistentCacheManager {
             ttl,
             metadata,
         };
-        self.put(scope_of(tenant)?, vec![item], Op::Set).await
+        self.put(scope.as_scope()?.into_owned(), vec![item], Op::Set)
+            .await
     }
 
     /// Stores several JSON values of one scope in one store round trip.
     pub async fn set_batch<K: AsRef<str>, V: Serialize>(
         &self,
         entries: &[(K, V)],
-        tenant: Option<&str>,
+        scope: &(impl AsScope + ?Sized),
         ttl: Option<Duration>,
         metadata: Option<CacheMetadata>,
     ) -> CacheResult<()> {
@@ -523,14 +492,15 @@ impl PersistentCacheManager {
                 })
             })
             .collect::<CacheResult<Vec<_>>>()?;
-        self.put(scope_of(tenant)?, items, Op::SetBatch).await
+        self.put(scope.as_scope()?.into_owned(), items, Op::SetBatch)
+            .await
     }
 
     /// Stores several raw values of one scope in one store round trip.
     pub async fn set_batch_bytes<K: AsRef<str>>(
         &self,
         entries: &[(K, Bytes)],
-        tenant: Option<&str>,
+        scope: &(impl AsScope + ?Sized),
         ttl: Option<Duration>,
         metadata: Option<CacheMetadata>,
     ) -> CacheResult<()> {
@@ -544,7 +514,8 @@ impl PersistentCacheManager {
                 metadata: metadata.clone(),
             })
             .collect();
-        self.put(scope_of(tenant)?, items, Op::SetBatch).await
+        self.put(scope.as_scope()?.into_owned(), items, Op::SetBatch)
+            .await
     }
 
     /// Encodes and writes items of one scope with one `cache_put`; keeps L1 coherent.
@@ -659,9 +630,9 @@ impl PersistentCacheManager {
     }
 
     /// Deletes `key`; returns whether a live entry was removed.
-    pub async fn delete(&self, key: &str, tenant: Option<&str>) -> CacheResult<bool> {
+    pub async fn delete(&self, key: &str, scope: &(impl AsScope + ?Sized)) -> CacheResult<bool> {
         let start = Instant::now();
-        let scope = scope_of(tenant)?;
+        let scope = scope.as_scope()?;
         let keys = ScopeKeys::new(self.store.key_prefix(), &scope);
         let placed = self.place(&keys, &scope, key);
         let stats = self.scope_stats(&scope);
@@ -691,8 +662,11 @@ impl PersistentCacheManager {
     }
 
     /// Exact live usage of a scope, from the store.
-    pub async fn usage(&self, tenant: Option<&str>) -> CacheResult<crate::store::ScopeUsage> {
-        let scope = scope_of(tenant)?;
+    pub async fn usage(
+        &self,
+        scope: &(impl AsScope + ?Sized),
+    ) -> CacheResult<crate::store::ScopeUsage> {
+        let scope = scope.as_scope()?;
         let keys = ScopeKeys::new(self.store.key_prefix(), &scope);
         let usage = self.store.cache_usage(&keys).await?;
         self.scope_stats(&scope)

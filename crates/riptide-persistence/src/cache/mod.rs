@@ -5,6 +5,7 @@
 //! work off the async workers, and the legacy adapter of the seed's rollback plan.
 
 mod budget;
+mod compat;
 mod compression;
 mod envelope;
 mod get_or_load;
@@ -31,6 +32,7 @@ use crate::error::InvalidInput;
 use crate::store::StoreError;
 
 pub use budget::{CacheBudget, FixedBudget};
+pub use compat::scope_of;
 pub use compression::Compression;
 pub use envelope::{CacheMetadata, Codec, Entry, FORMAT_VERSION};
 pub use get_or_load::{Lookup, LookupSource};

@@ -11,10 +11,10 @@ use futures::StreamExt;
 use serde::Serialize;
 
 use super::envelope::{self, CacheMetadata, Codec};
-use super::manager::{PersistentCacheManager, PutItem, encode_json, scope_of};
+use super::manager::{PersistentCacheManager, PutItem, encode_json};
 use super::stats::{Op, OpResult};
 use super::{CacheError, CacheResult};
-use crate::keys::{Scope, ScopeKeys};
+use crate::keys::{AsScope, Scope, ScopeKeys};
 use crate::tenant_id::TenantId;
 
 /// A value produced for warming.
@@ -120,7 +120,7 @@ pub struct WarmReport {
 impl PersistentCacheManager {
     /// Warms `keys` in the global scope (the seed's call).
     pub async fn warm_cache(&self, keys: Vec<String>) -> CacheResult<WarmReport> {
-        self.warm_cache_for(None, keys).await
+        self.warm_cache_for(&Scope::Global, keys).await
     }
 
     /// Warms `keys` of a tenant: keys missing from the store, or expiring within
@@ -130,11 +130,11 @@ impl PersistentCacheManager {
     /// loader.
     pub async fn warm_cache_for(
         &self,
-        tenant: Option<&str>,
+        scope: &(impl AsScope + ?Sized),
         keys: Vec<String>,
     ) -> CacheResult<WarmReport> {
         let start = Instant::now();
-        let scope = scope_of(tenant)?;
+        let scope = scope.as_scope()?;
         let mut seen = HashSet::new();
         let keys: Vec<String> = keys
             .into_iter()

@@ -7,7 +7,7 @@ mod state;
 mod tenant;
 
 pub use state::{StateConfig, SyncConfig};
-pub use tenant::{MeterPrice, PlanConfig, PriceTable, TenantConfig, default_plans};
+pub use tenant::{MeterPrice, PlanConfig, PriceTable, TenancyConfig, default_plans};
 
 use std::path::PathBuf;
 
@@ -27,7 +27,7 @@ pub struct PersistenceConfig {
     /// Cache manager settings.
     pub cache: CacheConfig,
     /// Tenant manager settings.
-    pub tenant: TenantConfig,
+    pub tenant: TenancyConfig,
     /// State manager settings.
     pub state: StateConfig,
     /// Coordination between instances.

@@ -10,11 +10,12 @@ use super::{config_err, positive};
 use crate::error::InvalidInput;
 use crate::tenant::model::{BillingPlan, TenantIsolationLevel};
 
-/// The seed's `config::TenantConfig`: how the tenant layer behaves. Its `Debug` hides
+/// The `tenant` section: how the tenant layer behaves (the seed calls it `TenantConfig`;
+/// that name is the tenant's own settings, [`crate::TenantConfig`]). Its `Debug` hides
 /// the two secrets.
 #[derive(Clone, Serialize, Deserialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
-pub struct TenantConfig {
+pub struct TenancyConfig {
     /// Multi-tenancy on. Off: only the built-in `default` tenant exists (created on first
     /// use with `default_plan`), and creating other tenants is refused.
     pub enabled: bool,
@@ -63,7 +64,7 @@ pub struct TenantConfig {
     pub max_metric_tenants: usize,
 }
 
-impl Default for TenantConfig {
+impl Default for TenancyConfig {
     fn default() -> Self {
         Self {
             enabled: true,
@@ -89,10 +90,10 @@ impl Default for TenantConfig {
     }
 }
 
-impl std::fmt::Debug for TenantConfig {
+impl std::fmt::Debug for TenancyConfig {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let secret = |s: &str| if s.is_empty() { "" } else { "<redacted>" };
-        f.debug_struct("TenantConfig")
+        f.debug_struct("TenancyConfig")
             .field("enabled", &self.enabled)
             .field("isolation_level", &self.isolation_level)
             .field("enable_billing", &self.enable_billing)
@@ -302,7 +303,7 @@ pub fn default_plans() -> BTreeMap<BillingPlan, PlanConfig> {
 /// Largest `jwt_leeway_seconds`: more would keep expired tokens alive for long.
 pub const MAX_JWT_LEEWAY_SECONDS: u64 = 300;
 
-impl TenantConfig {
+impl TenancyConfig {
     /// Checks ranges and that every plan is configured sensibly.
     pub fn validate(&self) -> Result<(), InvalidInput> {
         positive(
@@ -431,7 +432,7 @@ mod tests {
 
     #[test]
     fn the_jwt_leeway_is_bounded() {
-        let at = |s: u64| TenantConfig {
+        let at = |s: u64| TenancyConfig {
             jwt_leeway_seconds: s,
             ..Default::default()
         };

@@ -7,7 +7,7 @@ use super::manager::TenantManager;
 use super::model::{ResourceUsageRecord, Tenant, TenantStatus};
 use super::resource::{Permission, Resource};
 use super::usage::UsageSummary;
-use crate::tenant_id::TenantId;
+use crate::tenant_id::{AsTenantId, TenantId};
 
 impl TenantManager {
     /// `Ok` when the tenant is active and may perform `action` on `resource`
@@ -15,7 +15,7 @@ impl TenantManager {
     /// own policy.
     pub async fn validate_access(
         &self,
-        tenant_id: &str,
+        tenant_id: &(impl AsTenantId + ?Sized),
         resource: &str,
         action: &str,
     ) -> TenantResult<()> {
@@ -55,11 +55,11 @@ impl TenantManager {
     /// is cheap on the request path. The month is taken from `usage.timestamp`.
     pub async fn record_usage(
         &self,
-        tenant_id: &str,
+        tenant_id: &(impl AsTenantId + ?Sized),
         operation: &str,
         usage: ResourceUsageRecord,
     ) -> TenantResult<()> {
-        let id = TenantId::parse(tenant_id)?;
+        let id = tenant_id.as_tenant_id()?;
         self.usage.record(&id, operation, &usage).map(drop)
     }
 
@@ -90,7 +90,11 @@ impl TenantManager {
     }
 
     /// The tenant's usage in `period` (`YYYY-MM`), flushed and not yet flushed.
-    pub async fn get_usage(&self, tenant_id: &str, period: &str) -> TenantResult<UsageSummary> {
+    pub async fn get_usage(
+        &self,
+        tenant_id: &(impl AsTenantId + ?Sized),
+        period: &str,
+    ) -> TenantResult<UsageSummary> {
         let (id, _) = self.require(tenant_id).await?;
         self.usage.usage(&id, period).await
     }
@@ -107,23 +111,19 @@ impl TenantManager {
         used: u64,
         limit: u64,
     ) {
-        if let Ok(m) = self.metrics.read() {
-            m.record_quota_usage(id, resource, used, limit);
-        }
+        self.metrics
+            .with(|m| m.record_quota_usage(id, resource, used, limit));
     }
 
     pub(super) fn metrics_denied(&self, id: &TenantId, resource: Resource) {
-        if let Ok(m) = self.metrics.read() {
-            m.record_quota_denied(id, resource);
-        }
+        self.metrics.with(|m| m.record_quota_denied(id, resource));
     }
 
     pub(super) fn metrics_billing(&self, id: &TenantId, bill: &Bill) {
         let Ok(period) = Period::parse(&bill.period) else {
             return;
         };
-        if let Ok(m) = self.metrics.read() {
-            m.record_billing_units(id, period, bill.total_cents);
-        }
+        self.metrics
+            .with(|m| m.record_billing_units(id, period, bill.total_cents));
     }
 }

@@ -38,7 +38,7 @@ use crate::clock::SharedClock;
 use crate::config::PriceTable;
 use crate::keys::{Scope, ScopeKeys, records};
 use crate::store::{Durability, SharedStore};
-use crate::tenant_id::TenantId;
+use crate::tenant_id::{AsTenantId, TenantId};
 
 /// How often each instance checks whether a month has ended and seals its prices.
 pub const CLOSE_CHECK: Duration = Duration::from_secs(10);
@@ -104,7 +104,11 @@ impl TenantManager {
     /// The tenant's bill for `period` (`YYYY-MM`): the open month priced with the live
     /// plans; a closed month with the plan and prices in force when it ended, frozen
     /// `bill_freeze_delay_ms` after its end (see the module docs).
-    pub async fn billing(&self, tenant_id: &str, period: &str) -> TenantResult<Bill> {
+    pub async fn billing(
+        &self,
+        tenant_id: &(impl AsTenantId + ?Sized),
+        period: &str,
+    ) -> TenantResult<Bill> {
         if !self.live.load().enable_billing {
             return Err(TenantError::BillingDisabled);
         }

@@ -35,7 +35,7 @@ use super::error::{TenantError, TenantResult};
 use super::model::TenantIsolationLevel;
 use super::secrets::{decode_configured_secret, load_or_create_secret};
 use crate::cache::{NONCE_LEN, SEAL_OVERHEAD, SealError, SealingKey, TAG_LEN};
-use crate::config::TenantConfig;
+use crate::config::TenancyConfig;
 use crate::keys::records;
 
 /// Length of every key here (AES-256), in bytes.
@@ -198,7 +198,7 @@ impl MasterKey {
     /// A configured value that is not base64 or not 32 bytes long is refused with
     /// [`TenantError::InvalidField`] naming `tenant.master_key` (never echoing the
     /// value); an unreadable or malformed file with [`TenantError::Crypto`].
-    pub fn from_config(cfg: &TenantConfig) -> TenantResult<(Self, bool)> {
+    pub fn from_config(cfg: &TenancyConfig) -> TenantResult<(Self, bool)> {
         if !cfg.master_key.trim().is_empty() {
             let bytes = decode_configured_secret("tenant.master_key", &cfg.master_key, 1)?;
             let key = Self::from_secret(bytes, || TenantError::InvalidField {
@@ -437,8 +437,8 @@ mod tests {
     use base64::Engine;
     use base64::engine::general_purpose::STANDARD;
 
-    fn cfg_with(master_key: &str, dir: &std::path::Path) -> TenantConfig {
-        TenantConfig {
+    fn cfg_with(master_key: &str, dir: &std::path::Path) -> TenancyConfig {
+        TenancyConfig {
             master_key: master_key.to_owned(),
             secrets_dir: dir.to_owned(),
             ..Default::default()

@@ -2,6 +2,7 @@
 //! the tenant's existence and written to the audit log; revocations are announced to
 //! the other instances; and token authentication.
 
+use crate::tenant_id::AsTenantId;
 use std::sync::Arc;
 
 use super::error::{TenantError, TenantResult};
@@ -20,7 +21,7 @@ impl TenantManager {
     pub async fn create_jwt_key_by(
         &self,
         actor: &str,
-        tenant_id: &str,
+        tenant_id: &(impl AsTenantId + ?Sized),
         algorithm: JwtAlgorithm,
         public_key_pem: Option<&str>,
         label: Option<&str>,
@@ -40,7 +41,10 @@ impl TenantManager {
     }
 
     /// The tenant's JWT verification keys (never an HS256 secret).
-    pub async fn list_jwt_keys(&self, tenant_id: &str) -> TenantResult<Vec<JwtKeyInfo>> {
+    pub async fn list_jwt_keys(
+        &self,
+        tenant_id: &(impl AsTenantId + ?Sized),
+    ) -> TenantResult<Vec<JwtKeyInfo>> {
         let (id, _) = self.require(tenant_id).await?;
         self.jwt_keys.list(&id).await
     }
@@ -50,7 +54,7 @@ impl TenantManager {
     pub async fn revoke_jwt_key_by(
         &self,
         actor: &str,
-        tenant_id: &str,
+        tenant_id: &(impl AsTenantId + ?Sized),
         kid: &str,
     ) -> TenantResult<()> {
         let (id, _) = self.require(tenant_id).await?;
@@ -74,7 +78,7 @@ impl TenantManager {
     /// [`TenantError::Suspended`] once the token has verified.
     pub async fn authenticate_jwt(
         &self,
-        tenant_id: &str,
+        tenant_id: &(impl AsTenantId + ?Sized),
         token: &str,
     ) -> TenantResult<(VerifiedToken, Arc<Tenant>)> {
         let (id, tenant) = match self.require(tenant_id).await {

@@ -5,13 +5,14 @@ use super::api_keys::{ApiKeyInfo, AuthenticatedKey, CreatedApiKey};
 use super::error::{TenantError, TenantResult};
 use super::manager::TenantManager;
 use super::model::Tenant;
+use crate::tenant_id::AsTenantId;
 
 impl TenantManager {
     /// Creates an API key for an existing tenant; the secret is in the result only.
     pub async fn create_api_key_by(
         &self,
         actor: &str,
-        tenant_id: &str,
+        tenant_id: &(impl AsTenantId + ?Sized),
         label: Option<&str>,
     ) -> TenantResult<CreatedApiKey> {
         let (id, _) = self.require(tenant_id).await?;
@@ -26,7 +27,10 @@ impl TenantManager {
     }
 
     /// The tenant's keys (never their secrets).
-    pub async fn list_api_keys(&self, tenant_id: &str) -> TenantResult<Vec<ApiKeyInfo>> {
+    pub async fn list_api_keys(
+        &self,
+        tenant_id: &(impl AsTenantId + ?Sized),
+    ) -> TenantResult<Vec<ApiKeyInfo>> {
         let (id, _) = self.require(tenant_id).await?;
         self.api_keys().list(&id).await
     }
@@ -35,7 +39,7 @@ impl TenantManager {
     pub async fn revoke_api_key_by(
         &self,
         actor: &str,
-        tenant_id: &str,
+        tenant_id: &(impl AsTenantId + ?Sized),
         key_id: &str,
     ) -> TenantResult<()> {
         let (id, _) = self.require(tenant_id).await?;
@@ -55,7 +59,7 @@ impl TenantManager {
     pub async fn rotate_api_key_by(
         &self,
         actor: &str,
-        tenant_id: &str,
+        tenant_id: &(impl AsTenantId + ?Sized),
         key_id: &str,
     ) -> TenantResult<CreatedApiKey> {
         let (id, _) = self.require(tenant_id).await?;

@@ -29,7 +29,7 @@ use super::manager::{TenantEvent, TenantManager, TenantPage, TenantUpdate, rando
 use super::model::{BillingPlan, Tenant, TenantConfig, TenantOwner, TenantStatus};
 use super::policy::AccessPolicy;
 use super::validate::{self, DEFAULT_TENANT};
-use crate::tenant_id::TenantId;
+use crate::tenant_id::{AsTenantId, TenantId};
 
 /// Who is acting, for the audit log, when a call does not say.
 const SYSTEM_ACTOR: &str = "system";
@@ -147,7 +147,10 @@ impl TenantManager {
 
     /// The tenant, or `None` when there is none with this id. Reads go through a cache of
     /// at most `record_cache_ttl_ms`.
-    pub async fn get_tenant(&self, tenant_id: &str) -> TenantResult<Option<Tenant>> {
+    pub async fn get_tenant(
+        &self,
+        tenant_id: &(impl AsTenantId + ?Sized),
+    ) -> TenantResult<Option<Tenant>> {
         match self.require(tenant_id).await {
             Ok((_, t)) => Ok(Some((*t).clone())),
             Err(TenantError::NotFound { .. }) => Ok(None),
@@ -158,7 +161,7 @@ impl TenantManager {
     /// Applies `update` (validated first; nothing is written on bad input).
     pub async fn update_tenant(
         &self,
-        tenant_id: &str,
+        tenant_id: &(impl AsTenantId + ?Sized),
         update: TenantUpdate,
     ) -> TenantResult<Tenant> {
         self.update_tenant_by(SYSTEM_ACTOR, tenant_id, update).await
@@ -168,10 +171,10 @@ impl TenantManager {
     pub async fn update_tenant_by(
         &self,
         actor: &str,
-        tenant_id: &str,
+        tenant_id: &(impl AsTenantId + ?Sized),
         update: TenantUpdate,
     ) -> TenantResult<Tenant> {
-        let id = TenantId::parse(tenant_id)?;
+        let id = tenant_id.as_tenant_id()?;
         if let Some(n) = &update.name {
             validate::name(n)?;
         }
@@ -235,7 +238,11 @@ impl TenantManager {
     }
 
     /// Suspends a tenant: its requests are refused until resumed.
-    pub async fn suspend_tenant(&self, tenant_id: &str, reason: &str) -> TenantResult<Tenant> {
+    pub async fn suspend_tenant(
+        &self,
+        tenant_id: &(impl AsTenantId + ?Sized),
+        reason: &str,
+    ) -> TenantResult<Tenant> {
         self.suspend_tenant_by(SYSTEM_ACTOR, tenant_id, reason)
             .await
     }
@@ -244,11 +251,11 @@ impl TenantManager {
     pub async fn suspend_tenant_by(
         &self,
         actor: &str,
-        tenant_id: &str,
+        tenant_id: &(impl AsTenantId + ?Sized),
         reason: &str,
     ) -> TenantResult<Tenant> {
         validate::reason(reason)?;
-        let id = TenantId::parse(tenant_id)?;
+        let id = tenant_id.as_tenant_id()?;
         let now = self.now();
         let result = self
             .registry
@@ -273,13 +280,20 @@ impl TenantManager {
     }
 
     /// Resumes a suspended tenant.
-    pub async fn resume_tenant(&self, tenant_id: &str) -> TenantResult<Tenant> {
+    pub async fn resume_tenant(
+        &self,
+        tenant_id: &(impl AsTenantId + ?Sized),
+    ) -> TenantResult<Tenant> {
         self.resume_tenant_by(SYSTEM_ACTOR, tenant_id).await
     }
 
     /// [`Self::resume_tenant`] on behalf of `actor`.
-    pub async fn resume_tenant_by(&self, actor: &str, tenant_id: &str) -> TenantResult<Tenant> {
-        let id = TenantId::parse(tenant_id)?;
+    pub async fn resume_tenant_by(
+        &self,
+        actor: &str,
+        tenant_id: &(impl AsTenantId + ?Sized),
+    ) -> TenantResult<Tenant> {
+        let id = tenant_id.as_tenant_id()?;
         let now = self.now();
         let result = self
             .registry
@@ -303,27 +317,35 @@ impl TenantManager {
     /// Deletes a tenant: its cache entries, keys, data key (so leftovers can never be
     /// read), quota and rate state, and — when `purge_billing_history_on_delete` — its
     /// usage history. Touches only the tenant's own keys.
-    pub async fn delete_tenant(&self, tenant_id: &str) -> TenantResult<()> {
+    pub async fn delete_tenant(&self, tenant_id: &(impl AsTenantId + ?Sized)) -> TenantResult<()> {
         self.delete_tenant_by(SYSTEM_ACTOR, tenant_id).await
     }
 
     /// [`Self::delete_tenant`] on behalf of `actor`.
-    pub async fn delete_tenant_by(&self, actor: &str, tenant_id: &str) -> TenantResult<()> {
-        let result = self.remove_tenant(tenant_id).await;
-        let id = TenantId::parse(tenant_id).ok();
-        self.audit_event(actor, id.as_ref(), "tenant.delete", "", &result)
+    pub async fn delete_tenant_by(
+        &self,
+        actor: &str,
+        tenant_id: &(impl AsTenantId + ?Sized),
+    ) -> TenantResult<()> {
+        let parsed = tenant_id.as_tenant_id();
+        let result = match &parsed {
+            Ok(id) => self.remove_tenant(id).await,
+            Err(e) => Err(e.clone().into()),
+        };
+        let id = parsed.as_deref().ok();
+        self.audit_event(actor, id, "tenant.delete", "", &result)
             .await;
-        if result.is_ok() {
+        if let (Ok(()), Some(id)) = (&result, id) {
             self.announce(TenantEvent::Changed {
-                tenant_id: tenant_id.to_owned(),
+                tenant_id: id.to_string(),
                 change: "delete",
             });
         }
         result
     }
 
-    async fn remove_tenant(&self, tenant_id: &str) -> TenantResult<()> {
-        if tenant_id == DEFAULT_TENANT && !self.multi_tenancy_enabled() {
+    async fn remove_tenant(&self, tenant_id: &TenantId) -> TenantResult<()> {
+        if tenant_id.as_str() == DEFAULT_TENANT && !self.multi_tenancy_enabled() {
             return Err(TenantError::InvalidField {
                 field: "tenant_id",
                 reason: "the default tenant cannot be deleted while multi-tenancy is off".into(),
@@ -333,11 +355,10 @@ impl TenantManager {
             Ok(found) => found,
             Err(TenantError::NotFound { .. }) => {
                 // A retried deletion that was cut short after its atomic write: finish it.
-                let id = TenantId::parse(tenant_id)?;
-                if self.registry.deletion_pending(&id).await? {
-                    return self.clean_up_deleted(&id).await;
+                if self.registry.deletion_pending(tenant_id).await? {
+                    return self.clean_up_deleted(tenant_id).await;
                 }
-                return Err(TenantError::tenant_not_found(tenant_id));
+                return Err(TenantError::tenant_not_found(tenant_id.as_str()));
             }
             Err(e) => return Err(e),
         };
@@ -374,7 +395,7 @@ impl TenantManager {
         match self.cache.load_full() {
             Some(cache) => {
                 cache
-                    .clear(Some(id.as_str()))
+                    .clear(&id)
                     .await
                     .map_err(|e| TenantError::InvalidField {
                         field: "cache",

@@ -23,13 +23,13 @@ use std::sync::Arc;
 use super::error::TenantResult;
 use super::manager::TenantManager;
 use super::model::BillingPlan;
-use crate::config::{PlanConfig, TenantConfig};
+use crate::config::{PlanConfig, TenancyConfig};
 
 /// The keys of the `tenant` section applied live; every other key (`enabled` among
 /// them) keeps the value the manager was built with.
 pub const LIVE_TENANT_KEYS: [&str; 3] = ["enable_billing", "default_plan", "plans"];
 
-/// The live part of [`TenantConfig`].
+/// The live part of [`TenancyConfig`].
 #[derive(Debug, Clone, PartialEq)]
 pub struct LiveTenantSettings {
     /// Bills are computed (usage is metered either way).
@@ -43,7 +43,7 @@ pub struct LiveTenantSettings {
 
 impl LiveTenantSettings {
     /// The live keys of `config`.
-    pub fn of(config: &TenantConfig) -> Self {
+    pub fn of(config: &TenancyConfig) -> Self {
         Self {
             enable_billing: config.enable_billing,
             default_plan: config.default_plan,
@@ -88,7 +88,7 @@ impl TenantManager {
     ///
     /// Also seals the month just closed with the running prices if no instance has yet,
     /// so a reload never reprices a month that ended under other prices.
-    pub async fn prepare_live_settings(&self, next: &TenantConfig) -> TenantResult<()> {
+    pub async fn prepare_live_settings(&self, next: &TenancyConfig) -> TenantResult<()> {
         next.validate()?;
         self.seal_closed_month().await
     }
@@ -98,7 +98,7 @@ impl TenantManager {
     /// ignored. Returns the keys whose value changed.
     ///
     /// `next` is validated first: an invalid one changes nothing.
-    pub fn apply_live_settings(&self, next: &TenantConfig) -> TenantResult<Vec<&'static str>> {
+    pub fn apply_live_settings(&self, next: &TenancyConfig) -> TenantResult<Vec<&'static str>> {
         next.validate()?;
         let next = LiveTenantSettings::of(next);
         let running = self.live.load_full();
@@ -119,7 +119,7 @@ mod tests {
 
     #[test]
     fn changed_names_each_differing_key() {
-        let running = LiveTenantSettings::of(&TenantConfig::default());
+        let running = LiveTenantSettings::of(&TenancyConfig::default());
         assert!(running.changed(&running.clone()).is_empty());
         let mut next = running.clone();
         next.enable_billing = false;
@@ -134,7 +134,7 @@ mod tests {
 
     #[test]
     fn every_live_key_is_a_tenant_field() {
-        let value = serde_json::to_value(TenantConfig::default()).expect("serialize");
+        let value = serde_json::to_value(TenancyConfig::default()).expect("serialize");
         for key in LIVE_TENANT_KEYS {
             assert!(value.get(key).is_some(), "{key}");
         }

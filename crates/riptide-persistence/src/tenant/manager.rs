@@ -5,7 +5,7 @@
 //! audit and encryption are their own types, composed here.
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, Mutex};
 
 use arc_swap::{ArcSwap, ArcSwapOption};
 use chrono::{DateTime, Utc};
@@ -18,7 +18,7 @@ use super::crypto::{MasterKey, TenantKeys};
 use super::error::{TenantError, TenantResult};
 use super::jwt_keys::JwtKeys;
 use super::live_settings::LiveTenantSettings;
-use super::metrics::TenantMetrics;
+use super::metrics_lock::SharedTenantMetrics;
 use super::model::{BillingPlan, Tenant, TenantOwner};
 use super::policy::AccessPolicy;
 use super::quota::{BudgetHandle, BudgetSource, RateArgs, TenantBudgets, rate_args_cache};
@@ -29,7 +29,7 @@ use crate::cache::PersistentCacheManager;
 use crate::clock::{SharedClock, system_clock};
 use crate::config::{self, PersistenceConfig};
 use crate::store::{SharedStore, open_store};
-use crate::tenant_id::TenantId;
+use crate::tenant_id::{AsTenantId, TenantId};
 
 /// Changes to a tenant; `None` leaves a field as it is.
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -96,7 +96,7 @@ pub struct TenantManager {
     pub(super) store: SharedStore,
     pub(super) clock: SharedClock,
     /// As built: the keys read once (see `live` for the others).
-    pub(super) config: Arc<config::TenantConfig>,
+    pub(super) config: Arc<config::TenancyConfig>,
     /// Plans, billing and default plan as last applied (see
     /// `live_settings.rs`); shared with the cache budgets.
     pub(super) live: Arc<ArcSwap<LiveTenantSettings>>,
@@ -105,7 +105,7 @@ pub struct TenantManager {
     pub(super) registry: Registry,
     pub(super) budgets: Arc<TenantBudgets>,
     pub(super) usage: Arc<UsageMeter>,
-    pub(super) metrics: Arc<RwLock<TenantMetrics>>,
+    pub(super) metrics: SharedTenantMetrics,
     pub(super) api_keys: ApiKeys,
     pub(super) jwt_keys: JwtKeys,
     audit: Arc<AuditLog>,
@@ -126,8 +126,8 @@ impl TenantManager {
     /// seed's constructor). Must run inside a tokio runtime: the usage flusher starts.
     pub async fn new(
         url: &str,
-        config: config::TenantConfig,
-        metrics: Arc<RwLock<TenantMetrics>>,
+        config: config::TenancyConfig,
+        metrics: impl Into<SharedTenantMetrics>,
     ) -> TenantResult<Self> {
         let persistence = PersistenceConfig {
             tenant: config,
@@ -141,11 +141,12 @@ impl TenantManager {
     /// The tenant layer over an existing store, with an injected clock.
     pub async fn with_store(
         store: SharedStore,
-        config: config::TenantConfig,
-        metrics: Arc<RwLock<TenantMetrics>>,
+        config: config::TenancyConfig,
+        metrics: impl Into<SharedTenantMetrics>,
         clock: SharedClock,
     ) -> TenantResult<Self> {
         config.validate()?;
+        let metrics = metrics.into();
         let config = Arc::new(config);
         let (master, _created) = MasterKey::from_config(&config)?;
         let pepper = load_pepper(&config)?;
@@ -251,8 +252,8 @@ impl TenantManager {
     /// Drops what this instance holds about a tenant another instance changed: its
     /// cached record, cached key lookups and (when deleted) its data key, and tells the
     /// deletion hook.
-    pub fn forget_tenant(&self, tenant_id: &str, deleted: bool) {
-        let Ok(id) = TenantId::parse(tenant_id) else {
+    pub fn forget_tenant(&self, tenant_id: &(impl AsTenantId + ?Sized), deleted: bool) {
+        let Ok(id) = tenant_id.as_tenant_id() else {
             return;
         };
         self.registry.forget(&id);
@@ -279,7 +280,7 @@ impl TenantManager {
     /// The configuration the manager was built with. The live keys (plans, billing,
     /// default plan) may have changed since: [`Self::live_settings`] has the values in
     /// force.
-    pub fn config(&self) -> &config::TenantConfig {
+    pub fn config(&self) -> &config::TenancyConfig {
         &self.config
     }
 
@@ -308,14 +309,17 @@ impl TenantManager {
     }
 
     /// A valid, existing tenant.
-    pub(super) async fn require(&self, tenant_id: &str) -> TenantResult<(TenantId, Arc<Tenant>)> {
-        let id = TenantId::parse(tenant_id)?;
+    pub(super) async fn require(
+        &self,
+        tenant_id: &(impl AsTenantId + ?Sized),
+    ) -> TenantResult<(TenantId, Arc<Tenant>)> {
+        let id = tenant_id.as_tenant_id()?;
         let tenant = self
             .registry
             .get(&id)
             .await?
-            .ok_or_else(|| TenantError::tenant_not_found(tenant_id))?;
-        Ok((id, tenant))
+            .ok_or_else(|| TenantError::tenant_not_found(id.as_str()))?;
+        Ok((id.into_owned(), tenant))
     }
 
     // ---- shutdown ----

@@ -16,6 +16,7 @@ mod lifecycle;
 mod live_settings;
 mod manager;
 pub mod metrics;
+mod metrics_lock;
 pub mod model;
 pub mod policy;
 mod quota;
@@ -33,6 +34,7 @@ pub use manager::{
     TenantChangeListener, TenantDeletionHook, TenantEvent, TenantManager, TenantPage, TenantUpdate,
 };
 pub use metrics::{TenantMetrics, TenantMetricsSnapshot};
+pub use metrics_lock::SharedTenantMetrics;
 pub use model::{
     BillingPlan, ResourceUsageRecord, Tenant, TenantConfig, TenantIsolationLevel, TenantOwner,
     TenantStatus,

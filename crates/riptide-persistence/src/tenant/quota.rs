@@ -22,7 +22,7 @@ use crate::config::PlanConfig;
 use crate::keys::Scope;
 use crate::keys::records;
 use crate::store::{GcraDecision, GcraLimit};
-use crate::tenant_id::TenantId;
+use crate::tenant_id::{AsTenantId, TenantId};
 
 /// Rate limits are per minute.
 const RATE_PERIOD_MS: u64 = 60_000;
@@ -173,7 +173,7 @@ impl TenantManager {
     /// - `data_transfer_bytes`: compares with this calendar month's response bytes.
     pub async fn check_quota(
         &self,
-        tenant_id: &str,
+        tenant_id: &(impl AsTenantId + ?Sized),
         resource: &str,
         amount: u64,
     ) -> TenantResult<()> {
@@ -212,7 +212,11 @@ impl TenantManager {
 
     /// The rate-limit step of `check_quota("operations_per_minute", cost)`, returning the
     /// decision (limit, remaining, reset) for `RateLimit-*` headers when admitted.
-    pub async fn check_rate(&self, tenant_id: &str, cost: u64) -> TenantResult<GcraDecision> {
+    pub async fn check_rate(
+        &self,
+        tenant_id: &(impl AsTenantId + ?Sized),
+        cost: u64,
+    ) -> TenantResult<GcraDecision> {
         let (id, tenant) = self.require(tenant_id).await?;
         self.check_rate_of(&id, &tenant, cost).await
     }
@@ -281,7 +285,11 @@ impl TenantManager {
     /// Every charge that passes saw a total holding itself and every charge added before
     /// it, so writes that pass never sum past the limit (concurrent growths that do not
     /// all fit may all be refused, never all admitted).
-    pub async fn adjust_storage(&self, tenant_id: &str, delta: i64) -> TenantResult<u64> {
+    pub async fn adjust_storage(
+        &self,
+        tenant_id: &(impl AsTenantId + ?Sized),
+        delta: i64,
+    ) -> TenantResult<u64> {
         let (id, tenant) = self.require(tenant_id).await?;
         if delta <= 0 {
             let current = self.current_use(&id, Resource::StorageBytes).await?;

@@ -24,7 +24,7 @@ use base64::engine::general_purpose::{
 use rand::RngCore;
 
 use super::error::{TenantError, TenantResult};
-use crate::config::TenantConfig;
+use crate::config::TenancyConfig;
 use crate::private_fs;
 
 /// File name of the generated API key pepper under `tenant.secrets_dir`.
@@ -44,7 +44,7 @@ const MAX_SECRET_FILE_LEN: u64 = 64 * 1024;
 /// A configured pepper that is not base64 or is too short is refused with
 /// [`TenantError::InvalidField`]; an unreadable or too-short file with
 /// [`TenantError::Crypto`].
-pub fn load_pepper(cfg: &TenantConfig) -> TenantResult<Vec<u8>> {
+pub fn load_pepper(cfg: &TenancyConfig) -> TenantResult<Vec<u8>> {
     if !cfg.api_key_pepper.trim().is_empty() {
         return decode_configured_secret(
             "tenant.api_key_pepper",
@@ -324,7 +324,7 @@ mod tests {
     #[test]
     fn configured_pepper_wins_and_is_checked() {
         let dir = tempfile::tempdir().expect("temp dir");
-        let mut cfg = TenantConfig {
+        let mut cfg = TenancyConfig {
             secrets_dir: dir.path().to_path_buf(),
             ..Default::default()
         };

@@ -96,22 +96,11 @@ async fn typed_round_trip_and_misses(b: Backend) {
     );
     // Raw bytes are served as stored.
     cache
-        .set_bytes(
-            "body",
-            Bytes::from_static(b"{\"ok\":1}"),
-            Some(&t),
-            None,
-            None,
-        )
+        .set_bytes("body", Bytes::from_static(b"{\"ok\":1}"), &t, None, None)
         .await
         .unwrap();
     assert_eq!(
-        cache
-            .get_bytes("body", Some(&t))
-            .await
-            .unwrap()
-            .unwrap()
-            .as_ref(),
+        cache.get_bytes("body", &t).await.unwrap().unwrap().as_ref(),
         b"{\"ok\":1}"
     );
     // A value of another type is a clear error, not a panic.
@@ -130,8 +119,8 @@ async fn typed_round_trip_and_misses(b: Backend) {
         );
         assert!(cache.set("k", &1, Some(bad), None, None).await.is_err());
     }
-    assert!(cache.delete("extract:a", Some(&t)).await.unwrap());
-    assert!(!cache.delete("extract:a", Some(&t)).await.unwrap());
+    assert!(cache.delete("extract:a", &t).await.unwrap());
+    assert!(!cache.delete("extract:a", &t).await.unwrap());
     assert_eq!(
         cache.get::<Page>("extract:a", Some(&t)).await.unwrap(),
         None
@@ -176,7 +165,7 @@ async fn sub_second_ttl_expires(b: Backend) {
         "expired in L1 and L2"
     );
     assert_eq!(
-        cache.usage(Some(&t)).await.unwrap().entries,
+        cache.usage(&t).await.unwrap().entries,
         0,
         "expired entries stop counting"
     );
@@ -195,7 +184,7 @@ async fn compression_is_real_in_the_store(b: Backend) {
         let t = tenant();
         let html = html_page(50);
         cache
-            .set_bytes("page", Bytes::from(html.clone()), Some(&t), None, None)
+            .set_bytes("page", Bytes::from(html.clone()), &t, None, None)
             .await
             .unwrap();
         let raw = cache
@@ -222,17 +211,12 @@ async fn compression_is_real_in_the_store(b: Backend) {
             PersistentCacheManager::with_store(cache.store().clone(), CacheConfig::default())
                 .unwrap();
         assert_eq!(
-            other
-                .get_bytes("page", Some(&t))
-                .await
-                .unwrap()
-                .unwrap()
-                .as_ref(),
+            other.get_bytes("page", &t).await.unwrap().unwrap().as_ref(),
             html.as_bytes()
         );
         // Small values stay plain.
         cache
-            .set_bytes("tiny", Bytes::from_static(b"tiny"), Some(&t), None, None)
+            .set_bytes("tiny", Bytes::from_static(b"tiny"), &t, None, None)
             .await
             .unwrap();
         let raw = cache
@@ -253,7 +237,7 @@ async fn oversize_entries_are_refused(b: Backend) {
     let (cache, _s) = cache(b, cfg).await;
     let t = tenant();
     let err = cache
-        .set_bytes("big", Bytes::from(vec![b'x'; 1001]), Some(&t), None, None)
+        .set_bytes("big", Bytes::from(vec![b'x'; 1001]), &t, None, None)
         .await
         .unwrap_err();
     assert!(
@@ -267,23 +251,20 @@ async fn oversize_entries_are_refused(b: Backend) {
         "{err}"
     );
     assert!(err.to_string().contains("max_entry_size_bytes"));
-    assert_eq!(cache.get_bytes("big", Some(&t)).await.unwrap(), None);
+    assert_eq!(cache.get_bytes("big", &t).await.unwrap(), None);
 }
 
 async fn batches_round_trip(b: Backend) {
     let (cache, _s) = cache(b, CacheConfig::default()).await;
     let t = tenant();
     let entries: Vec<(String, u32)> = (0..100).map(|i| (format!("k{i}"), i)).collect();
-    cache
-        .set_batch(&entries, Some(&t), None, None)
-        .await
-        .unwrap();
+    cache.set_batch(&entries, &t, None, None).await.unwrap();
     let mut keys: Vec<String> = entries.iter().map(|(k, _)| k.clone()).collect();
     keys.push("absent".into());
     // A second manager has an empty L1, so this is one store round trip for all keys.
     let cold =
         PersistentCacheManager::with_store(cache.store().clone(), CacheConfig::default()).unwrap();
-    let got: Vec<Option<u32>> = cold.get_batch(&keys, Some(&t)).await.unwrap();
+    let got: Vec<Option<u32>> = cold.get_batch(&keys, &t).await.unwrap();
     assert_eq!(got.len(), 101);
     assert!(
         got[..100]
@@ -294,7 +275,7 @@ async fn batches_round_trip(b: Backend) {
     assert_eq!(got[100], None);
     let s = &cold.stats().tenants[t.as_str()];
     assert_eq!((s.hits, s.misses), (100, 1));
-    assert_eq!(cache.usage(Some(&t)).await.unwrap().entries, 100);
+    assert_eq!(cache.usage(&t).await.unwrap().entries, 100);
 }
 
 async fn get_or_load_runs_the_loader_once(b: Backend) {
@@ -307,17 +288,11 @@ async fn get_or_load_runs_the_loader_once(b: Backend) {
         let (cache, t, calls) = (cache.clone(), t.clone(), calls.clone());
         tasks.push(tokio::spawn(async move {
             cache
-                .get_or_load_bytes(
-                    "extract:https://example.com/",
-                    Some(&t),
-                    None,
-                    None,
-                    || async {
-                        calls.fetch_add(1, Ordering::SeqCst);
-                        tokio::time::sleep(Duration::from_millis(100)).await;
-                        Ok::<_, String>(Bytes::from_static(b"extracted"))
-                    },
-                )
+                .get_or_load_bytes("extract:https://example.com/", &t, None, None, || async {
+                    calls.fetch_add(1, Ordering::SeqCst);
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    Ok::<_, String>(Bytes::from_static(b"extracted"))
+                })
                 .await
                 .unwrap()
         }));
@@ -341,19 +316,15 @@ async fn get_or_load_runs_the_loader_once(b: Backend) {
         1
     );
     let again = cache
-        .get_or_load_bytes(
-            "extract:https://example.com/",
-            Some(&t),
-            None,
-            None,
-            || async { Err::<Bytes, _>("must not run") },
-        )
+        .get_or_load_bytes("extract:https://example.com/", &t, None, None, || async {
+            Err::<Bytes, _>("must not run")
+        })
         .await
         .unwrap();
     assert_eq!(again.source, LookupSource::Hit);
     // Typed form.
     let page = cache
-        .get_or_load("typed", Some(&t), None, None, || async {
+        .get_or_load("typed", &t, None, None, || async {
             Ok::<_, String>(Page {
                 title: "x".into(),
                 words: 1,
@@ -376,7 +347,7 @@ async fn failed_loads_release_waiters(b: Backend) {
         let (cache, t) = (cache.clone(), t.clone());
         tokio::spawn(async move {
             cache
-                .get_or_load_bytes("k", Some(&t), None, None, || async {
+                .get_or_load_bytes("k", &t, None, None, || async {
                     tokio::time::sleep(Duration::from_millis(80)).await;
                     Err::<Bytes, _>("origin said 502")
                 })
@@ -385,7 +356,7 @@ async fn failed_loads_release_waiters(b: Backend) {
     };
     tokio::time::sleep(Duration::from_millis(20)).await;
     let follower = cache
-        .get_or_load_bytes("k", Some(&t), None, None, || async {
+        .get_or_load_bytes("k", &t, None, None, || async {
             Ok::<_, String>(Bytes::new())
         })
         .await;
@@ -399,7 +370,7 @@ async fn failed_loads_release_waiters(b: Backend) {
     ));
     // Nothing was cached; the next caller loads again.
     let ok = cache
-        .get_or_load_bytes("k", Some(&t), None, None, || async {
+        .get_or_load_bytes("k", &t, None, None, || async {
             Ok::<_, String>(Bytes::from_static(b"v"))
         })
         .await;
@@ -409,7 +380,7 @@ async fn failed_loads_release_waiters(b: Backend) {
         let (cache, t) = (cache.clone(), t.clone());
         tokio::spawn(async move {
             cache
-                .get_or_load_bytes("slow", Some(&t), None, None, || async {
+                .get_or_load_bytes("slow", &t, None, None, || async {
                     tokio::time::sleep(Duration::from_millis(600)).await;
                     Ok::<_, String>(Bytes::from_static(b"late"))
                 })
@@ -418,7 +389,7 @@ async fn failed_loads_release_waiters(b: Backend) {
     };
     tokio::time::sleep(Duration::from_millis(20)).await;
     let waited = cache
-        .get_or_load_bytes("slow", Some(&t), None, None, || async {
+        .get_or_load_bytes("slow", &t, None, None, || async {
             Ok::<_, String>(Bytes::new())
         })
         .await;
@@ -452,10 +423,7 @@ async fn invalidation_by_tag_namespace_and_clear(b: Backend) {
             .unwrap();
     }
     assert_eq!(
-        cache
-            .invalidate_tag("site:example.com", Some(&a))
-            .await
-            .unwrap(),
+        cache.invalidate_tag("site:example.com", &a).await.unwrap(),
         2
     );
     assert_eq!(cache.get::<u32>("extract:1", Some(&a)).await.unwrap(), None);
@@ -463,16 +431,10 @@ async fn invalidation_by_tag_namespace_and_clear(b: Backend) {
         cache.get::<u32>("extract:2", Some(&a)).await.unwrap(),
         Some(2)
     );
-    assert_eq!(
-        cache
-            .invalidate_namespace("search", Some(&a))
-            .await
-            .unwrap(),
-        1
-    );
+    assert_eq!(cache.invalidate_namespace("search", &a).await.unwrap(), 1);
     assert_eq!(cache.get::<u32>("search:4", Some(&a)).await.unwrap(), None);
-    assert_eq!(cache.clear(Some(&a)).await.unwrap(), 1);
-    assert_eq!(cache.usage(Some(&a)).await.unwrap().entries, 0);
+    assert_eq!(cache.clear(&a).await.unwrap(), 1);
+    assert_eq!(cache.usage(&a).await.unwrap().entries, 0);
     // The other tenant kept everything.
     for (k, v) in [
         ("extract:1", 1),
@@ -486,8 +448,8 @@ async fn invalidation_by_tag_namespace_and_clear(b: Backend) {
             "{k}"
         );
     }
-    assert!(cache.invalidate_tag("bad tag", Some(&a)).await.is_err());
-    assert!(cache.invalidate_namespace("Bad*", Some(&a)).await.is_err());
+    assert!(cache.invalidate_tag("bad tag", &a).await.is_err());
+    assert!(cache.invalidate_namespace("Bad*", &a).await.is_err());
 }
 
 async fn budget_evicts_only_the_tenants_own_entries(b: Backend) {
@@ -505,7 +467,7 @@ async fn budget_evicts_only_the_tenants_own_entries(b: Backend) {
         .set_bytes(
             "keep",
             Bytes::from(vec![b'b'; 5_000]),
-            Some(&bystander),
+            &bystander,
             None,
             None,
         )
@@ -518,14 +480,14 @@ async fn budget_evicts_only_the_tenants_own_entries(b: Backend) {
             .set_bytes(
                 &format!("e{i}"),
                 Bytes::from(vec![b'a'; 3_000]),
-                Some(&a),
+                &a,
                 Some(ttl),
                 None,
             )
             .await
             .unwrap();
     }
-    let usage = cache.usage(Some(&a)).await.unwrap();
+    let usage = cache.usage(&a).await.unwrap();
     assert!(usage.used_bytes <= 20_000, "{usage:?}");
     // Exactly what the store holds for the tenant.
     let mut stored = 0;
@@ -549,15 +511,9 @@ async fn budget_evicts_only_the_tenants_own_entries(b: Backend) {
         "soonest-expiring evicted first"
     );
     assert!(cache.stats().tenants[a.as_str()].evictions >= 4);
-    assert!(
-        cache
-            .get_bytes("keep", Some(&bystander))
-            .await
-            .unwrap()
-            .is_some()
-    );
+    assert!(cache.get_bytes("keep", &bystander).await.unwrap().is_some());
     let err = cache
-        .set_bytes("huge", Bytes::from(vec![0; 25_000]), Some(&a), None, None)
+        .set_bytes("huge", Bytes::from(vec![0; 25_000]), &a, None, None)
         .await
         .unwrap_err();
     assert!(
@@ -565,18 +521,18 @@ async fn budget_evicts_only_the_tenants_own_entries(b: Backend) {
         "{err}"
     );
     // Overwrites replace, not add.
-    let before = cache.usage(Some(&a)).await.unwrap();
+    let before = cache.usage(&a).await.unwrap();
     cache
         .set_bytes(
             "e9",
             Bytes::from(vec![b'z'; 3_000]),
-            Some(&a),
+            &a,
             Some(Duration::from_secs(200)),
             None,
         )
         .await
         .unwrap();
-    assert_eq!(cache.usage(Some(&a)).await.unwrap(), before);
+    assert_eq!(cache.usage(&a).await.unwrap(), before);
 }
 
 struct CountingLoader(Arc<AtomicUsize>);
@@ -608,14 +564,14 @@ async fn warming_loads_missing_and_reports(b: Backend) {
         CacheWarmer::new(3).with_loader(CountingLoader(calls.clone())),
     ));
     cache
-        .set_bytes("u0", Bytes::from_static(b"already"), Some(&t), None, None)
+        .set_bytes("u0", Bytes::from_static(b"already"), &t, None, None)
         .await
         .unwrap();
     let keys: Vec<String> = ["u0", "u1", "u2", "u3", "u4", "broken", "u1"]
         .iter()
         .map(|s| s.to_string())
         .collect();
-    let report = cache.warm_cache_for(Some(&t), keys).await.unwrap();
+    let report = cache.warm_cache_for(&t, keys).await.unwrap();
     assert_eq!(
         (
             report.requested,
@@ -628,21 +584,11 @@ async fn warming_loads_missing_and_reports(b: Backend) {
     );
     assert_eq!(calls.load(Ordering::SeqCst), 5);
     assert_eq!(
-        cache
-            .get_bytes("u3", Some(&t))
-            .await
-            .unwrap()
-            .unwrap()
-            .as_ref(),
+        cache.get_bytes("u3", &t).await.unwrap().unwrap().as_ref(),
         b"content of u3"
     );
     assert_eq!(
-        cache
-            .get_bytes("u0", Some(&t))
-            .await
-            .unwrap()
-            .unwrap()
-            .as_ref(),
+        cache.get_bytes("u0", &t).await.unwrap().unwrap().as_ref(),
         b"already"
     );
     // Entries close to expiry are warmed again; fresh ones are not.
@@ -650,14 +596,14 @@ async fn warming_loads_missing_and_reports(b: Backend) {
         .set_bytes(
             "u4",
             Bytes::from_static(b"old"),
-            Some(&t),
+            &t,
             Some(Duration::from_secs(5)),
             None,
         )
         .await
         .unwrap();
     let report = cache
-        .warm_cache_for(Some(&t), vec!["u3".into(), "u4".into()])
+        .warm_cache_for(&t, vec!["u3".into(), "u4".into()])
         .await
         .unwrap();
     assert_eq!((report.warmed, report.fresh), (1, 1));

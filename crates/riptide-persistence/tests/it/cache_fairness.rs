@@ -39,13 +39,11 @@ async fn a_scanning_tenant_does_not_evict_another_tenants_hot_set() {
     let (victim, attacker) = (tenant(), tenant());
     let victim_keys: Vec<String> = (0..VICTIM_KEYS).map(|i| format!("page:{i}")).collect();
     for (i, k) in victim_keys.iter().enumerate() {
-        a.set_bytes(k, value(i), Some(&victim), None, None)
-            .await
-            .unwrap();
+        a.set_bytes(k, value(i), &victim, None, None).await.unwrap();
     }
     let read_hot_set = async |a: &PersistentCacheManager| {
         for k in &victim_keys {
-            assert!(a.get_bytes(k, Some(&victim)).await.unwrap().is_some());
+            assert!(a.get_bytes(k, &victim).await.unwrap().is_some());
         }
     };
     for _ in 0..3 {
@@ -54,11 +52,11 @@ async fn a_scanning_tenant_does_not_evict_another_tenants_hot_set() {
 
     for i in 0..ATTACKER_KEYS {
         let k = format!("scan:{i}");
-        a.set_bytes(&k, value(i), Some(&attacker), None, None)
+        a.set_bytes(&k, value(i), &attacker, None, None)
             .await
             .unwrap();
         for _ in 0..2 {
-            assert!(a.get_bytes(&k, Some(&attacker)).await.unwrap().is_some());
+            assert!(a.get_bytes(&k, &attacker).await.unwrap().is_some());
         }
         // The victim keeps using its pages meanwhile.
         if i % 128 == 0 {
@@ -71,11 +69,11 @@ async fn a_scanning_tenant_does_not_evict_another_tenants_hot_set() {
     // Gone from the store: only L1 can still answer.
     let b = PersistentCacheManager::with_store(s.store.clone(), config).unwrap();
     for k in &victim_keys {
-        assert!(b.delete(k, Some(&victim)).await.unwrap());
+        assert!(b.delete(k, &victim).await.unwrap());
     }
     let mut from_l1 = 0;
     for k in &victim_keys {
-        if a.get_bytes(k, Some(&victim)).await.unwrap().is_some() {
+        if a.get_bytes(k, &victim).await.unwrap().is_some() {
             from_l1 += 1;
         }
     }
@@ -85,10 +83,7 @@ async fn a_scanning_tenant_does_not_evict_another_tenants_hot_set() {
     );
     // The attacker's own entries are all still served (from the store when L1 refused them).
     for i in (0..ATTACKER_KEYS).step_by(37) {
-        let got = a
-            .get_bytes(&format!("scan:{i}"), Some(&attacker))
-            .await
-            .unwrap();
+        let got = a.get_bytes(&format!("scan:{i}"), &attacker).await.unwrap();
         assert_eq!(got, Some(value(i)));
     }
 }

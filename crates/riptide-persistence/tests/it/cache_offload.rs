@@ -59,7 +59,7 @@ async fn large_entries_do_not_hold_the_async_thread() {
     let (writer, (t1, value)) = (cache.clone(), (t.clone(), big.clone()));
     let (stall, total) = stall_while(async move {
         writer
-            .set_bytes("big", value, Some(&t1), None, None)
+            .set_bytes("big", value, &t1, None, None)
             .await
             .unwrap();
     })
@@ -71,7 +71,7 @@ async fn large_entries_do_not_hold_the_async_thread() {
 
     let (reader, t2, expected) = (cache.clone(), t.clone(), big.clone());
     let (stall, total) = stall_while(async move {
-        let got = reader.get_bytes("big", Some(&t2)).await.unwrap();
+        let got = reader.get_bytes("big", &t2).await.unwrap();
         assert_eq!(got, Some(expected));
     })
     .await;
@@ -85,13 +85,13 @@ async fn large_entries_do_not_hold_the_async_thread() {
         .map(|i| (format!("b{i}"), page((1 << 20) + i)))
         .collect();
     cache
-        .set_batch_bytes(&entries, Some(&t), None, None)
+        .set_batch_bytes(&entries, &t, None, None)
         .await
         .unwrap();
     let fresh =
         PersistentCacheManager::with_store(cache.store().clone(), cache.config().clone()).unwrap();
     let keys: Vec<&str> = entries.iter().map(|(k, _)| k.as_str()).collect();
-    let got = fresh.get_batch_bytes(&keys, Some(&t)).await.unwrap();
+    let got = fresh.get_batch_bytes(&keys, &t).await.unwrap();
     let want: Vec<Option<Bytes>> = entries.iter().map(|(_, v)| Some(v.clone())).collect();
     assert_eq!(got, want);
 }

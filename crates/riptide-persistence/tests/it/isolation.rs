@@ -6,7 +6,9 @@ use std::collections::HashMap;
 use proptest::prelude::*;
 use proptest::test_runner::{Config, TestRunner};
 use riptide_persistence::keys::Namespace;
-use riptide_persistence::{CacheConfig, CacheError, CacheMetadata, PersistentCacheManager};
+use riptide_persistence::{
+    CacheConfig, CacheError, CacheMetadata, PersistentCacheManager, Scope, cache::scope_of,
+};
 
 use super::support::{Backend, store};
 
@@ -64,8 +66,10 @@ async fn run_case(cache: &PersistentCacheManager, steps: Vec<Step>) {
         .map(|i| (i < 3).then(|| riptide_test_support::unique("iso")))
         .collect();
     // The global scope is shared by all cases on this store: start it empty.
-    cache.clear(None).await.unwrap();
+    cache.clear(&Scope::Global).await.unwrap();
     let t = |i: usize| tenants[i].as_deref();
+    // The typed scope of each index, for the calls that take one.
+    let s = |i: usize| scope_of(t(i)).unwrap();
     let mut model: Model = HashMap::new();
     for step in steps {
         match step.clone() {
@@ -83,17 +87,17 @@ async fn run_case(cache: &PersistentCacheManager, steps: Vec<Step>) {
                 model.insert((scope, key), (value, tag));
             }
             Step::Delete { scope, key } => {
-                let existed = cache.delete(KEYS[key], t(scope)).await.unwrap();
+                let existed = cache.delete(KEYS[key], &s(scope)).await.unwrap();
                 assert_eq!(existed, model.remove(&(scope, key)).is_some(), "{step:?}");
             }
             Step::InvalidateTag { scope, tag } => {
-                let n = cache.invalidate_tag(TAGS[tag], t(scope)).await.unwrap();
+                let n = cache.invalidate_tag(TAGS[tag], &s(scope)).await.unwrap();
                 let before = model.len();
                 model.retain(|&(s, _), &mut (_, g)| !(s == scope && g == Some(tag)));
                 assert_eq!(n as usize, before - model.len(), "{step:?}");
             }
             Step::InvalidateNamespace { scope, ns } => {
-                let n = cache.invalidate_namespace(ns, t(scope)).await.unwrap();
+                let n = cache.invalidate_namespace(ns, &s(scope)).await.unwrap();
                 let before = model.len();
                 model.retain(|&(s, k), _| {
                     !(s == scope && Namespace::of_key(KEYS[k]).as_str() == ns)
@@ -101,7 +105,7 @@ async fn run_case(cache: &PersistentCacheManager, steps: Vec<Step>) {
                 assert_eq!(n as usize, before - model.len(), "{step:?}");
             }
             Step::Clear { scope } => {
-                cache.clear(t(scope)).await.unwrap();
+                cache.clear(&s(scope)).await.unwrap();
                 model.retain(|&(s, _), _| s != scope);
             }
             Step::BadTenant { raw, key } => {
@@ -111,7 +115,7 @@ async fn run_case(cache: &PersistentCacheManager, steps: Vec<Step>) {
                 let set = cache.set(KEYS[key], &1u32, Some(&raw), None, None).await;
                 assert!(matches!(set, Err(CacheError::Invalid(_))), "{raw:?}");
                 assert!(matches!(
-                    cache.clear(Some(&raw)).await,
+                    cache.clear(&raw).await,
                     Err(CacheError::Invalid(_))
                 ));
             }
@@ -125,7 +129,10 @@ async fn run_case(cache: &PersistentCacheManager, steps: Vec<Step>) {
         }
     }
     for (scope, tenant) in tenants.iter().enumerate() {
-        let usage = cache.usage(tenant.as_deref()).await.unwrap();
+        let usage = cache
+            .usage(&scope_of(tenant.as_deref()).unwrap())
+            .await
+            .unwrap();
         let live = model.keys().filter(|(s, _)| *s == scope).count() as u64;
         assert_eq!(usage.entries, live, "scope {scope}");
     }

@@ -51,7 +51,7 @@ impl Live {
         let secrets = tempfile::tempdir().expect("secrets dir");
         let tenants = TenantManager::with_store(
             store.store.clone(),
-            riptide_persistence::config::TenantConfig {
+            riptide_persistence::config::TenancyConfig {
                 secrets_dir: secrets.path().to_path_buf(),
                 ..start.tenant
             },
@@ -218,7 +218,7 @@ async fn grants_prices_budgets_and_switches_follow_the_live_settings() {
     let bill = live.tenants.billing(&t, &period).await.expect("bill");
     assert_eq!(bill.lines[0].amount_cents, 0);
     cache
-        .set_bytes("k", Bytes::from(noise.clone()), Some(&t), None, None)
+        .set_bytes("k", Bytes::from(noise.clone()), &t, None, None)
         .await
         .expect("fits 10 MiB");
 
@@ -235,7 +235,7 @@ async fn grants_prices_budgets_and_switches_follow_the_live_settings() {
     let bill = live.tenants.billing(&t, &period).await.expect("bill");
     assert_eq!(bill.lines[0].amount_cents, 123);
     let err = cache
-        .set_bytes("k2", Bytes::from(noise), Some(&t), None, None)
+        .set_bytes("k2", Bytes::from(noise), &t, None, None)
         .await
         .expect_err("over the new 2000-byte budget");
     assert!(
@@ -291,7 +291,7 @@ async fn stored(cache: &PersistentCacheManager, tenant: &str, key: &str) -> (u8,
         .expect("read")
         .expect("stored");
     let entry = cache
-        .get_entry(key, Some(tenant))
+        .get_entry(key, tenant)
         .await
         .expect("read")
         .expect("cached");
@@ -308,7 +308,7 @@ async fn reloaded_compression_and_ttl_apply_to_new_writes(b: Backend) {
         let (cache, t, page) = (&cache, &t, page.clone());
         async move {
             cache
-                .set_bytes(key, Bytes::from(page), Some(t), None, None)
+                .set_bytes(key, Bytes::from(page), t, None, None)
                 .await
                 .expect("set");
         }
@@ -343,11 +343,7 @@ async fn reloaded_compression_and_ttl_apply_to_new_writes(b: Backend) {
     );
     // What was written before keeps its own codec and expiry, and reads alike.
     assert_eq!(stored(&cache, &t, "a").await, (1, Some(3_600_000)));
-    let a = cache
-        .get_bytes("a", Some(&t))
-        .await
-        .expect("get")
-        .expect("hit");
+    let a = cache.get_bytes("a", &t).await.expect("get").expect("hit");
     assert_eq!(a.as_ref(), page.as_bytes());
 
     let off = CacheConfig {
@@ -388,7 +384,7 @@ async fn reloaded_compression_and_ttl_apply_to_new_writes(b: Backend) {
     cache.apply_live_settings(&no_warming).expect("applied");
     assert!(!cache.warming_enabled());
     assert!(matches!(
-        cache.warm_cache_for(Some(&t), vec!["x".into()]).await,
+        cache.warm_cache_for(&t, vec!["x".into()]).await,
         Err(CacheError::WarmingDisabled)
     ));
 }

@@ -286,15 +286,15 @@ async fn cache_invalidations_reach_the_other_l1(b: Backend) {
         .await
         .unwrap();
     fresh(Some(3)).await;
-    assert_eq!(cache_a.invalidate_tag("g", Some(&t)).await.unwrap(), 1);
+    assert_eq!(cache_a.invalidate_tag("g", &t).await.unwrap(), 1);
     fresh(None).await;
     cache_a.set("k", &4u32, Some(&t), None, None).await.unwrap();
     fresh(Some(4)).await;
-    assert!(cache_a.delete("k", Some(&t)).await.unwrap());
+    assert!(cache_a.delete("k", &t).await.unwrap());
     fresh(None).await;
     cache_a.set("k", &5u32, Some(&t), None, None).await.unwrap();
     fresh(Some(5)).await;
-    cache_a.clear(Some(&t)).await.unwrap();
+    cache_a.clear(&t).await.unwrap();
     fresh(None).await;
 
     // The explicit hook, as a cache manager without a listener would call it.

@@ -8,7 +8,7 @@ use std::time::Duration;
 use base64::Engine;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use riptide_persistence::clock::{ManualClock, SharedClock, system_clock};
-use riptide_persistence::config::{RedisConfig, TenantConfig};
+use riptide_persistence::config::{RedisConfig, TenancyConfig};
 use riptide_persistence::keys::{Scope, ScopeKeys};
 use riptide_persistence::store::redis::RedisStore;
 use riptide_persistence::tenant::TenantError;
@@ -39,8 +39,8 @@ fn pepper(byte: u8) -> Vec<u8> {
     vec![byte; 32]
 }
 
-fn config() -> TenantConfig {
-    TenantConfig {
+fn config() -> TenancyConfig {
+    TenancyConfig {
         api_key_rotation_overlap_seconds: OVERLAP_SECONDS,
         ..Default::default()
     }
@@ -598,7 +598,7 @@ async fn last_used_is_written_at_most_once_a_minute(b: Backend) {
 async fn pepper_is_created_once_reused_and_checked() {
     let dir = tempfile::tempdir().expect("temp dir");
     let secrets_dir = dir.path().join("secrets");
-    let cfg = TenantConfig {
+    let cfg = TenancyConfig {
         secrets_dir: secrets_dir.clone(),
         ..config()
     };
@@ -621,7 +621,7 @@ async fn pepper_is_created_once_reused_and_checked() {
     assert!(created);
     assert_ne!(other, first);
 
-    let too_short = TenantConfig {
+    let too_short = TenancyConfig {
         api_key_pepper: STANDARD.encode([3u8; 31]),
         ..cfg.clone()
     };
@@ -636,7 +636,7 @@ async fn pepper_is_created_once_reused_and_checked() {
         ),
         "{r:?}"
     );
-    let configured = TenantConfig {
+    let configured = TenancyConfig {
         api_key_pepper: STANDARD.encode([3u8; 48]),
         ..cfg.clone()
     };

@@ -82,7 +82,7 @@ async fn encrypted_tenant_values_are_sealed_in_the_store(b: Backend) {
 
     let html = html_page(50);
     cache
-        .set_bytes("page:home", Bytes::from(html.clone()), Some(&t), None, None)
+        .set_bytes("page:home", Bytes::from(html.clone()), &t, None, None)
         .await
         .unwrap();
     cache
@@ -90,11 +90,7 @@ async fn encrypted_tenant_values_are_sealed_in_the_store(b: Backend) {
         .await
         .unwrap();
     assert_eq!(
-        cache
-            .get_bytes("page:home", Some(&t))
-            .await
-            .unwrap()
-            .unwrap(),
+        cache.get_bytes("page:home", &t).await.unwrap().unwrap(),
         html.as_bytes()
     );
 
@@ -120,15 +116,11 @@ async fn encrypted_tenant_values_are_sealed_in_the_store(b: Backend) {
     // A fresh manager (empty L1) with the keys opens the entries from the store.
     let fresh = sealed_cache(&ts.store, &keys);
     assert_eq!(
-        fresh
-            .get_bytes("page:home", Some(&t))
-            .await
-            .unwrap()
-            .unwrap(),
+        fresh.get_bytes("page:home", &t).await.unwrap().unwrap(),
         html.as_bytes()
     );
     let batch = fresh
-        .get_batch::<Vec<String>, _>(&["extract:a", "extract:missing"], Some(&t))
+        .get_batch::<Vec<String>, _>(&["extract:a", "extract:missing"], &t)
         .await
         .unwrap();
     assert_eq!(batch, vec![Some(vec![html.clone()]), None]);
@@ -145,10 +137,7 @@ async fn encrypted_tenant_values_are_sealed_in_the_store(b: Backend) {
     // A manager without a sealer reads a miss: never ciphertext, never an error.
     let keyless =
         PersistentCacheManager::with_store(ts.store.clone(), CacheConfig::default()).unwrap();
-    assert_eq!(
-        keyless.get_bytes("page:home", Some(&t)).await.unwrap(),
-        None
-    );
+    assert_eq!(keyless.get_bytes("page:home", &t).await.unwrap(), None);
     assert_eq!(keyless.stats().tenants[t.as_str()].misses, 1);
 }
 
@@ -165,7 +154,7 @@ async fn other_tenants_stay_plain_and_enabled_without_key_refuses(b: Backend) {
     keys.set_enabled(&TenantId::parse(&off).unwrap(), false);
     for t in [&plain, &off] {
         cache
-            .set_bytes("page", Bytes::from(html.clone()), Some(t), None, None)
+            .set_bytes("page", Bytes::from(html.clone()), t, None, None)
             .await
             .unwrap();
         let raw = raw(&ts.store, t, "page").await;
@@ -175,13 +164,19 @@ async fn other_tenants_stay_plain_and_enabled_without_key_refuses(b: Backend) {
         let keyless =
             PersistentCacheManager::with_store(ts.store.clone(), CacheConfig::default()).unwrap();
         assert_eq!(
-            keyless.get_bytes("page", Some(t)).await.unwrap().unwrap(),
+            keyless.get_bytes("page", t).await.unwrap().unwrap(),
             html.as_bytes()
         );
     }
     // Global entries are never sealed.
     cache
-        .set_bytes("page", Bytes::from(html.clone()), None, None, None)
+        .set_bytes(
+            "page",
+            Bytes::from(html.clone()),
+            &Scope::Global,
+            None,
+            None,
+        )
         .await
         .unwrap();
 
@@ -190,7 +185,7 @@ async fn other_tenants_stay_plain_and_enabled_without_key_refuses(b: Backend) {
     let later = tenant();
     let later_id = TenantId::parse(&later).unwrap();
     cache
-        .set_bytes("page", Bytes::from(html.clone()), Some(&later), None, None)
+        .set_bytes("page", Bytes::from(html.clone()), &later, None, None)
         .await
         .unwrap();
     assert_eq!(raw(&ts.store, &later, "page").await[4] & FLAG_ENCRYPTED, 0);
@@ -200,7 +195,7 @@ async fn other_tenants_stay_plain_and_enabled_without_key_refuses(b: Backend) {
         .unwrap();
     keys.set_enabled(&later_id, true);
     cache
-        .set_bytes("page", Bytes::from(html.clone()), Some(&later), None, None)
+        .set_bytes("page", Bytes::from(html.clone()), &later, None, None)
         .await
         .unwrap();
     let sealed = raw(&ts.store, &later, "page").await;
@@ -211,7 +206,7 @@ async fn other_tenants_stay_plain_and_enabled_without_key_refuses(b: Backend) {
     let on = tenant();
     keys.set_enabled(&TenantId::parse(&on).unwrap(), true);
     let err = cache
-        .set_bytes("page", Bytes::from(html.clone()), Some(&on), None, None)
+        .set_bytes("page", Bytes::from(html.clone()), &on, None, None)
         .await
         .unwrap_err();
     assert!(matches!(err, CacheError::Sealing(_)), "{err:?}");
@@ -222,7 +217,7 @@ async fn other_tenants_stay_plain_and_enabled_without_key_refuses(b: Backend) {
             .unwrap(),
         None
     );
-    assert_eq!(cache.get_bytes("page", Some(&on)).await.unwrap(), None);
+    assert_eq!(cache.get_bytes("page", &on).await.unwrap(), None);
 }
 
 async fn deleted_key_makes_leftover_entries_counted_misses(b: Backend) {
@@ -234,7 +229,7 @@ async fn deleted_key_makes_leftover_entries_counted_misses(b: Backend) {
     let tid = TenantId::parse(&t).unwrap();
     keys.create(&tid).await.unwrap();
     cache
-        .set_bytes("page", Bytes::from(html_page(50)), Some(&t), None, None)
+        .set_bytes("page", Bytes::from(html_page(50)), &t, None, None)
         .await
         .unwrap();
     cache
@@ -259,10 +254,10 @@ async fn deleted_key_makes_leftover_entries_counted_misses(b: Backend) {
         TenantKeys::new(ts.store.clone(), master.clone()),
     ] {
         let fresh = sealed_cache(&ts.store, &keys);
-        assert_eq!(fresh.get_bytes("page", Some(&t)).await.unwrap(), None);
+        assert_eq!(fresh.get_bytes("page", &t).await.unwrap(), None);
         assert_eq!(
             fresh
-                .get_batch::<String, _>(&["extract:x", "extract:y"], Some(&t))
+                .get_batch::<String, _>(&["extract:x", "extract:y"], &t)
                 .await
                 .unwrap(),
             vec![None, None]
@@ -284,7 +279,7 @@ async fn sealed_bytes_are_bound_to_their_key(b: Backend) {
     keys.create(&uid).await.unwrap();
     let html = html_page(20);
     cache
-        .set_bytes("a", Bytes::from(html.clone()), Some(&t), None, None)
+        .set_bytes("a", Bytes::from(html.clone()), &t, None, None)
         .await
         .unwrap();
 
@@ -305,10 +300,10 @@ async fn sealed_bytes_are_bound_to_their_key(b: Backend) {
             .unwrap();
     }
     let fresh = sealed_cache(&ts.store, &keys);
-    assert_eq!(fresh.get_bytes("b", Some(&t)).await.unwrap(), None);
-    assert_eq!(fresh.get_bytes("a", Some(&u)).await.unwrap(), None);
+    assert_eq!(fresh.get_bytes("b", &t).await.unwrap(), None);
+    assert_eq!(fresh.get_bytes("a", &u).await.unwrap(), None);
     assert_eq!(
-        fresh.get_bytes("a", Some(&t)).await.unwrap().unwrap(),
+        fresh.get_bytes("a", &t).await.unwrap().unwrap(),
         html.as_bytes()
     );
     let stats = fresh.stats();
@@ -330,7 +325,7 @@ async fn sealed_bytes_are_bound_to_their_key(b: Backend) {
         .await
         .unwrap();
     let fresh = sealed_cache(&ts.store, &keys);
-    assert_eq!(fresh.get_bytes("a", Some(&t)).await.unwrap(), None);
+    assert_eq!(fresh.get_bytes("a", &t).await.unwrap(), None);
 
     // A wrapped data key copied to another tenant does not unwrap there.
     let dek = ts.store.get(&keys.record_key(&tid)).await.unwrap().unwrap();
@@ -350,7 +345,7 @@ async fn sealed_bytes_are_bound_to_their_key(b: Backend) {
     // Through the cache, a key that cannot be unwrapped fails the read loudly (a wrong
     // master key is a configuration error, not a miss).
     let loud = sealed_cache(&ts.store, &other);
-    let err = loud.get_bytes("a", Some(&u)).await.unwrap_err();
+    let err = loud.get_bytes("a", &u).await.unwrap_err();
     assert!(matches!(err, CacheError::Sealing(_)), "{err:?}");
 }
 

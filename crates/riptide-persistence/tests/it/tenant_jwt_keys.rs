@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use jsonwebtoken::{Algorithm, EncodingKey, Header, encode};
 use riptide_persistence::clock::{ManualClock, SharedClock};
-use riptide_persistence::config::TenantConfig;
+use riptide_persistence::config::TenancyConfig;
 use riptide_persistence::tenant::TenantError;
 use riptide_persistence::tenant::crypto::MasterKey;
 use riptide_persistence::tenant::jwt_keys::{JwtAlgorithm, JwtKeys};
@@ -29,8 +29,8 @@ on_every_backend!(
 
 const START_S: u64 = 1_800_000_000;
 
-fn config(audience: &str) -> TenantConfig {
-    TenantConfig {
+fn config(audience: &str) -> TenancyConfig {
+    TenancyConfig {
         jwt_leeway_seconds: 30,
         jwt_audience: audience.to_owned(),
         record_cache_ttl_ms: 200,

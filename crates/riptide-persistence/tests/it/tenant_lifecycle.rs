@@ -17,8 +17,8 @@ use riptide_persistence::{CacheConfig, PersistentCacheManager};
 
 use super::support::{Backend, on_every_backend, store_with_clock};
 
-pub fn section(dir: &std::path::Path) -> config::TenantConfig {
-    config::TenantConfig {
+pub fn section(dir: &std::path::Path) -> config::TenancyConfig {
+    config::TenancyConfig {
         secrets_dir: dir.to_path_buf(),
         ..Default::default()
     }
@@ -70,7 +70,7 @@ async fn seed_calls_compile_and_work() {
     let redis_url = dir.path().join("store").display().to_string();
     let tenant_manager = TenantManager::new(
         &redis_url,
-        config::TenantConfig {
+        config::TenancyConfig {
             enabled: true,
             isolation_level: TenantIsolationLevel::Strong,
             enable_billing: true,
@@ -538,17 +538,17 @@ async fn memory_quota_becomes_the_cache_budget(b: Backend) {
     let value = bytes::Bytes::from(vec![b'x'; 3_000]);
     for i in 0..10 {
         cache
-            .set_bytes(&format!("k{i}"), value.clone(), Some(&small), None, None)
+            .set_bytes(&format!("k{i}"), value.clone(), &small, None, None)
             .await
             .unwrap();
         cache
-            .set_bytes(&format!("k{i}"), value.clone(), Some(&big), None, None)
+            .set_bytes(&format!("k{i}"), value.clone(), &big, None, None)
             .await
             .unwrap();
     }
-    assert!(cache.usage(Some(&small)).await.unwrap().used_bytes <= 10_000);
+    assert!(cache.usage(&small).await.unwrap().used_bytes <= 10_000);
     assert_eq!(
-        cache.usage(Some(&big)).await.unwrap().entries,
+        cache.usage(&big).await.unwrap().entries,
         10,
         "the 100 MB plan default keeps everything"
     );
@@ -558,7 +558,7 @@ async fn memory_quota_becomes_the_cache_budget(b: Backend) {
     }
     // Deleting the tenant drops its cache entries.
     m.delete_tenant(&small).await.unwrap();
-    assert_eq!(cache.usage(Some(&small)).await.unwrap().entries, 0);
+    assert_eq!(cache.usage(&small).await.unwrap().entries, 0);
     m.shutdown().await;
 }
 

@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 
 use chrono::{DateTime, TimeZone, Utc};
 use riptide_persistence::clock::{ManualClock, SharedClock, system_clock};
-use riptide_persistence::config::{RedisConfig, TenantConfig, default_plans};
+use riptide_persistence::config::{RedisConfig, TenancyConfig, default_plans};
 use riptide_persistence::keys::{Scope, ScopeKeys};
 use riptide_persistence::store::redis::RedisStore;
 use riptide_persistence::tenant::usage::MAX_OPERATION_NAMES;
@@ -42,7 +42,7 @@ fn rec(ops: u64, data: u64, ms: u64, storage: u64, ts: DateTime<Utc>) -> Resourc
     }
 }
 
-fn meter_with(store: SharedStore, clock: SharedClock, cfg: &TenantConfig) -> Arc<UsageMeter> {
+fn meter_with(store: SharedStore, clock: SharedClock, cfg: &TenancyConfig) -> Arc<UsageMeter> {
     UsageMeter::new(
         store,
         clock,
@@ -52,7 +52,7 @@ fn meter_with(store: SharedStore, clock: SharedClock, cfg: &TenantConfig) -> Arc
 }
 
 fn meter(store: SharedStore) -> Arc<UsageMeter> {
-    meter_with(store, system_clock(), &TenantConfig::default())
+    meter_with(store, system_clock(), &TenancyConfig::default())
 }
 
 /// The stored counters of a tenant-month, read around the meter.
@@ -86,7 +86,7 @@ on_every_backend!(
 async fn recorded_usage_is_visible_before_and_after_flush(backend: Backend) {
     let ts = store(backend).await;
     let clock = ManualClock::new(nov().timestamp_millis() as u64);
-    let m = meter_with(ts.store.clone(), clock, &TenantConfig::default());
+    let m = meter_with(ts.store.clone(), clock, &TenancyConfig::default());
     let t = tid();
     for _ in 0..3 {
         let r = m
@@ -287,9 +287,9 @@ async fn lost_replies_are_not_counted_twice(backend: Backend) {
 async fn buffer_is_bounded_and_drops_are_counted(backend: Backend) {
     let ts = store(backend).await;
     let metrics = Arc::new(RwLock::new(TenantMetrics::new()));
-    let cfg = TenantConfig {
+    let cfg = TenancyConfig {
         usage_buffer_max: 3,
-        ..TenantConfig::default()
+        ..TenancyConfig::default()
     };
     let m = UsageMeter::new(ts.store.clone(), system_clock(), &cfg, metrics.clone());
     let tenants: Vec<TenantId> = (0..5).map(|_| tid()).collect();
@@ -351,9 +351,9 @@ async fn buffer_is_bounded_and_drops_are_counted(backend: Backend) {
 
     // During an outage a (tenant, month) holds at most two slots: the pending batch and
     // one open aggregate, however many flushes fail.
-    let small = TenantConfig {
+    let small = TenancyConfig {
         usage_buffer_max: 2,
-        ..TenantConfig::default()
+        ..TenancyConfig::default()
     };
     let m2 = meter_with(ts.store.clone(), system_clock(), &small);
     let (a, b) = (tid(), tid());
@@ -377,9 +377,9 @@ async fn buffer_is_bounded_and_drops_are_counted(backend: Backend) {
 async fn flusher_flushes_on_its_own_and_on_cancel(backend: Backend) {
     let ts = store(backend).await;
     let interval = Duration::from_millis(50);
-    let cfg = TenantConfig {
+    let cfg = TenancyConfig {
         usage_flush_interval_ms: 50,
-        ..TenantConfig::default()
+        ..TenancyConfig::default()
     };
     let m = meter_with(ts.store.clone(), system_clock(), &cfg);
     assert_eq!(m.flush_interval(), interval);
@@ -670,7 +670,7 @@ async fn bad_operations_periods_and_timestamps_are_refused() {
 async fn cache_counts_follow_the_injected_clock() {
     let ts = store(Backend::Embedded).await;
     let clock = ManualClock::new(at(2026, 11, 30, 23, 59, 59).timestamp_millis() as u64);
-    let m = meter_with(ts.store.clone(), clock.clone(), &TenantConfig::default());
+    let m = meter_with(ts.store.clone(), clock.clone(), &TenancyConfig::default());
     let t = tid();
     m.record_cache(&t, 3, 1).expect("nov");
     clock.advance_ms(1_000);
@@ -695,9 +695,9 @@ async fn cache_counts_follow_the_injected_clock() {
 async fn recording_feeds_the_tenant_metrics() {
     let ts = store(Backend::Embedded).await;
     let metrics = Arc::new(RwLock::new(TenantMetrics::new()));
-    let cfg = TenantConfig {
+    let cfg = TenancyConfig {
         max_metric_tenants: 2,
-        ..TenantConfig::default()
+        ..TenancyConfig::default()
     };
     let m = UsageMeter::new(ts.store.clone(), system_clock(), &cfg, metrics.clone());
     let ids: Vec<TenantId> = (0..4).map(|_| tid()).collect();

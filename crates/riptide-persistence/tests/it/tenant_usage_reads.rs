@@ -9,7 +9,7 @@ use std::time::Duration;
 use chrono::{TimeZone, Utc};
 use riptide_persistence::TenantId;
 use riptide_persistence::clock::system_clock;
-use riptide_persistence::config::TenantConfig;
+use riptide_persistence::config::TenancyConfig;
 use riptide_persistence::tenant::{ResourceUsageRecord, TenantMetrics, UsageMeter};
 use tokio::sync::oneshot;
 
@@ -53,7 +53,7 @@ async fn reads_do_not_wait_for_a_flush_in_flight(b: Backend) {
     let m = UsageMeter::new(
         ts.store.clone(),
         system_clock(),
-        &TenantConfig::default(),
+        &TenancyConfig::default(),
         Arc::new(RwLock::new(TenantMetrics::new())),
     );
     let t = TenantId::parse(&tenant()).expect("valid id");

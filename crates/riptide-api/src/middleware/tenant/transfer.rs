@@ -62,7 +62,7 @@ impl TransferGuard {
             Some(used) if used.read_at.elapsed() < REFRESH => used,
             _ => {
                 let period = Period::of(&Utc::now())?;
-                let summary = tenants.get_usage(id.as_str(), &period.to_string()).await?;
+                let summary = tenants.get_usage(&id, &period.to_string()).await?;
                 let fresh = Used {
                     read_at: Instant::now(),
                     period,

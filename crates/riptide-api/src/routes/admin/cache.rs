@@ -9,9 +9,9 @@ use std::collections::BTreeMap;
 use axum::Json;
 use axum::extract::State;
 use riptide_extract::normalize_url;
-use riptide_persistence::TenantId;
 use riptide_persistence::cache::StatsSnapshot;
 use riptide_persistence::tenant::AdminAction;
+use riptide_persistence::{Scope, TenantId};
 use serde::{Deserialize, Serialize};
 
 use super::input::{Body, Params, tenant_id};
@@ -79,7 +79,7 @@ pub enum StatsResponse {
 /// An existing tenant's validated id: 400 when malformed, 404 when unknown.
 async fn existing_tenant(state: &AppState, raw: &str) -> ApiResult<TenantId> {
     let id = tenant_id(raw)?;
-    if state.tenants.get_tenant(id.as_str()).await?.is_none() {
+    if state.tenants.get_tenant(&id).await?.is_none() {
         return Err(ApiError::missing("tenant", id.as_str()));
     }
     Ok(id)
@@ -102,11 +102,7 @@ pub async fn get_stats(
         }));
     };
     let id = existing_tenant(&state, &raw).await?;
-    let usage = state
-        .cache
-        .usage(Some(id.as_str()))
-        .await
-        .map_err(cache_error)?;
+    let usage = state.cache.usage(&id).await.map_err(cache_error)?;
     Ok(Json(StatsResponse::Tenant {
         stats: stats.tenants.remove(id.as_str()),
         tenant_id: id.to_string(),
@@ -184,7 +180,7 @@ pub async fn invalidate(
         Some(raw) => Some(existing_tenant(&state, raw).await?),
         None => None,
     };
-    let scope = tenant.as_ref().map(TenantId::as_str);
+    let scope = tenant.clone().map_or(Scope::Global, Scope::Tenant);
     let (value, result) = match name {
         "url" => {
             let Some(tenant) = &tenant else {
@@ -200,12 +196,15 @@ pub async fn invalidate(
         }
         "key" => (
             raw.to_owned(),
-            state.cache.delete(raw, scope).await.map(u64::from),
+            state.cache.delete(raw, &scope).await.map(u64::from),
         ),
-        "tag" => (raw.to_owned(), state.cache.invalidate_tag(raw, scope).await),
+        "tag" => (
+            raw.to_owned(),
+            state.cache.invalidate_tag(raw, &scope).await,
+        ),
         _ => (
             raw.to_owned(),
-            state.cache.invalidate_namespace(raw, scope).await,
+            state.cache.invalidate_namespace(raw, &scope).await,
         ),
     };
     let result = result.map_err(cache_error);
@@ -216,7 +215,7 @@ pub async fn invalidate(
     audit::record(
         state.tenants.audit(),
         &caller.actor(),
-        scope,
+        tenant.as_ref().map(TenantId::as_str),
         "cache.invalidate",
         &format!("{name}={value}"),
         &audit::outcome_of(&result),
@@ -224,7 +223,7 @@ pub async fn invalidate(
     )
     .await;
     Ok(Json(InvalidateResponse {
-        tenant_id: scope.map(str::to_owned),
+        tenant_id: tenant.map(|t| t.to_string()),
         selector: name,
         value,
         removed: result?,
@@ -278,7 +277,7 @@ pub async fn clear(
             id.to_string(),
             state
                 .cache
-                .clear(Some(id.as_str()))
+                .clear(&id)
                 .await
                 .map(|removed| (1, removed))
                 .map_err(cache_error),
@@ -319,11 +318,7 @@ async fn clear_all(state: &AppState) -> ApiResult<(u64, u64)> {
     loop {
         let page = state.tenants.list_tenants(offset, CLEAR_PAGE).await?;
         for tenant in &page.tenants {
-            removed += state
-                .cache
-                .clear(Some(tenant.id()))
-                .await
-                .map_err(cache_error)?;
+            removed += state.cache.clear(tenant.id()).await.map_err(cache_error)?;
             scopes += 1;
         }
         match page.next_offset {
@@ -331,7 +326,11 @@ async fn clear_all(state: &AppState) -> ApiResult<(u64, u64)> {
             None => break,
         }
     }
-    removed += state.cache.clear(None).await.map_err(cache_error)?;
+    removed += state
+        .cache
+        .clear(&Scope::Global)
+        .await
+        .map_err(cache_error)?;
     Ok((scopes + 1, removed))
 }
 

@@ -81,7 +81,7 @@ pub async fn list_jwt_keys(
 ) -> ApiResult<Json<JwtKeyList>> {
     caller.require(AdminAction::ReadTenants)?;
     let id = tenant_id(&id)?;
-    let keys = state.tenants.list_jwt_keys(id.as_str()).await?;
+    let keys = state.tenants.list_jwt_keys(&id).await?;
     Ok(Json(JwtKeyList {
         tenant_id: id.to_string(),
         keys,
@@ -101,7 +101,7 @@ pub async fn create_jwt_key(
         .tenants
         .create_jwt_key_by(
             &caller.actor(),
-            id.as_str(),
+            &id,
             req.algorithm,
             req.public_key_pem.as_deref(),
             req.name.as_deref(),
@@ -130,7 +130,7 @@ pub async fn revoke_jwt_key(
     let key = kid(&key)?;
     state
         .tenants
-        .revoke_jwt_key_by(&caller.actor(), id.as_str(), key)
+        .revoke_jwt_key_by(&caller.actor(), &id, key)
         .await?;
     Ok(StatusCode::NO_CONTENT)
 }

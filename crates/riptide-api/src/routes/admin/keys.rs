@@ -89,7 +89,7 @@ pub async fn list_keys(
 ) -> ApiResult<Json<KeyList>> {
     caller.require(AdminAction::ReadTenants)?;
     let id = tenant_id(&id)?;
-    let keys = state.tenants.list_api_keys(id.as_str()).await?;
+    let keys = state.tenants.list_api_keys(&id).await?;
     Ok(Json(KeyList {
         tenant_id: id.to_string(),
         keys,
@@ -107,7 +107,7 @@ pub async fn create_key(
     let id = tenant_id(&id)?;
     let key = state
         .tenants
-        .create_api_key_by(&caller.actor(), id.as_str(), req.name.as_deref())
+        .create_api_key_by(&caller.actor(), &id, req.name.as_deref())
         .await?;
     Ok((
         StatusCode::CREATED,
@@ -126,7 +126,7 @@ pub async fn revoke_key(
     let key = key_id(&key)?;
     state
         .tenants
-        .revoke_api_key_by(&caller.actor(), id.as_str(), key)
+        .revoke_api_key_by(&caller.actor(), &id, key)
         .await?;
     Ok(StatusCode::NO_CONTENT)
 }
@@ -143,7 +143,7 @@ pub async fn rotate_key(
     let old = key_id(&key)?;
     let new = state
         .tenants
-        .rotate_api_key_by(&caller.actor(), id.as_str(), old)
+        .rotate_api_key_by(&caller.actor(), &id, old)
         .await?;
     Ok((
         StatusCode::CREATED,

@@ -244,7 +244,7 @@ pub async fn get_tenant(
     let id = tenant_id(&id)?;
     let tenant = state
         .tenants
-        .get_tenant(id.as_str())
+        .get_tenant(&id)
         .await?
         .ok_or_else(|| ApiError::missing("tenant", id.as_str()))?;
     Ok(Json(TenantView::of(&tenant, &state)))
@@ -262,7 +262,7 @@ pub async fn update_tenant(
     let id = tenant_id(&id)?;
     let tenant = state
         .tenants
-        .update_tenant_by(&caller.actor(), id.as_str(), update)
+        .update_tenant_by(&caller.actor(), &id, update)
         .await?;
     Ok(Json(TenantView::of(&tenant, &state)))
 }
@@ -275,10 +275,7 @@ pub async fn delete_tenant(
 ) -> ApiResult<StatusCode> {
     caller.require(AdminAction::WriteTenants)?;
     let id = tenant_id(&id)?;
-    state
-        .tenants
-        .delete_tenant_by(&caller.actor(), id.as_str())
-        .await?;
+    state.tenants.delete_tenant_by(&caller.actor(), &id).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -312,7 +309,7 @@ pub async fn get_usage(
     caller.require(AdminAction::ReadUsage)?;
     let id = tenant_id(&id)?;
     let period = query.resolve()?;
-    Ok(Json(state.tenants.get_usage(id.as_str(), &period).await?))
+    Ok(Json(state.tenants.get_usage(&id, &period).await?))
 }
 
 /// `GET /admin/tenants/{id}/billing?period=YYYY-MM`.
@@ -325,7 +322,7 @@ pub async fn get_billing(
     caller.require(AdminAction::ReadBilling)?;
     let id = tenant_id(&id)?;
     let period = query.resolve()?;
-    Ok(Json(state.tenants.billing(id.as_str(), &period).await?))
+    Ok(Json(state.tenants.billing(&id, &period).await?))
 }
 
 /// Body of `POST /admin/tenants/{id}/suspend`.
@@ -347,7 +344,7 @@ pub async fn suspend_tenant(
     let id = tenant_id(&id)?;
     let tenant = state
         .tenants
-        .suspend_tenant_by(&caller.actor(), id.as_str(), &req.reason)
+        .suspend_tenant_by(&caller.actor(), &id, &req.reason)
         .await?;
     Ok(Json(TenantView::of(&tenant, &state)))
 }
@@ -360,9 +357,6 @@ pub async fn resume_tenant(
 ) -> ApiResult<Json<TenantView>> {
     caller.require(AdminAction::WriteTenants)?;
     let id = tenant_id(&id)?;
-    let tenant = state
-        .tenants
-        .resume_tenant_by(&caller.actor(), id.as_str())
-        .await?;
+    let tenant = state.tenants.resume_tenant_by(&caller.actor(), &id).await?;
     Ok(Json(TenantView::of(&tenant, &state)))
 }

@@ -51,9 +51,9 @@ impl<'a> ExtractKey<'a> {
         &self.key
     }
 
-    /// The tenant argument of the cache manager's calls.
-    pub fn tenant(&self) -> Option<&'a str> {
-        Some(self.tenant.as_str())
+    /// The scope argument of the cache manager's calls: the tenant, parsed once.
+    pub fn tenant(&self) -> &'a TenantId {
+        self.tenant
     }
 }
 
@@ -78,7 +78,7 @@ mod tests {
         assert_ne!(plain.as_str(), one.as_str());
         assert_ne!(one.as_str(), two.as_str());
         assert!(plain.as_str().starts_with("extract:"));
-        assert_eq!(plain.tenant(), Some("acme"));
+        assert_eq!(plain.tenant().as_str(), "acme");
     }
 
     #[test]

@@ -91,7 +91,7 @@ pub async fn post_session(
     let session = state
         .state_manager
         .sessions()
-        .create(ctx.tenant_id.as_str(), init)
+        .create(&ctx.tenant_id, init)
         .await
         .map_err(session_error)?;
     let location = HeaderValue::try_from(format!("/sessions/{}", session.id))
@@ -124,7 +124,7 @@ pub async fn delete_session(
     let ended = state
         .state_manager
         .sessions()
-        .terminate(ctx.tenant_id.as_str(), &id)
+        .terminate(&ctx.tenant_id, &id)
         .await
         .map_err(session_error)?;
     if ended {
@@ -140,7 +140,7 @@ pub async fn find(state: &AppState, ctx: &TenantContext, id: &str) -> ApiResult<
     state
         .state_manager
         .sessions()
-        .get(ctx.tenant_id.as_str(), id)
+        .get(&ctx.tenant_id, id)
         .await
         .map_err(session_error)?
         .ok_or_else(|| ApiError::missing("session", id))

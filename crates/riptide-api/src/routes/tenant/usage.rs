@@ -73,12 +73,12 @@ pub async fn get_usage(
     ctx: TenantContext,
 ) -> ApiResult<Json<UsageReport>> {
     let tenants = &state.tenants;
-    let id = ctx.tenant_id.as_str();
+    let id = &ctx.tenant_id;
     let period = Period::of(&Utc::now())?.to_string();
     let usage = tenants.get_usage(id, &period).await?;
     let cached = state
         .cache
-        .usage(ctx.cache_scope())
+        .usage(&ctx.tenant_id)
         .await
         .map_err(cache_error)?;
     let stored = tenants.adjust_storage(id, 0).await?;
@@ -106,7 +106,7 @@ pub async fn get_usage(
         reset_seconds: d.reset_after_ms.div_ceil(1_000),
     });
     Ok(Json(UsageReport {
-        tenant_id: id.to_owned(),
+        tenant_id: id.to_string(),
         plan: ctx.tenant.plan,
         period,
         usage,

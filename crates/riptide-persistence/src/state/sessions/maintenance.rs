@@ -16,7 +16,7 @@ use super::{
 };
 use crate::keys::{Scope, ScopeKeys};
 use crate::store::Durability;
-use crate::tenant_id::TenantId;
+use crate::tenant_id::{AsTenantId, TenantId};
 
 /// Tenants one sweep visits.
 const SWEEP_TENANTS: u64 = 256;
@@ -332,7 +332,10 @@ impl SessionManager {
 
     /// Every live session of `tenant`, read from the store (for checkpoints). Bounded
     /// by the tenant's index, itself bounded by `max_sessions_per_tenant`.
-    pub async fn export_tenant(&self, tenant: &str) -> SessionResult<Vec<Session>> {
+    pub async fn export_tenant(
+        &self,
+        tenant: &(impl AsTenantId + ?Sized),
+    ) -> SessionResult<Vec<Session>> {
         let ctx = self.context(tenant, Access::Read).await?;
         let now = self.now_ms();
         let index = index_key(&ctx.keys);

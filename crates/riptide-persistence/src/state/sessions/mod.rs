@@ -83,7 +83,7 @@ use crate::keys::{Scope, ScopeKeys, records};
 use crate::store::SharedStore;
 use crate::tenant::TenantManager;
 use crate::tenant::crypto::{DataKey, TenantKeys};
-use crate::tenant_id::TenantId;
+use crate::tenant_id::{AsTenantId, TenantId};
 
 pub use error::{SessionError, SessionResult};
 pub use maintenance::{ImportReport, SpillAllReport, SweepReport};
@@ -308,15 +308,19 @@ impl SessionManager {
     }
 
     /// Resolves and checks the tenant for a call.
-    async fn context(&self, tenant: &str, access: Access) -> SessionResult<Ctx> {
-        let id = TenantId::parse(tenant)?;
+    async fn context(
+        &self,
+        tenant: &(impl AsTenantId + ?Sized),
+        access: Access,
+    ) -> SessionResult<Ctx> {
+        let id = tenant.as_tenant_id()?.into_owned();
         let keys = self.scope(&id);
         let link = self.tenants.load_full();
         let mut seal = None;
         if let (Some(l), false) = (&link, access == Access::Internal) {
             let record = l
                 .manager
-                .get_tenant(id.as_str())
+                .get_tenant(&id)
                 .await?
                 .ok_or_else(|| crate::tenant::TenantError::tenant_not_found(id.as_str()))?;
             if access == Access::Write && !record.is_active() {
@@ -379,7 +383,7 @@ impl SessionManager {
     /// `storage_bytes`, when the tenant layer is attached.
     async fn charge(&self, ctx: &Ctx, delta: i64) -> SessionResult<()> {
         if let (Some(l), true) = (&ctx.link, delta != 0) {
-            l.manager.adjust_storage(ctx.id.as_str(), delta).await?;
+            l.manager.adjust_storage(&ctx.id, delta).await?;
         }
         Ok(())
     }

@@ -15,6 +15,7 @@ use super::{
     ledger_key, millis, record_key, score, to_datetime,
 };
 use crate::store::Durability;
+use crate::tenant_id::AsTenantId;
 
 /// Largest page of [`SessionManager::list`].
 pub const MAX_LIST_LIMIT: u64 = 1_000;
@@ -46,7 +47,11 @@ impl SessionManager {
     /// Creates a session for `tenant`: validates the input, checks the tenant (when
     /// attached), the session count and the `storage_bytes` quota, and writes it to the
     /// store durably before returning it.
-    pub async fn create(&self, tenant: &str, init: SessionInit) -> SessionResult<Session> {
+    pub async fn create(
+        &self,
+        tenant: &(impl AsTenantId + ?Sized),
+        init: SessionInit,
+    ) -> SessionResult<Session> {
         validate_cookies(&init.cookies)?;
         let headers = normalize_headers(init.headers)?;
         let ttl = init.ttl.unwrap_or(self.default_ttl);
@@ -152,7 +157,11 @@ impl SessionManager {
     /// belongs to another tenant: ids are looked up under the caller's tenant only).
     /// Served from memory, else from its spill file (loaded back into memory), else
     /// from the store.
-    pub async fn get(&self, tenant: &str, id: &str) -> SessionResult<Option<Session>> {
+    pub async fn get(
+        &self,
+        tenant: &(impl AsTenantId + ?Sized),
+        id: &str,
+    ) -> SessionResult<Option<Session>> {
         validate_session_id(id)?;
         let ctx = self.context(tenant, Access::Read).await?;
         let key = SessionKey::of(&ctx, id);
@@ -180,7 +189,7 @@ impl SessionManager {
     /// session's current one). A growing session is charged to `storage_bytes` first.
     pub async fn update(
         &self,
-        tenant: &str,
+        tenant: &(impl AsTenantId + ?Sized),
         id: &str,
         update: SessionUpdate,
     ) -> SessionResult<Session> {
@@ -283,7 +292,11 @@ impl SessionManager {
     /// Ends session `id` of `tenant`: removes it from the store, its index and every
     /// local copy, and releases its bytes. Returns whether a live session was ended
     /// (`false` for an unknown, expired or other tenant's id).
-    pub async fn terminate(&self, tenant: &str, id: &str) -> SessionResult<bool> {
+    pub async fn terminate(
+        &self,
+        tenant: &(impl AsTenantId + ?Sized),
+        id: &str,
+    ) -> SessionResult<bool> {
         validate_session_id(id)?;
         let ctx = self.context(tenant, Access::Read).await?;
         let removed = self.remove_stored(&ctx, id, Removal::Terminate).await?;
@@ -387,7 +400,7 @@ impl SessionManager {
     /// cookie or header values. `limit` is capped at [`MAX_LIST_LIMIT`].
     pub async fn list(
         &self,
-        tenant: &str,
+        tenant: &(impl AsTenantId + ?Sized),
         offset: u64,
         limit: u64,
     ) -> SessionResult<Vec<SessionSummary>> {
@@ -443,7 +456,7 @@ impl SessionManager {
 
     /// How many sessions `tenant` holds (expired ones are pruned first, up to a
     /// bound, so the figure may include a few not yet removed).
-    pub async fn count(&self, tenant: &str) -> SessionResult<u64> {
+    pub async fn count(&self, tenant: &(impl AsTenantId + ?Sized)) -> SessionResult<u64> {
         let ctx = self.context(tenant, Access::Read).await?;
         self.prune_tenant(&ctx, self.now_ms(), PRUNE_ON_CREATE)
             .await?;
@@ -453,9 +466,9 @@ impl SessionManager {
     /// Drops this instance's copies of session `id` (memory and spill file), e.g.
     /// because another instance changed it; the next `get` reads the store. The
     /// store is not touched.
-    pub async fn forget(&self, tenant: &str, id: &str) -> SessionResult<()> {
+    pub async fn forget(&self, tenant: &(impl AsTenantId + ?Sized), id: &str) -> SessionResult<()> {
         validate_session_id(id)?;
-        let tenant = crate::tenant_id::TenantId::parse(tenant)?;
+        let tenant = tenant.as_tenant_id()?.into_owned();
         self.drop_local(&SessionKey {
             tenant,
             id: id.to_owned(),

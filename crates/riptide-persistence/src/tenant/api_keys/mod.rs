@@ -49,7 +49,7 @@ use super::error::{TenantError, TenantResult};
 use super::registry::TENANT_RECORD;
 use super::tombstones;
 use crate::clock::SharedClock;
-use crate::config::TenantConfig;
+use crate::config::TenancyConfig;
 use crate::store::{Durability, SharedStore, StoreKind, WriteOp};
 use crate::tenant_id::TenantId;
 
@@ -179,7 +179,7 @@ impl ApiKeys {
         store: SharedStore,
         clock: SharedClock,
         pepper: Vec<u8>,
-        cfg: &TenantConfig,
+        cfg: &TenancyConfig,
     ) -> Self {
         let ttl = Duration::from_millis(cfg.record_cache_ttl_ms.clamp(1, 1_000));
         Self {

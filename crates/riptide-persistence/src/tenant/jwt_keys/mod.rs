@@ -41,7 +41,7 @@ use super::crypto::MasterKey;
 use super::error::{TenantError, TenantResult};
 use super::registry::TENANT_RECORD;
 use crate::clock::SharedClock;
-use crate::config::TenantConfig;
+use crate::config::TenancyConfig;
 use crate::keys::{Scope, ScopeKeys, records};
 use crate::store::{Durability, SharedStore, WriteOp};
 use crate::tenant_id::TenantId;
@@ -155,7 +155,7 @@ impl JwtKeys {
         store: SharedStore,
         clock: SharedClock,
         master: MasterKey,
-        cfg: &TenantConfig,
+        cfg: &TenancyConfig,
     ) -> Self {
         let ttl = Duration::from_millis(cfg.record_cache_ttl_ms.clamp(1, 1_000));
         let audience = cfg.jwt_audience.trim();

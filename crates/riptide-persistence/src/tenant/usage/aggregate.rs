@@ -9,7 +9,7 @@ use dashmap::mapref::entry::Entry;
 
 use super::{
     MAX_OPERATION_NAMES, NEVER, OP_FIELD_PREFIX, OTHER_OPERATION, Recorded, UsageMeter,
-    UsageSummary, read,
+    UsageSummary,
 };
 use crate::tenant::billing::Period;
 use crate::tenant::model::ResourceUsageRecord;
@@ -222,7 +222,7 @@ impl UsageMeter {
 
     fn note_drop(&self, tenant: &TenantId, period: Period) {
         let total = self.dropped.fetch_add(1, Ordering::Relaxed) + 1;
-        read(&self.metrics).record_usage_dropped(1);
+        self.metrics.with(|m| m.record_usage_dropped(1));
         self.drops_unlogged.fetch_add(1, Ordering::Relaxed);
         let now = self.clock.now_ms();
         let last = self.last_drop_log_ms.load(Ordering::Relaxed);

@@ -15,8 +15,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::aggregate::{AggKey, Aggregate};
 use super::{
-    BATCHES_RECORD, DEDUPE_WINDOW_MS, FlushReport, MONTHS_RECORD, OP_FIELD_PREFIX, UsageMeter,
-    lock, read,
+    BATCHES_RECORD, DEDUPE_WINDOW_MS, FlushReport, MONTHS_RECORD, OP_FIELD_PREFIX, UsageMeter, lock,
 };
 use crate::keys::{Scope, ScopeKeys, records};
 use crate::store::StoreError;
@@ -162,13 +161,12 @@ impl UsageMeter {
             }
         }
         report.pending = self.pending();
-        {
-            let m = read(&self.metrics);
+        self.metrics.with(|m| {
             m.set_usage_pending(report.pending);
             if report.failed > 0 {
                 m.record_usage_flush_failures(report.failed as u64);
             }
-        }
+        });
         match first_error {
             Some(e) => {
                 // Once per outage, not once per tick.

@@ -56,7 +56,7 @@ mod flush;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock, RwLockReadGuard};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use dashmap::DashMap;
@@ -66,10 +66,10 @@ use self::aggregate::{AggKey, OpenAgg, summary_from_counters};
 use self::flush::Batch;
 use super::billing::Period;
 use super::error::{TenantError, TenantResult};
-use super::metrics::TenantMetrics;
+use super::metrics_lock::SharedTenantMetrics;
 use super::model::ResourceUsageRecord;
 use crate::clock::SharedClock;
-use crate::config::TenantConfig;
+use crate::config::TenancyConfig;
 use crate::keys::{Scope, ScopeKeys, records};
 use crate::store::SharedStore;
 use crate::tenant_id::{TenantId, truncate_for_error};
@@ -199,7 +199,7 @@ pub struct FlushReport {
 pub struct UsageMeter {
     store: SharedStore,
     clock: SharedClock,
-    metrics: Arc<RwLock<TenantMetrics>>,
+    metrics: SharedTenantMetrics,
     buffer_max: usize,
     flush_interval: Duration,
     /// Random per meter, so batch ids never collide across instances or restarts.
@@ -242,11 +242,12 @@ impl UsageMeter {
     pub fn new(
         store: SharedStore,
         clock: SharedClock,
-        cfg: &TenantConfig,
-        metrics: Arc<RwLock<TenantMetrics>>,
+        cfg: &TenancyConfig,
+        metrics: impl Into<SharedTenantMetrics>,
     ) -> Arc<Self> {
         let buffer_max = cfg.usage_buffer_max.max(1);
-        read(&metrics).set_max_tenants(cfg.max_metric_tenants);
+        let metrics: SharedTenantMetrics = metrics.into();
+        metrics.with(|m| m.set_max_tenants(cfg.max_metric_tenants));
         Arc::new(Self {
             store,
             clock,
@@ -306,7 +307,8 @@ impl UsageMeter {
             agg.add_record(operation, rec);
             agg.add_cache(cache_hits, cache_misses);
         });
-        read(&self.metrics).record_operation(tenant, operation, rec.operation_count);
+        self.metrics
+            .with(|m| m.record_operation(tenant, operation, rec.operation_count));
         Ok(outcome)
     }
 
@@ -432,7 +434,7 @@ impl UsageMeter {
             keep
         });
         self.slots.fetch_sub(dropped, Ordering::AcqRel);
-        read(&self.metrics).set_usage_pending(self.pending());
+        self.metrics.with(|m| m.set_usage_pending(self.pending()));
 
         let keys = ScopeKeys::new(self.store.key_prefix(), &Scope::Tenant(tenant.clone()));
         let months_key = keys.record(MONTHS_RECORD);
@@ -469,10 +471,6 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     // A panic elsewhere while holding the lock leaves consistent data (every update is
     // a single insert/remove), so recover it rather than propagate the panic.
     m.lock().unwrap_or_else(PoisonError::into_inner)
-}
-
-fn read(m: &RwLock<TenantMetrics>) -> RwLockReadGuard<'_, TenantMetrics> {
-    m.read().unwrap_or_else(PoisonError::into_inner)
 }
 
 #[cfg(test)]
