@@ -33,10 +33,11 @@ impl Service {
     /// invalid configuration directory), is an error before anything is served.
     pub async fn build(config: AppConfig) -> anyhow::Result<Self> {
         let metrics = recorder::install().context("installing the metrics recorder")?;
-        let store =
-            riptide_persistence::open_store(&config.persistence.redis.url, &config.persistence)
-                .await
-                .context("opening the store")?;
+        let store = config
+            .persistence
+            .open_store(&config.persistence.redis.url)
+            .await
+            .context("opening the store")?;
         let state = AppState::build(&config, store, metrics).await?;
         let generations = state.state_manager.subscribe_config();
         Ok(Self {

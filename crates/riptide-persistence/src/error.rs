@@ -27,3 +27,20 @@ pub enum InvalidInput {
         reason: String,
     },
 }
+
+/// Refuses a configuration value of 0.
+pub(crate) fn positive(key: &'static str, value: u64) -> Result<(), InvalidInput> {
+    if value == 0 {
+        Err(config_err(key, "must be greater than 0"))
+    } else {
+        Ok(())
+    }
+}
+
+/// Refuses a configuration value: `key` out of range because of `reason`.
+pub(crate) fn config_err(key: &'static str, reason: &str) -> InvalidInput {
+    InvalidInput::Config {
+        key,
+        reason: reason.to_owned(),
+    }
+}

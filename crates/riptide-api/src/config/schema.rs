@@ -22,9 +22,8 @@
 //! [`PersistenceSchema`] would judge the file's own values, so a file value that a
 //! variable replaces would stop the state manager although the service accepted it.
 
-use riptide_persistence::state::config_schema::{
-    ConfigIssue, ConfigSchema, PersistenceSchema, deserialize_located,
-};
+use riptide_persistence::config::PersistenceSchema;
+use riptide_persistence::state::config_schema::{ConfigIssue, ConfigSchema, deserialize_located};
 use serde_json::Value;
 
 use super::AppConfig;
@@ -155,7 +154,8 @@ fn collect_restart_only(node: &Value, path: &str, out: &mut Vec<String>) {
 
 #[cfg(test)]
 mod tests {
-    use riptide_persistence::state::config_schema::{PERSISTENCE_LIVE, is_restart_only};
+    use riptide_persistence::config::PERSISTENCE_LIVE;
+    use riptide_persistence::state::config_schema::is_restart_only;
     use serde_json::json;
 
     use super::*;

@@ -332,10 +332,10 @@ async fn multi_tenancy_off_creates_the_default_tenant() {
 
     // The store it left behind, opened with multi-tenancy on (which creates nothing).
     let data = dir.path().join("data");
-    let store =
-        riptide_persistence::open_store(&data.display().to_string(), &PersistenceConfig::default())
-            .await
-            .expect("reopen the store");
+    let store = PersistenceConfig::default()
+        .open_store(&data.display().to_string())
+        .await
+        .expect("reopen the store");
     let tenants = TenantManager::with_store(
         store,
         TenancyConfig {

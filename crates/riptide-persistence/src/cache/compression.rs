@@ -4,7 +4,7 @@
 //! lets decompression allocate exactly once, and lets a corrupt length be refused before
 //! it allocates anything large.
 
-use crate::config::{CacheConfig, CompressionAlgorithm};
+use crate::cache::config::{CacheConfig, CompressionAlgorithm};
 
 /// How a payload is stored; the byte is part of the envelope format.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -35,7 +35,7 @@ use serde::{Deserialize, Serialize};
 
 use super::compression::{self, Compression};
 use super::sealing::{SEAL_OVERHEAD, SealError, SealingKey};
-use crate::config::CacheConfig;
+use crate::cache::config::CacheConfig;
 
 const MAGIC: u8 = 0xC7;
 /// Current envelope format version.

@@ -12,7 +12,7 @@ use std::sync::Arc;
 
 use super::CacheResult;
 use super::manager::PersistentCacheManager;
-use crate::config::CacheConfig;
+use crate::cache::config::CacheConfig;
 
 /// The keys of the `cache` section [`PersistentCacheManager::apply_live_settings`]
 /// applies; every other key keeps the value the manager was built with.
@@ -85,7 +85,7 @@ impl PersistentCacheManager {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::CompressionAlgorithm;
+    use crate::cache::config::CompressionAlgorithm;
 
     #[test]
     fn only_live_keys_are_merged_and_reported() {

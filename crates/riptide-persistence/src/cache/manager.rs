@@ -18,10 +18,10 @@ use super::single_flight::SingleFlight;
 use super::stats::{CacheStats, Op, OpResult, ScopeStats, StatsRegistry};
 use super::warmer::CacheWarmer;
 use super::{CacheError, CacheResult};
+use crate::cache::config::CacheConfig;
 use crate::clock::{SharedClock, system_clock};
-use crate::config::{CacheConfig, PersistenceConfig};
 use crate::keys::{AsScope, KeyHash, Namespace, Scope, ScopeKeys, validate_tag};
-use crate::store::{CachePut, SharedStore, open_store};
+use crate::store::{CachePut, SharedStore};
 
 /// The tenant-scoped, compressed, two-level cache.
 ///
@@ -76,25 +76,6 @@ pub(super) fn l1_key_of(store_key: &str) -> L1Key {
 }
 
 impl PersistentCacheManager {
-    /// Opens (or shares) the store `url` names and builds a cache over it.
-    ///
-    /// `url` is `embedded`, a directory path, or a Redis URL (see
-    /// [`crate::store::open`]); the other settings are [`PersistenceConfig`]'s defaults.
-    pub async fn new(url: &str, config: CacheConfig) -> CacheResult<Self> {
-        let persistence = PersistenceConfig {
-            cache: config,
-            ..Default::default()
-        };
-        Self::open(url, &persistence).await
-    }
-
-    /// Opens (or shares) the store `url` names with full settings.
-    pub async fn open(url: &str, config: &PersistenceConfig) -> CacheResult<Self> {
-        config.validate()?;
-        let store = open_store(url, config).await?;
-        Self::with_store(store, config.cache.clone())
-    }
-
     /// A cache over an existing store.
     pub fn with_store(store: SharedStore, config: CacheConfig) -> CacheResult<Self> {
         Self::with_store_and_clock(store, config, system_clock())

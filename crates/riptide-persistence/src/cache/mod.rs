@@ -7,6 +7,7 @@
 mod budget;
 mod compat;
 mod compression;
+pub mod config;
 mod envelope;
 mod get_or_load;
 mod histogram;

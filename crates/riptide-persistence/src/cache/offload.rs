@@ -23,7 +23,7 @@ use super::envelope::{self, CacheMetadata, Codec, Seal, Unreadable};
 use super::manager::PersistentCacheManager;
 use super::sealing::{SealError, SealingKey};
 use super::{CacheError, CacheResult};
-use crate::config::CacheConfig;
+use crate::cache::config::CacheConfig;
 use crate::keys::Scope;
 
 /// Envelope work touching more bytes than this runs on the blocking pool. LZ4, Zstd at

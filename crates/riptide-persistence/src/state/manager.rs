@@ -15,13 +15,13 @@ use tokio_util::task::TaskTracker;
 use super::checkpoint::{
     CheckpointError, CheckpointExtra, CheckpointInfo, CheckpointManager, RestoreReport,
 };
-use super::config_schema::{ConfigSchema, PersistenceSchema};
+use super::config_schema::ConfigSchema;
 use super::reload::{ConfigGeneration, ConfigReloader, ReloadError, ReloadOutcome, ReloadStats};
 use super::sessions::{SessionFigures, SessionManager};
-use crate::clock::{SharedClock, system_clock};
-use crate::config::{PersistenceConfig, StateConfig};
+use crate::clock::SharedClock;
 use crate::error::InvalidInput;
-use crate::store::{SharedStore, StoreError, open_store};
+use crate::state::config::StateConfig;
+use crate::store::{SharedStore, StoreError};
 use crate::sync::{DistributedSync, InstanceInfo, LeaseToken, SyncBody, SyncEvent};
 use crate::tenant::{TenantDeletionHook, TenantManager};
 
@@ -150,24 +150,6 @@ impl CheckpointJob {
 }
 
 impl StateManager {
-    /// Opens (or shares) the store `url` names (the seed's constructor); the configuration
-    /// is validated with [`PersistenceSchema`].
-    pub async fn new(url: &str, config: StateConfig) -> Result<Self, StateError> {
-        let persistence = PersistenceConfig {
-            state: config,
-            ..Default::default()
-        };
-        persistence.validate()?;
-        let store = open_store(url, &persistence).await?;
-        Self::with_store(
-            store,
-            persistence.state,
-            system_clock(),
-            Arc::new(PersistenceSchema),
-        )
-        .await
-    }
-
     /// A state manager over an existing store, with its clock and config schema.
     pub async fn with_store(
         store: SharedStore,

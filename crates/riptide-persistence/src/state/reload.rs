@@ -41,7 +41,7 @@ use super::config_doc::{
 };
 use super::config_schema::{ConfigSchema, is_restart_only};
 use super::reload_guard;
-use crate::config::StateConfig;
+use crate::state::config::StateConfig;
 
 /// Name of the reload counter.
 pub const RELOAD_METRIC: &str = "config_reload_total";
@@ -510,8 +510,8 @@ mod tests {
     use metrics::{SharedString, Unit};
     use notify::event::{AccessKind, CreateKind, ModifyKind, RenameMode};
 
-    use super::super::config_schema::PersistenceSchema;
     use super::*;
+    use crate::config::PersistenceSchema;
 
     #[derive(Default)]
     struct Capture(Mutex<BTreeMap<String, Arc<Count>>>);

@@ -12,6 +12,7 @@
 //!   lose or double-count bytes.
 
 pub mod atomic;
+pub mod config;
 pub mod embedded;
 pub mod gcra;
 pub mod identity;

@@ -15,8 +15,8 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, OnceLock, Weak};
 
+use super::config::{EmbeddedConfig, RedisConfig};
 use crate::clock::system_clock;
-use crate::config::PersistenceConfig;
 use crate::store::embedded::EmbeddedStore;
 use crate::store::redis::RedisStore;
 use crate::store::{SharedStore, Store, StoreError, StoreResult};
@@ -103,18 +103,20 @@ fn registry() -> &'static Registry {
 }
 
 /// Opens the store `url` names, or returns the one this process already has open for it.
-pub async fn open_store(url: &str, config: &PersistenceConfig) -> StoreResult<SharedStore> {
+pub async fn open_store(
+    url: &str,
+    redis: &RedisConfig,
+    embedded: &EmbeddedConfig,
+) -> StoreResult<SharedStore> {
     let parsed = StoreUrl::parse(url)?;
     let identity = match &parsed {
         StoreUrl::Embedded(dir) => {
-            let dir = dir
-                .clone()
-                .unwrap_or_else(|| config.embedded.data_dir.clone());
+            let dir = dir.clone().unwrap_or_else(|| embedded.data_dir.clone());
             format!("embedded:{}", absolute(&dir)?.display())
         }
-        StoreUrl::Redis(u) => format!("redis:{u}#{}", config.redis.key_prefix),
+        StoreUrl::Redis(u) => format!("redis:{u}#{}", redis.key_prefix),
         StoreUrl::RedisCluster(nodes) => {
-            format!("cluster:{}#{}", nodes.join(","), config.redis.key_prefix)
+            format!("cluster:{}#{}", nodes.join(","), redis.key_prefix)
         }
     };
     if let Some(store) = lookup(&identity) {
@@ -122,19 +124,19 @@ pub async fn open_store(url: &str, config: &PersistenceConfig) -> StoreResult<Sh
     }
     let store: SharedStore = match parsed {
         StoreUrl::Embedded(dir) => {
-            let dir = dir.unwrap_or_else(|| config.embedded.data_dir.clone());
+            let dir = dir.unwrap_or_else(|| embedded.data_dir.clone());
             // Under the registry lock: two concurrent opens of one file must not race.
             let mut map = registry().lock().unwrap_or_else(|e| e.into_inner());
             if let Some(store) = map.get(&identity).and_then(Weak::upgrade) {
                 return Ok(store);
             }
-            let store: SharedStore = EmbeddedStore::open(&dir, &config.embedded, system_clock())?;
+            let store: SharedStore = EmbeddedStore::open(&dir, embedded, system_clock())?;
             map.insert(identity, Arc::downgrade(&store));
             return Ok(store);
         }
-        StoreUrl::Redis(u) => Arc::new(RedisStore::connect_standalone(&u, &config.redis).await?),
+        StoreUrl::Redis(u) => Arc::new(RedisStore::connect_standalone(&u, redis).await?),
         StoreUrl::RedisCluster(nodes) => {
-            Arc::new(RedisStore::connect_cluster(&nodes, &config.redis).await?)
+            Arc::new(RedisStore::connect_cluster(&nodes, redis).await?)
         }
     };
     let mut map = registry().lock().unwrap_or_else(|e| e.into_inner());

@@ -22,6 +22,7 @@
 //! still queued.
 
 mod channel;
+pub mod config;
 mod fence;
 mod lease;
 mod message;
@@ -44,9 +45,9 @@ use tokio_util::task::TaskTracker;
 
 use crate::cache::{Invalidation, InvalidationListener, PersistentCacheManager};
 use crate::clock::SharedClock;
-use crate::config::SyncConfig;
 use crate::error::InvalidInput;
 use crate::store::{SharedStore, StoreError};
+use crate::sync::config::SyncConfig;
 
 use self::metrics::SyncMetrics;
 use self::registry::RegistryKeys;

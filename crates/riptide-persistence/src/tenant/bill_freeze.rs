@@ -35,9 +35,9 @@ use super::live_settings::LiveTenantSettings;
 use super::manager::TenantManager;
 use super::model::BillingPlan;
 use crate::clock::SharedClock;
-use crate::config::PriceTable;
 use crate::keys::{Scope, ScopeKeys, records};
 use crate::store::{Durability, SharedStore};
+use crate::tenant::config::PriceTable;
 use crate::tenant_id::{AsTenantId, TenantId};
 
 /// How often each instance checks whether a month has ended and seals its prices.

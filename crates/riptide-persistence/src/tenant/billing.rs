@@ -16,7 +16,7 @@ use super::error::{TenantError, TenantResult};
 use super::model::BillingPlan;
 use super::resource::METERS;
 use super::usage::UsageSummary;
-use crate::config::{PlanConfig, PriceTable};
+use crate::tenant::config::{PlanConfig, PriceTable};
 use crate::tenant_id::{TenantId, truncate_for_error};
 
 /// The currency of every amount.
@@ -276,7 +276,7 @@ mod tests {
     use std::collections::BTreeMap;
 
     use super::*;
-    use crate::config::{MeterPrice, PriceTable, default_plans};
+    use crate::tenant::config::{MeterPrice, PriceTable, default_plans};
 
     fn tenant() -> TenantId {
         TenantId::parse("acme").expect("valid id")

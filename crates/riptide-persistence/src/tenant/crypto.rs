@@ -35,8 +35,8 @@ use super::error::{TenantError, TenantResult};
 use super::model::TenantIsolationLevel;
 use super::secrets::{decode_configured_secret, load_or_create_secret};
 use crate::cache::{NONCE_LEN, SEAL_OVERHEAD, SealError, SealingKey, TAG_LEN};
-use crate::config::TenancyConfig;
 use crate::keys::records;
+use crate::tenant::config::TenancyConfig;
 
 /// Length of every key here (AES-256), in bytes.
 pub const KEY_LEN: usize = 32;

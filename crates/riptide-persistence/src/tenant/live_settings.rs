@@ -23,7 +23,7 @@ use std::sync::Arc;
 use super::error::TenantResult;
 use super::manager::TenantManager;
 use super::model::BillingPlan;
-use crate::config::{PlanConfig, TenancyConfig};
+use crate::tenant::config::{PlanConfig, TenancyConfig};
 
 /// The keys of the `tenant` section applied live; every other key (`enabled` among
 /// them) keeps the value the manager was built with.
@@ -115,7 +115,7 @@ impl TenantManager {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::default_plans;
+    use crate::tenant::config::default_plans;
 
     #[test]
     fn changed_names_each_differing_key() {

@@ -26,9 +26,8 @@ use super::registry::Registry;
 use super::secrets::load_pepper;
 use super::usage::UsageMeter;
 use crate::cache::PersistentCacheManager;
-use crate::clock::{SharedClock, system_clock};
-use crate::config::{self, PersistenceConfig};
-use crate::store::{SharedStore, open_store};
+use crate::clock::SharedClock;
+use crate::store::SharedStore;
 use crate::tenant_id::{AsTenantId, TenantId};
 
 /// Changes to a tenant; `None` leaves a field as it is.
@@ -96,7 +95,7 @@ pub struct TenantManager {
     pub(super) store: SharedStore,
     pub(super) clock: SharedClock,
     /// As built: the keys read once (see `live` for the others).
-    pub(super) config: Arc<config::TenancyConfig>,
+    pub(super) config: Arc<super::config::TenancyConfig>,
     /// Plans, billing and default plan as last applied (see
     /// `live_settings.rs`); shared with the cache budgets.
     pub(super) live: Arc<ArcSwap<LiveTenantSettings>>,
@@ -122,26 +121,10 @@ pub struct TenantManager {
 }
 
 impl TenantManager {
-    /// Opens (or shares) the store `url` names and builds the tenant layer over it (the
-    /// seed's constructor). Must run inside a tokio runtime: the usage flusher starts.
-    pub async fn new(
-        url: &str,
-        config: config::TenancyConfig,
-        metrics: impl Into<SharedTenantMetrics>,
-    ) -> TenantResult<Self> {
-        let persistence = PersistenceConfig {
-            tenant: config,
-            ..Default::default()
-        };
-        persistence.validate()?;
-        let store = open_store(url, &persistence).await?;
-        Self::with_store(store, persistence.tenant, metrics, system_clock()).await
-    }
-
     /// The tenant layer over an existing store, with an injected clock.
     pub async fn with_store(
         store: SharedStore,
-        config: config::TenancyConfig,
+        config: super::config::TenancyConfig,
         metrics: impl Into<SharedTenantMetrics>,
         clock: SharedClock,
     ) -> TenantResult<Self> {
@@ -280,7 +263,7 @@ impl TenantManager {
     /// The configuration the manager was built with. The live keys (plans, billing,
     /// default plan) may have changed since: [`Self::live_settings`] has the values in
     /// force.
-    pub fn config(&self) -> &config::TenancyConfig {
+    pub fn config(&self) -> &super::config::TenancyConfig {
         &self.config
     }
 

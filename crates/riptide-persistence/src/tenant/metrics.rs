@@ -697,8 +697,8 @@ mod tests {
             assert!(
                 lock(&m.tenant_entry_for_test(&t("a")).billing).len() <= BILLING_PERIODS_CACHED
             );
-            let plan = crate::config::PlanConfig {
-                price: crate::config::PriceTable {
+            let plan = crate::tenant::config::PlanConfig {
+                price: crate::tenant::config::PriceTable {
                     base_fee_cents: 123,
                     ..Default::default()
                 },

@@ -6,6 +6,7 @@ pub mod api_keys;
 pub mod audit;
 mod bill_freeze;
 pub mod billing;
+pub mod config;
 pub mod crypto;
 mod data_keys;
 mod error;

@@ -18,10 +18,10 @@ use super::manager::TenantManager;
 use super::model::{BillingPlan, Tenant};
 use super::resource::Resource;
 use crate::cache::CacheBudget;
-use crate::config::PlanConfig;
 use crate::keys::Scope;
 use crate::keys::records;
 use crate::store::{GcraDecision, GcraLimit};
+use crate::tenant::config::PlanConfig;
 use crate::tenant_id::{AsTenantId, TenantId};
 
 /// Rate limits are per minute.

@@ -24,8 +24,8 @@ use base64::engine::general_purpose::{
 use rand::RngCore;
 
 use super::error::{TenantError, TenantResult};
-use crate::config::TenancyConfig;
 use crate::private_fs;
+use crate::tenant::config::TenancyConfig;
 
 /// File name of the generated API key pepper under `tenant.secrets_dir`.
 pub const API_KEY_PEPPER_FILE: &str = "api_key_pepper";

@@ -7,9 +7,10 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use riptide_persistence::clock::system_clock;
+use riptide_persistence::config::PersistenceSchema;
 use riptide_persistence::config::{RedisConfig, StateConfig, SyncConfig};
+use riptide_persistence::state::StateManager;
 use riptide_persistence::state::sessions::SessionInit;
-use riptide_persistence::state::{PersistenceSchema, StateManager};
 use riptide_persistence::store::redis::RedisStore;
 use riptide_persistence::sync::DistributedSync;
 use riptide_persistence::tenant::metrics::TenantMetrics;

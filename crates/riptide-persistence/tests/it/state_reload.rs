@@ -6,9 +6,10 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+use riptide_persistence::config::PersistenceSchema;
 use riptide_persistence::config::StateConfig;
 use riptide_persistence::state::{
-    ConfigIssue, ConfigReloader, ConfigSchema, PersistenceSchema, ReloadError, ReloadOutcome,
+    ConfigIssue, ConfigReloader, ConfigSchema, ReloadError, ReloadOutcome,
 };
 use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;

@@ -8,9 +8,9 @@ use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use riptide_persistence::clock::system_clock;
+use riptide_persistence::config::PersistenceSchema;
 use riptide_persistence::config::StateConfig;
 use riptide_persistence::keys::{Scope, ScopeKeys};
-use riptide_persistence::state::PersistenceSchema;
 use riptide_persistence::state::StateManager;
 use riptide_persistence::state::checkpoint::{KEY_RECORD, KEYS_FILE};
 use riptide_persistence::state::sessions::{SessionCookie, SessionInit};

@@ -163,7 +163,7 @@ use self::format::{Footer, Header, Line, Meta, WriteError, WriteMsg};
 use self::keys_file::KeysFile;
 use self::seal::StoredKey;
 use crate::clock::SharedClock;
-use crate::config::StateConfig;
+use crate::state::config::StateConfig;
 use crate::store::{Durability, SharedStore};
 use crate::sync::LeaseToken;
 use crate::tenant::crypto::MasterKey;

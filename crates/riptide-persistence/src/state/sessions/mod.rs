@@ -78,8 +78,8 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 
 use crate::clock::SharedClock;
-use crate::config::StateConfig;
 use crate::keys::{Scope, ScopeKeys, records};
+use crate::state::config::StateConfig;
 use crate::store::SharedStore;
 use crate::tenant::TenantManager;
 use crate::tenant::crypto::{DataKey, TenantKeys};

@@ -76,8 +76,8 @@ use self::rate::RateState;
 use self::tables::{CacheTables, KV, KvTables};
 use self::zset::ZsetTables;
 use crate::clock::SharedClock;
-use crate::config::EmbeddedConfig;
 use crate::keys::ScopeKeys;
+use crate::store::config::EmbeddedConfig;
 use crate::store::{
     CachePut, Durability, GcraDecision, GcraLimit, LeaseOp, LeaseState, PutOutcome, RemoveOutcome,
     ScopeUsage, Store, StoreError, StoreKind, StoreResult, Subscription,

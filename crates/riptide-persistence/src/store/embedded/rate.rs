@@ -257,7 +257,7 @@ mod tests {
 
     #[tokio::test]
     async fn the_background_sweeper_prunes_too() {
-        let cfg = crate::config::EmbeddedConfig {
+        let cfg = crate::store::config::EmbeddedConfig {
             sweep_interval_ms: 10,
             ..super::super::tests::quiet_config()
         };

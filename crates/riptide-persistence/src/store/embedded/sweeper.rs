@@ -21,7 +21,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::tables::{CacheTables, EXPIRY, is_live};
 use super::{Inner, RedbResultExt, backend};
-use crate::config::EmbeddedConfig;
+use crate::store::config::EmbeddedConfig;
 use crate::store::{Durability, StoreResult};
 
 /// What one sweep transaction did.
@@ -201,7 +201,7 @@ mod tests {
 
     use super::super::tables::{CACHE_META, CACHE_ORDER, CACHE_TAGS, CACHE_USAGE, EXPIRY, KV};
     use super::super::tests::{cput, fixture, fixture_with, quiet_config, tenant};
-    use crate::config::EmbeddedConfig;
+    use crate::store::config::EmbeddedConfig;
     use crate::store::embedded::EmbeddedStore;
     use crate::store::{Durability, Store};
 

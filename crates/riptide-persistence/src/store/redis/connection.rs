@@ -15,7 +15,7 @@ use redis::cluster_async::ClusterConnection;
 use redis::{Cmd, Pipeline, RedisFuture, Value};
 
 use super::error::from_redis;
-use crate::config::RedisConfig;
+use crate::store::config::RedisConfig;
 use crate::store::{StoreError, StoreResult};
 
 /// Reconnect attempts a [`ConnectionManager`] makes before failing the commands that wait

@@ -45,8 +45,8 @@ use redis::{Cmd, ErrorKind, FromRedisValue, Script, ServerErrorKind, Value};
 use self::connection::Pool;
 use self::error::from_redis;
 use self::pubsub::Subscriber;
-use crate::config::RedisConfig;
 use crate::keys::{ScopeKeys, validate_tag};
+use crate::store::config::RedisConfig;
 use crate::store::{
     CachePut, CountersApplied, Durability, GcraDecision, GcraLimit, LeaseOp, LeaseState,
     NodeSettings, PutOutcome, RemoveOutcome, ScopeUsage, Store, StoreError, StoreKind, StoreResult,

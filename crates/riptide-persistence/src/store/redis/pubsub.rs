@@ -54,7 +54,7 @@ use tokio::time::{Instant, MissedTickBehavior, interval_at, timeout};
 
 use super::error::from_redis;
 use super::refused;
-use crate::config::RedisConfig;
+use crate::store::config::RedisConfig;
 use crate::store::{StoreError, StoreResult, Subscription, SubscriptionEvent};
 
 /// Longest channel name, in bytes.

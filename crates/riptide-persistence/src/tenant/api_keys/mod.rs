@@ -49,8 +49,8 @@ use super::error::{TenantError, TenantResult};
 use super::registry::TENANT_RECORD;
 use super::tombstones;
 use crate::clock::SharedClock;
-use crate::config::TenancyConfig;
 use crate::store::{Durability, SharedStore, StoreKind, WriteOp};
+use crate::tenant::config::TenancyConfig;
 use crate::tenant_id::TenantId;
 
 /// Characters in a key id.

@@ -41,9 +41,9 @@ use super::crypto::MasterKey;
 use super::error::{TenantError, TenantResult};
 use super::registry::TENANT_RECORD;
 use crate::clock::SharedClock;
-use crate::config::TenancyConfig;
 use crate::keys::{Scope, ScopeKeys, records};
 use crate::store::{Durability, SharedStore, WriteOp};
+use crate::tenant::config::TenancyConfig;
 use crate::tenant_id::TenantId;
 
 /// Most verification keys (active and revoked) a tenant may hold; revoke and delete

@@ -69,9 +69,9 @@ use super::error::{TenantError, TenantResult};
 use super::metrics_lock::SharedTenantMetrics;
 use super::model::ResourceUsageRecord;
 use crate::clock::SharedClock;
-use crate::config::TenancyConfig;
 use crate::keys::{Scope, ScopeKeys, records};
 use crate::store::SharedStore;
+use crate::tenant::config::TenancyConfig;
 use crate::tenant_id::{TenantId, truncate_for_error};
 
 /// Most distinct operation names kept per tenant-month; the rest count as [`OTHER_OPERATION`].

@@ -1,12 +1,11 @@
-//! The `state` and `sync` sections: hot reload, checkpoints, sessions, shutdown, and
-//! coordination between instances.
+//! The state manager's configuration section: `state` (hot reload, checkpoints,
+//! sessions, shutdown).
 
 use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
-use super::{config_err, positive};
-use crate::error::InvalidInput;
+use crate::error::{InvalidInput, config_err, positive};
 
 /// The seed's `StateConfig`.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -83,45 +82,5 @@ impl StateConfig {
             self.max_sessions_per_tenant,
         )?;
         positive("state.shutdown_timeout_ms", self.shutdown_timeout_ms)
-    }
-}
-
-/// The `sync` section: how instances sharing a store coordinate.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-#[serde(default, deny_unknown_fields)]
-pub struct SyncConfig {
-    /// How often an instance writes its heartbeat, in milliseconds.
-    pub heartbeat_interval_ms: u64,
-    /// An instance not heard from for this long is listed as gone, in milliseconds.
-    pub instance_ttl_ms: u64,
-    /// Lifetime of a singleton-job lease; the holder renews it at a third of this, and
-    /// another instance takes over within one lease after the holder dies.
-    pub lease_ttl_ms: u64,
-}
-
-impl Default for SyncConfig {
-    fn default() -> Self {
-        Self {
-            heartbeat_interval_ms: 1_000,
-            instance_ttl_ms: 5_000,
-            lease_ttl_ms: 5_000,
-        }
-    }
-}
-
-impl SyncConfig {
-    /// Checks ranges.
-    pub fn validate(&self) -> Result<(), InvalidInput> {
-        positive("sync.heartbeat_interval_ms", self.heartbeat_interval_ms)?;
-        if self.instance_ttl_ms <= self.heartbeat_interval_ms {
-            return Err(config_err(
-                "sync.instance_ttl_ms",
-                "must exceed sync.heartbeat_interval_ms",
-            ));
-        }
-        if self.lease_ttl_ms < 30 {
-            return Err(config_err("sync.lease_ttl_ms", "at least 30"));
-        }
-        Ok(())
     }
 }

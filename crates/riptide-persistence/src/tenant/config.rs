@@ -6,12 +6,11 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
-use super::{config_err, positive};
-use crate::error::InvalidInput;
-use crate::tenant::model::{BillingPlan, TenantIsolationLevel};
+use super::model::{BillingPlan, TenantIsolationLevel};
+use crate::error::{InvalidInput, config_err, positive};
 
 /// The `tenant` section: how the tenant layer behaves (the seed calls it `TenantConfig`;
-/// that name is the tenant's own settings, [`crate::TenantConfig`]). Its `Debug` hides
+/// that name is the tenant's own settings, [`super::model::TenantConfig`]). Its `Debug` hides
 /// the two secrets.
 #[derive(Clone, Serialize, Deserialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
@@ -332,15 +331,15 @@ impl TenancyConfig {
             return Err(config_err("tenant.jwt_leeway_seconds", "at most 300"));
         }
         // Secrets are checked here, at startup, not at first use; errors never echo them.
-        let secret_err = |key: &'static str, e: crate::tenant::TenantError| {
+        let secret_err = |key: &'static str, e: super::TenantError| {
             let reason = match e {
-                crate::tenant::TenantError::InvalidField { reason, .. } => reason,
+                super::TenantError::InvalidField { reason, .. } => reason,
                 other => other.to_string(),
             };
             config_err(key, &reason)
         };
         if !self.api_key_pepper.is_empty() {
-            crate::tenant::secrets::decode_configured_secret(
+            super::secrets::decode_configured_secret(
                 "tenant.api_key_pepper",
                 &self.api_key_pepper,
                 32,
@@ -348,12 +347,9 @@ impl TenancyConfig {
             .map_err(|e| secret_err("tenant.api_key_pepper", e))?;
         }
         if !self.master_key.is_empty() {
-            let key = crate::tenant::secrets::decode_configured_secret(
-                "tenant.master_key",
-                &self.master_key,
-                32,
-            )
-            .map_err(|e| secret_err("tenant.master_key", e))?;
+            let key =
+                super::secrets::decode_configured_secret("tenant.master_key", &self.master_key, 32)
+                    .map_err(|e| secret_err("tenant.master_key", e))?;
             if key.len() != 32 {
                 return Err(config_err(
                     "tenant.master_key",
@@ -380,7 +376,7 @@ impl TenancyConfig {
                 ));
             };
             for (resource, limit) in &p.quotas {
-                if crate::tenant::Resource::parse(resource).is_none() {
+                if super::Resource::parse(resource).is_none() {
                     return Err(config_err(
                         "tenant.plans",
                         &format!("plan {plan}: unknown resource {resource:?}"),
@@ -400,7 +396,7 @@ impl TenancyConfig {
                 ));
             }
             for grant in &p.grants {
-                if crate::tenant::Permission::parse(grant).is_none() {
+                if super::Permission::parse(grant).is_none() {
                     return Err(config_err(
                         "tenant.plans",
                         &format!("plan {plan}: unknown grant {grant:?}"),
@@ -408,7 +404,7 @@ impl TenancyConfig {
                 }
             }
             for (meter, price) in &p.price.meters {
-                if !crate::tenant::METERS.contains(&meter.as_str()) {
+                if !super::METERS.contains(&meter.as_str()) {
                     return Err(config_err(
                         "tenant.plans",
                         &format!("plan {plan}: unknown meter {meter:?}"),
