@@ -156,7 +156,8 @@ impl AppState {
             };
         let attached = state_manager
             .attach_tenants(tenants.clone())
-            .and_then(|()| state_manager.attach_sync(sync.clone()));
+            .map_err(anyhow::Error::from)
+            .and_then(|()| Ok(sync.attach_state(&state_manager)?));
         if let Err(e) = attached {
             // Stops its watcher and sweeper (and takes the final checkpoint when
             // configured: the store is as it was found).

@@ -23,6 +23,7 @@ pub mod clock;
 mod compat;
 pub mod config;
 pub mod error;
+pub mod fence;
 pub mod keys;
 pub mod private_fs;
 pub mod state;

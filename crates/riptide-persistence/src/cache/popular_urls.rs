@@ -8,7 +8,7 @@
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 
-use crate::tenant::crypto::DataKey;
+use super::sealing::SealingKey;
 use crate::tenant_id::TenantId;
 
 /// Marks a sealed field (a URL never starts with it: it has a scheme).
@@ -19,7 +19,11 @@ fn aad(tenant: &TenantId) -> Vec<u8> {
 }
 
 /// The field that names `url` in `tenant`'s record: sealed with `key`, or the URL itself.
-pub(crate) fn field_of(key: Option<&DataKey>, tenant: &TenantId, url: &str) -> Option<String> {
+pub(crate) fn field_of(
+    key: Option<&dyn SealingKey>,
+    tenant: &TenantId,
+    url: &str,
+) -> Option<String> {
     match key {
         None => Some(url.to_owned()),
         Some(key) => key
@@ -31,7 +35,11 @@ pub(crate) fn field_of(key: Option<&DataKey>, tenant: &TenantId, url: &str) -> O
 
 /// The URL a field of `tenant`'s record names; `None` for a sealed field that does not
 /// open with `key` (no key: the tenant was deleted, or the field was altered).
-pub(crate) fn url_of(key: Option<&DataKey>, tenant: &TenantId, field: &str) -> Option<String> {
+pub(crate) fn url_of(
+    key: Option<&dyn SealingKey>,
+    tenant: &TenantId,
+    field: &str,
+) -> Option<String> {
     let Some(sealed) = field.strip_prefix(SEALED_PREFIX) else {
         return Some(field.to_owned());
     };
@@ -43,6 +51,7 @@ pub(crate) fn url_of(key: Option<&DataKey>, tenant: &TenantId, field: &str) -> O
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::tenant::crypto::DataKey;
 
     #[test]
     fn sealed_fields_repeat_and_open_only_with_the_key() {

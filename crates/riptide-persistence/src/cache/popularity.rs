@@ -35,11 +35,11 @@ use futures::StreamExt;
 use serde::Serialize;
 
 use super::popular_urls;
+use super::sealing::{CacheSealer, SealingKey};
 use crate::clock::SharedClock;
 use crate::error::InvalidInput;
 use crate::keys::{Scope, ScopeKeys, records};
 use crate::store::{SharedStore, StoreError};
-use crate::tenant::crypto::{DataKey, TenantKeys};
 use crate::tenant_id::TenantId;
 
 /// Longest URL counted, in bytes; longer ones are refused (and counted as refused).
@@ -127,7 +127,7 @@ pub struct Popularity {
     batch_seq: AtomicU64,
     refused: AtomicU64,
     /// Tenants' data keys: the URLs of a tenant with one are sealed in the store.
-    sealing: Option<Arc<TenantKeys>>,
+    sealing: Option<Arc<dyn CacheSealer>>,
 }
 
 impl Popularity {
@@ -152,15 +152,18 @@ impl Popularity {
 
     /// Seals, in the store, the URLs of every tenant that has a data key (see
     /// `popular_urls`).
-    pub fn with_sealing(mut self, keys: Arc<TenantKeys>) -> Self {
+    pub fn with_sealing(mut self, keys: Arc<dyn CacheSealer>) -> Self {
         self.sealing = Some(keys);
         self
     }
 
     /// The key `tenant`'s URLs are sealed with in the store, if any.
-    async fn url_key(&self, tenant: &TenantId) -> Result<Option<Arc<DataKey>>, String> {
+    async fn url_key(&self, tenant: &TenantId) -> Result<Option<Arc<dyn SealingKey>>, String> {
         match &self.sealing {
-            Some(keys) => keys.key_for(tenant).await.map_err(|e| e.to_string()),
+            Some(keys) => keys
+                .key_for_read(&Scope::Tenant(tenant.clone()))
+                .await
+                .map_err(|e| e.to_string()),
             None => Ok(None),
         }
     }
@@ -591,7 +594,7 @@ impl TopK {
 
 /// The store's counts with their URLs opened; fields that do not open are left out.
 fn open_counts(
-    key: Option<&DataKey>,
+    key: Option<&dyn SealingKey>,
     tenant: &TenantId,
     counts: Vec<(String, i64)>,
 ) -> Vec<(String, i64)> {

@@ -56,8 +56,8 @@ pub const TAG_LEN: usize = 16;
 #[error("sealed value could not be opened or sealed (wrong key or binding, truncated or altered)")]
 pub struct SealError;
 
-/// An authenticated-encryption key for payloads (AES-256-GCM in
-/// [`crate::tenant::crypto::DataKey`]).
+/// An authenticated-encryption key for payloads (AES-256-GCM in the tenant layer's
+/// `DataKey`, which implements it above this layer).
 ///
 /// Sealed layout: `nonce (12 bytes) || ciphertext || tag (16 bytes)`, so a sealed value
 /// is [`SEAL_OVERHEAD`] bytes longer than its plaintext.
@@ -67,11 +67,16 @@ pub trait SealingKey: Send + Sync {
 
     /// Opens a value sealed under this key with the same `aad`.
     fn open(&self, sealed: &[u8], aad: &[u8]) -> Result<Vec<u8>, SealError>;
+
+    /// Seals `plaintext` with a nonce derived from it and `aad` (a synthetic IV): the
+    /// same input always gives the same bytes, so a sealed name can be a store field
+    /// that instances add up. Opens with [`Self::open`].
+    fn seal_deterministic(&self, plaintext: &[u8], aad: &[u8]) -> Result<Vec<u8>, SealError>;
 }
 
 /// Where the cache gets the keys it seals and opens entries with.
 ///
-/// Implemented by [`crate::tenant::crypto::TenantKeys`] (the per-tenant data keys);
+/// Implemented by the tenant layer's `TenantKeys` (the per-tenant data keys);
 /// installed with [`super::PersistentCacheManager::set_sealer`].
 #[async_trait]
 pub trait CacheSealer: Send + Sync + 'static {

@@ -16,13 +16,14 @@ use super::checkpoint::{
     CheckpointError, CheckpointExtra, CheckpointInfo, CheckpointManager, RestoreReport,
 };
 use super::config_schema::ConfigSchema;
+use super::peers::{InstanceInfo, Peers};
 use super::reload::{ConfigGeneration, ConfigReloader, ReloadError, ReloadOutcome, ReloadStats};
 use super::sessions::{SessionFigures, SessionManager};
 use crate::clock::SharedClock;
 use crate::error::InvalidInput;
+use crate::fence::LeaseToken;
 use crate::state::config::StateConfig;
 use crate::store::{SharedStore, StoreError};
-use crate::sync::{DistributedSync, InstanceInfo, LeaseToken, SyncBody, SyncEvent};
 use crate::tenant::{TenantDeletionHook, TenantManager};
 
 /// Name of the singleton job that takes scheduled checkpoints.
@@ -105,8 +106,9 @@ pub struct StateManager {
     checkpoints: CheckpointJob,
     sessions: Arc<SessionManager>,
     tenants: ArcSwapOption<TenantManager>,
-    sync: ArcSwapOption<DistributedSync>,
-    sync_attached: Arc<AtomicBool>,
+    /// The other instances, once the sync layer attached them.
+    peers: ArcSwapOption<Arc<dyn Peers>>,
+    peers_attached: Arc<AtomicBool>,
     cancel: CancellationToken,
     tasks: TaskTracker,
 }
@@ -175,8 +177,8 @@ impl StateManager {
             checkpoints,
             sessions,
             tenants: ArcSwapOption::empty(),
-            sync: ArcSwapOption::empty(),
-            sync_attached: Arc::new(AtomicBool::new(false)),
+            peers: ArcSwapOption::empty(),
+            peers_attached: Arc::new(AtomicBool::new(false)),
             cancel: CancellationToken::new(),
             tasks: TaskTracker::new(),
             config,
@@ -249,40 +251,27 @@ impl StateManager {
         }))
     }
 
-    /// Coordinates with other instances: reload requests from any instance reload this
-    /// one, sessions changed elsewhere are dropped here, and scheduled checkpoints run
-    /// on the lease holder only.
-    pub fn attach_sync(&self, sync: Arc<DistributedSync>) -> Result<(), StateError> {
-        let reloader = self.reloader.clone();
-        sync.on_event(Arc::new(move |event| {
-            if let SyncEvent::Message(SyncBody::ReloadConfig { requested_by }) = event {
-                let outcome = reloader.reload();
-                tracing::info!(
-                    requested_by,
-                    result = outcome.as_str(),
-                    "reload requested by another instance"
-                );
-            }
-        }));
-        sync.attach_sessions(self.sessions.clone());
-        if self.config.checkpoint_interval_seconds > 0 {
-            let job = self.checkpoints.clone();
-            let interval = Duration::from_secs(self.config.checkpoint_interval_seconds);
-            sync.run_singleton(CHECKPOINT_JOB, interval, move |lease| {
-                let job = job.clone();
-                async move {
-                    let token = lease.token;
-                    match job.take_fenced(lease).await {
-                        Ok(info) => tracing::info!(checkpoint.id = %info.id, fencing_token = token, "scheduled checkpoint"),
-                        Err(e) => tracing::error!(error = %e, "scheduled checkpoint failed"),
-                    }
-                }
-            })
-            .map_err(|e| StateError::Invalid(InvalidInput::Config { key: "sync", reason: e.to_string() }))?;
-        }
-        self.sync_attached.store(true, Ordering::Relaxed);
-        self.sync.store(Some(sync));
-        Ok(())
+    /// Installs the other instances (see `DistributedSync::attach_state`): reloads are
+    /// asked of them too, the report lists them, and this instance's own checkpoint
+    /// loop stands down for the singleton job the sync layer runs on the lease holder.
+    pub fn set_peers(&self, peers: Arc<dyn Peers>) {
+        self.peers_attached.store(true, Ordering::Relaxed);
+        self.peers.store(Some(Arc::new(peers)));
+    }
+
+    /// How often checkpoints are scheduled; `None` when they are not.
+    pub fn checkpoint_interval(&self) -> Option<Duration> {
+        let seconds = self.config.checkpoint_interval_seconds;
+        (seconds > 0).then(|| Duration::from_secs(seconds))
+    }
+
+    /// A scheduled checkpoint under the checkpoint job's singleton lease (see
+    /// [`CheckpointManager::create_fenced`]).
+    pub async fn take_scheduled_checkpoint(
+        &self,
+        lease: LeaseToken,
+    ) -> Result<CheckpointInfo, StateError> {
+        Ok(self.checkpoints.take_fenced(lease).await?)
     }
 
     /// Supplies the warm list stored in checkpoints.
@@ -299,13 +288,10 @@ impl StateManager {
     /// Reloads here and asks every other instance to reload.
     pub async fn request_reload_everywhere(&self, requested_by: &str) -> ReloadOutcome {
         let outcome = self.reloader.reload();
-        if let Some(sync) = self.sync.load_full() {
-            let body = SyncBody::ReloadConfig {
-                requested_by: requested_by.to_owned(),
-            };
-            if let Err(e) = sync.publish(body).await {
-                tracing::warn!(error = %e, "could not ask the other instances to reload");
-            }
+        if let Some(peers) = self.peers.load_full()
+            && let Err(e) = peers.request_reload(requested_by).await
+        {
+            tracing::warn!(error = %e, "could not ask the other instances to reload");
         }
         outcome
     }
@@ -358,13 +344,16 @@ impl StateManager {
             tracing::warn!(error = %e, "listing checkpoints failed");
             Vec::new()
         });
-        let sync = self.sync.load_full();
-        let instances = match &sync {
-            Some(s) => s.instances().await.unwrap_or_default(),
+        let peers = self.peers.load_full();
+        let instances = match &peers {
+            Some(p) => p.instances().await.unwrap_or_else(|e| {
+                tracing::warn!(error = %e, "listing the instances failed");
+                Vec::new()
+            }),
             None => Vec::new(),
         };
         StateReport {
-            instance_id: sync.as_ref().map(|s| s.id().to_owned()),
+            instance_id: peers.as_ref().map(|p| p.instance_id()),
             config: ConfigSummary {
                 generation: generation.generation,
                 sources: generation.sources.clone(),
@@ -376,7 +365,7 @@ impl StateManager {
             checkpoints,
             sessions: self.sessions.figures(),
             instances,
-            checkpoint_leader: sync.as_ref().and_then(|s| s.leader(CHECKPOINT_JOB)),
+            checkpoint_leader: peers.as_ref().and_then(|p| p.leader(CHECKPOINT_JOB)),
         }
     }
 
@@ -418,9 +407,9 @@ impl StateManager {
             .await;
             report.checkpoint = id;
         }
-        if let Some(sync) = self.sync.load_full() {
+        if let Some(peers) = self.peers.load_full() {
             step(&mut report, "leave coordination", left(start), async {
-                sync.shutdown().await;
+                peers.leave().await;
                 Ok(())
             })
             .await;
@@ -451,7 +440,7 @@ impl StateManager {
         let (job, cancel, attached) = (
             self.checkpoints.clone(),
             self.cancel.clone(),
-            self.sync_attached.clone(),
+            self.peers_attached.clone(),
         );
         self.tasks.spawn(async move {
             let mut tick =

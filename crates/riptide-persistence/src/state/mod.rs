@@ -12,6 +12,8 @@ pub use config_schema::{ConfigIssue, ConfigSchema, SchemaSet};
 pub use reload::{ConfigGeneration, ConfigReloader, ReloadError, ReloadOutcome, ReloadStats};
 pub mod checkpoint;
 pub mod manager;
+pub mod peers;
 pub mod sessions;
 
 pub use manager::{ShutdownReport, StateError, StateManager, StateReport};
+pub use peers::{InstanceInfo, PeerError, Peers};

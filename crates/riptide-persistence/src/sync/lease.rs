@@ -32,9 +32,9 @@ use futures::FutureExt;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use super::fence::{Fence, LeaseToken, fenced_key};
-use super::metrics::{fenced_writes_refused, job_panicked, leader_gauge};
+use super::metrics::{job_panicked, leader_gauge};
 use super::{Shared, SyncError};
+use crate::fence::{Fence, FenceError, LeaseToken, fenced_key, fenced_writes_refused};
 use crate::store::{Durability, LeaseOp, LeaseState};
 
 /// Most singleton jobs one instance runs at once.
@@ -335,7 +335,7 @@ impl Singleton {
             .await
         {
             Ok(()) => true,
-            Err(SyncError::Fenced { .. }) => false,
+            Err(FenceError::Stale { .. }) => false,
             Err(e) => {
                 self.shared
                     .store_log

@@ -75,17 +75,3 @@ pub(crate) fn leader_gauge(job: &str) -> Gauge {
 pub(crate) fn job_panicked(job: &str) {
     metrics::counter!("sync_job_panics_total", "job" => job.to_owned()).increment(1);
 }
-
-/// Name of the counter of refused fenced writes.
-pub const FENCED_WRITES_REFUSED: &str = "sync_fenced_writes_refused_total";
-
-/// Counts a write of a singleton job refused for a stale fencing token (rare: resolved
-/// on use).
-pub(crate) fn fenced_write_refused(job: &str) {
-    fenced_writes_refused(job).increment(1);
-}
-
-/// The `sync_fenced_writes_refused_total{job}` counter of one singleton job.
-pub(crate) fn fenced_writes_refused(job: &str) -> Counter {
-    metrics::counter!(FENCED_WRITES_REFUSED, "job" => job.to_owned())
-}

@@ -23,7 +23,6 @@
 
 mod channel;
 pub mod config;
-mod fence;
 mod lease;
 mod message;
 mod metrics;
@@ -52,15 +51,15 @@ use crate::sync::config::SyncConfig;
 use self::metrics::SyncMetrics;
 use self::registry::RegistryKeys;
 
+pub use crate::fence::{FENCED_WRITES_REFUSED, FenceError, LeaseToken};
+pub use crate::state::InstanceInfo;
 pub use channel::OUTBOUND_QUEUE;
-pub use fence::LeaseToken;
 pub use lease::{MAX_JOB_NAME_LEN, MAX_SINGLETON_JOBS};
 pub use message::{
     KINDS, MAX_ID_LEN, MAX_MESSAGE_BYTES, SyncBody, SyncEvent, SyncMessage, WIRE_VERSION,
     tenant_change,
 };
-pub use metrics::FENCED_WRITES_REFUSED;
-pub use registry::{InstanceInfo, MAX_LISTED_INSTANCES, PRUNE_AFTER_TTLS};
+pub use registry::{MAX_LISTED_INSTANCES, PRUNE_AFTER_TTLS};
 
 /// A sync failure.
 #[derive(Debug, Error)]
@@ -80,15 +79,9 @@ pub enum SyncError {
     /// The instance has been shut down.
     #[error("the sync layer is shut down")]
     ShutDown,
-    /// A write of singleton job `job` was refused: its holding (fencing token `token`)
-    /// is no longer the lease's live one. Nothing was written.
-    #[error("job {job}: fencing token {token} is stale; the write was refused")]
-    Fenced {
-        /// The job.
-        job: String,
-        /// The stale token.
-        token: u64,
-    },
+    /// A fenced write of a singleton job that did not happen (see [`FenceError`]).
+    #[error(transparent)]
+    Fenced(#[from] FenceError),
 }
 
 /// A handler of sync events; see [`DistributedSync::on_event`].

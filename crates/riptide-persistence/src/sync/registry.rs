@@ -25,6 +25,7 @@ use tokio::time::MissedTickBehavior;
 use tokio_util::sync::CancellationToken;
 
 use super::{Shared, SyncError};
+use crate::state::InstanceInfo;
 use crate::store::{Durability, StoreResult};
 
 /// A member not heard from for this many `instance_ttl_ms` is removed from the registry.
@@ -41,25 +42,6 @@ const MAX_HOST_LEN: usize = 48;
 
 /// How long deregistration may take on shutdown.
 const DEREGISTER_TIMEOUT: Duration = Duration::from_secs(2);
-
-/// One instance sharing the store, as the registry last saw it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct InstanceInfo {
-    /// The instance id.
-    pub id: String,
-    /// Its last heartbeat.
-    pub last_seen: DateTime<Utc>,
-    /// Heard from within `instance_ttl_ms`.
-    pub alive: bool,
-    /// This is the instance that answered.
-    pub is_self: bool,
-    /// When it started, from its record (absent once the record expired).
-    pub started_at: Option<DateTime<Utc>>,
-    /// Its process id, from its record.
-    pub pid: Option<u32>,
-    /// Its crate version, from its record.
-    pub version: Option<String>,
-}
 
 /// The record an instance keeps at `<p>:{sync}:instance:<id>`.
 #[derive(Debug, Clone, Serialize, Deserialize)]

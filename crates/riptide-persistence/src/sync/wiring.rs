@@ -1,11 +1,16 @@
-//! Keeping the tenant layer and sessions coherent across instances: their local changes
-//! are published, other instances' changes drop the cached copies here.
+//! Wiring the layers below into coordination: the tenant layer's and sessions' local
+//! changes are published and other instances' changes drop the cached copies here; the
+//! state manager gets its peers, reload requests and the scheduled checkpoint job.
 
 use std::sync::{Arc, Weak};
 
-use super::DistributedSync;
+use async_trait::async_trait;
+
 use super::message::{SyncBody, SyncEvent};
+use super::{DistributedSync, SyncError};
+use crate::state::manager::CHECKPOINT_JOB;
 use crate::state::sessions::{SessionChangeListener, SessionManager};
+use crate::state::{InstanceInfo, PeerError, Peers, StateManager};
 use crate::tenant::{TenantChangeListener, TenantEvent, TenantManager};
 
 impl DistributedSync {
@@ -89,5 +94,67 @@ impl DistributedSync {
             }
             SyncEvent::Message(_) => {}
         }));
+    }
+
+    /// Coordinates the state manager with the other instances: reload requests from any
+    /// instance reload this one, sessions changed elsewhere are dropped here, scheduled
+    /// checkpoints run on the lease holder only, and the state report lists the
+    /// instances.
+    pub fn attach_state(self: &Arc<Self>, state: &Arc<StateManager>) -> Result<(), SyncError> {
+        let weak = Arc::downgrade(state);
+        self.on_event(Arc::new(move |event| {
+            if let SyncEvent::Message(SyncBody::ReloadConfig { requested_by }) = event {
+                let Some(state) = weak.upgrade() else { return };
+                let outcome = state.reload_config();
+                tracing::info!(
+                    requested_by,
+                    result = outcome.as_str(),
+                    "reload requested by another instance"
+                );
+            }
+        }));
+        self.attach_sessions(state.sessions().clone());
+        if let Some(interval) = state.checkpoint_interval() {
+            let weak: Weak<StateManager> = Arc::downgrade(state);
+            self.run_singleton(CHECKPOINT_JOB, interval, move |lease| {
+                let weak = weak.clone();
+                async move {
+                    let Some(state) = weak.upgrade() else { return };
+                    let token = lease.token;
+                    match state.take_scheduled_checkpoint(lease).await {
+                        Ok(info) => tracing::info!(checkpoint.id = %info.id, fencing_token = token, "scheduled checkpoint"),
+                        Err(e) => tracing::error!(error = %e, "scheduled checkpoint failed"),
+                    }
+                }
+            })?;
+        }
+        state.set_peers(self.clone());
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl Peers for DistributedSync {
+    fn instance_id(&self) -> String {
+        self.id().to_owned()
+    }
+
+    async fn instances(&self) -> Result<Vec<InstanceInfo>, PeerError> {
+        Ok(DistributedSync::instances(self).await?)
+    }
+
+    fn leader(&self, job: &str) -> Option<String> {
+        DistributedSync::leader(self, job)
+    }
+
+    async fn request_reload(&self, requested_by: &str) -> Result<(), PeerError> {
+        let body = SyncBody::ReloadConfig {
+            requested_by: requested_by.to_owned(),
+        };
+        Ok(self.publish(body).await?)
+    }
+
+    async fn leave(&self) {
+        self.shutdown().await;
     }
 }

@@ -394,6 +394,10 @@ impl SealingKey for DataKey {
     fn open(&self, sealed: &[u8], aad: &[u8]) -> Result<Vec<u8>, SealError> {
         self.aead.open(sealed, aad)
     }
+
+    fn seal_deterministic(&self, plaintext: &[u8], aad: &[u8]) -> Result<Vec<u8>, SealError> {
+        DataKey::seal_deterministic(self, plaintext, aad)
+    }
 }
 
 impl Drop for DataKey {

@@ -371,8 +371,10 @@ impl TenantManager {
             .deletion_ops(&id, self.now().timestamp_millis());
         ops.push(self.keys.deletion_op(&id));
         // Shreds the tenant in every checkpoint (see `state::checkpoint::seal`).
+        let scope = crate::keys::Scope::Tenant(id.clone());
+        let keys = crate::keys::ScopeKeys::new(self.store.key_prefix(), &scope);
         ops.push(crate::store::WriteOp::delete(
-            crate::state::checkpoint::seal::key_record(self.store.key_prefix(), &id),
+            keys.record(crate::keys::records::CHECKPOINT_KEY),
         ));
         self.store.write_atomic(&ops).await?;
         self.keys.forget(&id);

@@ -205,7 +205,7 @@ async fn shutdown_loses_nothing(b: Backend) {
 struct Instance {
     cache: Arc<PersistentCacheManager>,
     tenants: Arc<TenantManager>,
-    state: StateManager,
+    state: Arc<StateManager>,
     sync: Arc<DistributedSync>,
     _dir: tempfile::TempDir,
 }
@@ -239,14 +239,16 @@ async fn instance(
     tenants.attach_cache(cache.clone());
     let mut cfg = state_config(dir.path());
     cfg.checkpoint_interval_seconds = checkpoint_every;
-    let state = StateManager::with_store(
-        store.clone(),
-        cfg,
-        system_clock(),
-        Arc::new(PersistenceSchema),
-    )
-    .await
-    .unwrap();
+    let state = Arc::new(
+        StateManager::with_store(
+            store.clone(),
+            cfg,
+            system_clock(),
+            Arc::new(PersistenceSchema),
+        )
+        .await
+        .unwrap(),
+    );
     state.attach_tenants(tenants.clone()).unwrap();
     let sync_cfg = SyncConfig {
         heartbeat_interval_ms: 100,
@@ -258,7 +260,7 @@ async fn instance(
         .unwrap();
     sync.attach_cache(cache.clone());
     sync.attach_tenants(tenants.clone());
-    state.attach_sync(sync.clone()).unwrap();
+    sync.attach_state(&state).unwrap();
     Instance {
         cache,
         tenants,

@@ -12,7 +12,7 @@ pub enum CheckpointError {
     /// A scheduled checkpoint whose singleton lease had passed to another holding by the
     /// time it was written (or whose fenced record failed): its file was removed.
     #[error("checkpoint not kept: {0}")]
-    Fenced(crate::sync::SyncError),
+    Fenced(crate::fence::FenceError),
     /// The id has characters other than `[0-9A-Za-z_-]` (before an optional `.ckpt`).
     #[error(
         "invalid checkpoint id {0:?}: expected 1 to 128 characters of [0-9A-Za-z_-], optionally followed by .ckpt"

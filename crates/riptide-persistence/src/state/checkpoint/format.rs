@@ -309,7 +309,7 @@ pub enum WriteError {
     /// A file operation failed.
     Io(&'static str, io::Error),
     /// The gate before the rename refused (see [`write_file_gated`]).
-    Refused(crate::sync::SyncError),
+    Refused(crate::fence::FenceError),
 }
 
 /// A temp file removed on drop unless persisted.
@@ -378,7 +378,7 @@ pub fn write_file_gated(
     id: &str,
     header: Header,
     mut rx: mpsc::Receiver<WriteMsg>,
-    gate: impl FnOnce() -> Result<(), crate::sync::SyncError>,
+    gate: impl FnOnce() -> Result<(), crate::fence::FenceError>,
 ) -> Result<(PathBuf, u64, Footer), WriteError> {
     let final_path = dir.join(format!("{id}.ckpt"));
     let mut temp = TempFile {

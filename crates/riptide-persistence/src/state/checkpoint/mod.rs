@@ -163,9 +163,9 @@ use self::format::{Footer, Header, Line, Meta, WriteError, WriteMsg};
 use self::keys_file::KeysFile;
 use self::seal::StoredKey;
 use crate::clock::SharedClock;
+use crate::fence::LeaseToken;
 use crate::state::config::StateConfig;
 use crate::store::{Durability, SharedStore};
-use crate::sync::LeaseToken;
 use crate::tenant::crypto::MasterKey;
 use crate::tenant::tombstones;
 use crate::tenant_id::TenantId;
@@ -476,7 +476,7 @@ impl CheckpointManager {
     /// [`Self::create`] for the scheduled checkpoint job, under its singleton lease:
     /// once the file is complete and fsynced, and before it is renamed into place, its id
     /// is recorded with a fenced write (`<p>:lease:{checkpoint}:latest`, see
-    /// [`crate::sync::LeaseToken::set`]). When the store refuses it (the holding went
+    /// [`crate::fence::LeaseToken::set`]). When the store refuses it (the holding went
     /// stale, e.g. this instance was paused past its lease while writing) the temp file
     /// is removed, nothing is renamed and nothing pruned: a stale holder's checkpoint
     /// never appears, let alone as the newest one, nor pushes newer ones out. The record
@@ -859,7 +859,7 @@ impl Changed for usize {
 
 /// Records `id` as the latest scheduled checkpoint, fenced by `lease`: the gate of its
 /// file's rename (see [`CheckpointManager::create_fenced`]).
-async fn record_latest(lease: &LeaseToken, id: &str) -> Result<(), crate::sync::SyncError> {
+async fn record_latest(lease: &LeaseToken, id: &str) -> Result<(), crate::fence::FenceError> {
     lease
         .set(LATEST, id.as_bytes(), None, Durability::Durable)
         .await

@@ -6,17 +6,41 @@
 //! frozen VM) past its lease: when it resumes, its job may still be in the middle of a
 //! run and reach a write before its next renewal shows the lease lost. The write is then
 //! refused, counted in `sync_fenced_writes_refused_total{job}`, logged, and returned to
-//! the job as [`SyncError::Fenced`], so the run stops there.
+//! the job as [`FenceError::Stale`], so the run stops there.
 //!
 //! Fenced keys live under the lease's hash tag (`<p>:lease:{<job>}:<name>`), so the
 //! lease and the key are one slot on a Redis Cluster and one script can check the one
 //! and write the other.
+//!
+//! A leaf under the state and sync layers: the sync layer's singleton jobs hand out
+//! tokens, the state layer's scheduled checkpoint writes with one.
 
 use std::sync::Arc;
 
-use super::SyncError;
-use super::metrics::fenced_write_refused;
-use crate::store::{Durability, SharedStore};
+use metrics::Counter;
+use thiserror::Error;
+
+use crate::store::{Durability, SharedStore, StoreError};
+
+/// Name of the counter of refused fenced writes.
+pub const FENCED_WRITES_REFUSED: &str = "sync_fenced_writes_refused_total";
+
+/// A fenced write that did not happen.
+#[derive(Debug, Error)]
+pub enum FenceError {
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The write was refused because the token's holding of the job's lease is no
+    /// longer the live one. Nothing was written.
+    #[error("job {job}: fencing token {token} is stale; the write was refused")]
+    Stale {
+        /// The job.
+        job: String,
+        /// The stale token.
+        token: u64,
+    },
+}
 
 /// The holding a job runs under: its fencing token, and the fenced writes made with it.
 #[derive(Clone)]
@@ -61,14 +85,14 @@ impl LeaseToken {
 
     /// Writes [`Self::key`]`(name)` only while this holding is the lease's live one, in
     /// one atomic step of the store. A stale holding writes nothing and gets
-    /// [`SyncError::Fenced`] (counted and logged here).
+    /// [`FenceError::Stale`] (counted and logged here).
     pub async fn set(
         &self,
         name: &str,
         value: &[u8],
         ttl_ms: Option<u64>,
         durability: Durability,
-    ) -> Result<(), SyncError> {
+    ) -> Result<(), FenceError> {
         let written = self
             .fence
             .store
@@ -84,12 +108,12 @@ impl LeaseToken {
         if written {
             return Ok(());
         }
-        fenced_write_refused(&self.fence.job);
+        fenced_writes_refused(&self.fence.job).increment(1);
         tracing::warn!(
             job = %self.fence.job, fencing_token = self.token, key = name,
             "a write under a stale singleton lease was refused"
         );
-        Err(SyncError::Fenced {
+        Err(FenceError::Stale {
             job: self.fence.job.clone(),
             token: self.token,
         })
@@ -99,4 +123,9 @@ impl LeaseToken {
 /// `<lease key>:<name>`.
 pub(crate) fn fenced_key(lease_key: &str, name: &str) -> String {
     format!("{lease_key}:{name}")
+}
+
+/// The `sync_fenced_writes_refused_total{job}` counter of one singleton job.
+pub(crate) fn fenced_writes_refused(job: &str) -> Counter {
+    metrics::counter!(FENCED_WRITES_REFUSED, "job" => job.to_owned())
 }
