@@ -1,12 +1,10 @@
 //! What every handler can reach: the persistence layer's managers over the one store
 //! (cache, tenants, state, coordination) and the metrics handle.
 //!
-//! [`AppState::build`] wires them the way they are meant to run together: the tenant
-//! layer plugs its budgets and encryption into the cache; coordination keeps the cache's
-//! L1, tenant records and sessions coherent with other instances (on the embedded store
-//! it works within the process); the state manager reloads the configuration with the
-//! service's schema, and its shutdown writes sessions out, flushes usage, takes the final
-//! checkpoint and leaves coordination.
+//! [`AppState::build`] starts them with [`Persistence::start_with_store`] (which wires
+//! the layers together: see there), with the service's configuration schema for hot
+//! reload, then the service's own parts over them: admin tokens and cache warming.
+//! Its shutdown stops warming, then the persistence layer in order.
 
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
@@ -18,7 +16,7 @@ use riptide_persistence::clock::{SharedClock, system_clock};
 use riptide_persistence::state::{ShutdownReport, StateManager};
 use riptide_persistence::sync::DistributedSync;
 use riptide_persistence::tenant::{TenantManager, TenantMetrics};
-use riptide_persistence::{PersistentCacheManager, SharedStore};
+use riptide_persistence::{Persistence, PersistentCacheManager, SharedStore, StartOptions};
 
 use crate::config::AppConfig;
 use crate::config::schema::ServiceSchema;
@@ -100,88 +98,48 @@ impl AppState {
             .await?,
         );
         let extractor = Arc::new(start_extractor(config).await?);
-        let persistence = &config.persistence;
-        let cache = Arc::new(
-            PersistentCacheManager::with_store_and_clock(
-                store.clone(),
-                persistence.cache.clone(),
-                clock.clone(),
-            )
-            .context("building the cache")?,
-        );
         let tenant_metrics = TenantMetrics::new();
         tenant_metrics.set_billing_series(config.metrics.tenant_billing);
         let tenant_metrics = Arc::new(RwLock::new(tenant_metrics));
-        let tenants = Arc::new(
-            TenantManager::with_store(
-                store.clone(),
-                persistence.tenant.clone(),
-                tenant_metrics.clone(),
+        let options = StartOptions {
+            clock: clock.clone(),
+            tenant_metrics: tenant_metrics.clone().into(),
+            schema: Arc::new(ServiceSchema::new(config.provenance.clone())),
+        };
+        let persistence =
+            Persistence::start_with_store(store.clone(), &config.persistence, options)
+                .await
+                .context("starting the persistence layer")?;
+        // From here on a failure stops the persistence layer before it is returned.
+        let started = async {
+            let admin_tokens = crate::admin::start(config, store, &persistence.tenants)
+                .await
+                .context("starting the admin tokens")?;
+            let warming = crate::warming::WarmingService::start(
+                &config.warming,
+                persistence.cache.clone(),
+                persistence.tenants.clone(),
+                persistence.sync.clone(),
+                &persistence.state,
                 clock.clone(),
             )
-            .await
-            .context("starting the tenant manager")?,
-        );
-        let admin_tokens = match crate::admin::start(config, store.clone(), &tenants).await {
-            Ok(tokens) => tokens,
+            .context("starting cache warming")?;
+            anyhow::Ok((admin_tokens, warming))
+        };
+        let (admin_tokens, warming) = match started.await {
+            Ok(started) => started,
             Err(e) => {
-                tenants.shutdown().await;
-                return Err(e).context("starting the admin tokens");
+                persistence.shutdown(Duration::from_secs(1)).await;
+                return Err(e);
             }
         };
-        tenants.attach_cache(cache.clone());
-
-        let sync =
-            match DistributedSync::start(store.clone(), clock.clone(), &persistence.sync).await {
-                Ok(sync) => sync,
-                Err(e) => {
-                    tenants.shutdown().await;
-                    return Err(e).context("joining the instances sharing the store");
-                }
-            };
-        sync.attach_cache(cache.clone());
-        sync.attach_tenants(tenants.clone());
-
-        let schema = Arc::new(ServiceSchema::new(config.provenance.clone()));
-        let state_manager =
-            match StateManager::with_store(store, persistence.state.clone(), clock.clone(), schema)
-                .await
-            {
-                Ok(manager) => Arc::new(manager),
-                Err(e) => {
-                    sync.shutdown().await;
-                    tenants.shutdown().await;
-                    return Err(e).context("starting the state manager");
-                }
-            };
-        let attached = state_manager
-            .attach_tenants(tenants.clone())
-            .map_err(anyhow::Error::from)
-            .and_then(|()| Ok(sync.attach_state(&state_manager)?));
-        if let Err(e) = attached {
-            // Stops its watcher and sweeper (and takes the final checkpoint when
-            // configured: the store is as it was found).
-            state_manager.shutdown(Duration::from_secs(1)).await;
-            sync.shutdown().await;
-            tenants.shutdown().await;
-            return Err(e).context("wiring the state manager");
-        }
-        let warming = match crate::warming::WarmingService::start(
-            &config.warming,
-            cache.clone(),
-            tenants.clone(),
-            sync.clone(),
-            &state_manager,
-            clock.clone(),
-        ) {
-            Ok(warming) => warming,
-            Err(e) => {
-                state_manager.shutdown(Duration::from_secs(1)).await;
-                sync.shutdown().await;
-                tenants.shutdown().await;
-                return Err(e).context("starting cache warming");
-            }
-        };
+        let Persistence {
+            cache,
+            tenants,
+            sync,
+            state: state_manager,
+            ..
+        } = persistence;
         warming.set_loader(Arc::new(
             crate::warming::extract_loader::ExtractPageLoader::new(extractor.clone()),
         ));

@@ -10,7 +10,8 @@
 //!
 //! Under them, leaf modules every layer may use: [`error`] (input validation),
 //! [`tenant_id`], [`keys`] (every store key), [`clock`], [`private_fs`]. Above them,
-//! [`config`] (the whole configuration, one section per layer) and the seed's
+//! [`config`] (the whole configuration, one section per layer), [`Persistence`] (the
+//! one place the layers are started together and shut down in order) and the seed's
 //! constructors (`compat.rs`). See `docs/ARCHITECTURE.md`.
 //!
 //! The seed's imports work from the crate root: `use riptide_persistence::{
@@ -25,6 +26,7 @@ pub mod config;
 pub mod error;
 pub mod fence;
 pub mod keys;
+mod persistence;
 pub mod private_fs;
 pub mod state;
 pub mod store;
@@ -41,6 +43,7 @@ pub use config::{
 };
 pub use error::InvalidInput;
 pub use keys::{AsScope, Scope};
+pub use persistence::{Persistence, StartError, StartOptions};
 pub use state::{StateError, StateManager};
 pub use store::{SharedStore, Store, StoreError, StoreKind, open_store};
 pub use sync::DistributedSync;

@@ -15,7 +15,10 @@ use riptide_persistence::store::redis::RedisStore;
 use riptide_persistence::sync::DistributedSync;
 use riptide_persistence::tenant::metrics::TenantMetrics;
 use riptide_persistence::tenant::{BillingPlan, ResourceUsageRecord, TenantError, TenantManager};
-use riptide_persistence::{CacheConfig, CacheMetadata, PersistentCacheManager, SharedStore};
+use riptide_persistence::{
+    CacheConfig, CacheMetadata, Persistence, PersistenceConfig, PersistentCacheManager,
+    SharedStore, StartOptions,
+};
 
 use super::support::{Backend, on_every_backend, store};
 use super::tenant_lifecycle::{owner, section, tenant_config};
@@ -216,56 +219,30 @@ async fn instance(
     checkpoint_every: u64,
 ) -> Instance {
     let dir = tempfile::tempdir().unwrap();
-    let cache = Arc::new(
-        PersistentCacheManager::with_store(
-            store.clone(),
-            CacheConfig {
-                l1_max_staleness_ms: 60_000,
-                ..Default::default()
-            },
-        )
-        .unwrap(),
-    );
-    let tenants = Arc::new(
-        TenantManager::with_store(
-            store.clone(),
-            section(secrets),
-            Arc::new(RwLock::new(TenantMetrics::new())),
-            system_clock(),
-        )
-        .await
-        .unwrap(),
-    );
-    tenants.attach_cache(cache.clone());
-    let mut cfg = state_config(dir.path());
-    cfg.checkpoint_interval_seconds = checkpoint_every;
-    let state = Arc::new(
-        StateManager::with_store(
-            store.clone(),
-            cfg,
-            system_clock(),
-            Arc::new(PersistenceSchema),
-        )
-        .await
-        .unwrap(),
-    );
-    state.attach_tenants(tenants.clone()).unwrap();
-    let sync_cfg = SyncConfig {
-        heartbeat_interval_ms: 100,
-        instance_ttl_ms: 500,
-        lease_ttl_ms: 300,
+    let mut state = state_config(dir.path());
+    state.checkpoint_interval_seconds = checkpoint_every;
+    let config = PersistenceConfig {
+        cache: CacheConfig {
+            l1_max_staleness_ms: 60_000,
+            ..Default::default()
+        },
+        tenant: section(secrets),
+        state,
+        sync: SyncConfig {
+            heartbeat_interval_ms: 100,
+            instance_ttl_ms: 500,
+            lease_ttl_ms: 300,
+        },
+        ..Default::default()
     };
-    let sync = DistributedSync::start(store, system_clock(), &sync_cfg)
+    let p = Persistence::start_with_store(store, &config, StartOptions::default())
         .await
         .unwrap();
-    sync.attach_cache(cache.clone());
-    sync.attach_tenants(tenants.clone());
-    sync.attach_state(&state).unwrap();
     Instance {
-        cache,
-        tenants,
-        state,
-        sync,
+        cache: p.cache,
+        tenants: p.tenants,
+        state: p.state,
+        sync: p.sync,
         _dir: dir,
     }
 }
