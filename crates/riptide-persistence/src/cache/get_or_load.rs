@@ -1,6 +1,5 @@
 //! Cache-aside with single-flight: `get_or_load`.
 
-use std::fmt::Display;
 use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -9,6 +8,7 @@ use bytes::Bytes;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
+use super::LoadError;
 use super::envelope::{CacheMetadata, Codec};
 use super::manager::{PersistentCacheManager, PutItem, decode_json, encode_json};
 use super::single_flight::{FlightEnd, Role};
@@ -65,10 +65,10 @@ impl PersistentCacheManager {
     where
         F: FnOnce() -> Fut,
         Fut: Future<Output = Result<Bytes, E>>,
-        E: Display,
+        E: Into<Box<dyn std::error::Error + Send + Sync>>,
     {
         self.coalesced(key, scope, ttl, metadata, Codec::Raw, async move || {
-            loader().await.map_err(|e| e.to_string())
+            loader().await.map_err(shared)
         })
         .await
     }
@@ -86,12 +86,12 @@ impl PersistentCacheManager {
         T: Serialize + DeserializeOwned,
         F: FnOnce() -> Fut,
         Fut: Future<Output = Result<T, E>>,
-        E: Display,
+        E: Into<Box<dyn std::error::Error + Send + Sync>>,
     {
         let found = self
             .coalesced(key, scope, ttl, metadata, Codec::Json, async move || {
-                let value = loader().await.map_err(|e| e.to_string())?;
-                encode_json(&value).map_err(|e| e.to_string())
+                let value = loader().await.map_err(shared)?;
+                encode_json(&value).map_err(shared)
             })
             .await?;
         Ok(Lookup {
@@ -110,7 +110,7 @@ impl PersistentCacheManager {
         load: L,
     ) -> CacheResult<Lookup<Bytes>>
     where
-        L: AsyncFnOnce() -> Result<Bytes, String>,
+        L: AsyncFnOnce() -> Result<Bytes, LoadError>,
     {
         let scope = scope.as_scope()?;
         let keys = ScopeKeys::new(self.store.key_prefix(), &scope);
@@ -139,7 +139,7 @@ impl PersistentCacheManager {
                     let Some(load) = load.take() else {
                         return Err(CacheError::LoadFailed {
                             key: key.to_owned(),
-                            message: Arc::from("loader already consumed"),
+                            source: shared("loader already consumed"),
                         });
                     };
                     let stats = self.scope_stats(&scope);
@@ -175,12 +175,11 @@ impl PersistentCacheManager {
                                 source: LookupSource::Loaded,
                             })
                         }
-                        Err(message) => {
-                            let message: Arc<str> = Arc::from(message);
-                            permit.finish(FlightEnd::Failed(message.clone()));
+                        Err(source) => {
+                            permit.finish(FlightEnd::Failed(source.clone()));
                             Err(CacheError::LoadFailed {
                                 key: key.to_owned(),
-                                message,
+                                source,
                             })
                         }
                     };
@@ -194,10 +193,10 @@ impl PersistentCacheManager {
                         source: LookupSource::Coalesced,
                     });
                 }
-                FlightEnd::Failed(message) => {
+                FlightEnd::Failed(source) => {
                     return Err(CacheError::LoadFailed {
                         key: key.to_owned(),
-                        message,
+                        source,
                     });
                 }
                 FlightEnd::TimedOut => {
@@ -211,7 +210,12 @@ impl PersistentCacheManager {
         }
         Err(CacheError::LoadFailed {
             key: key.to_owned(),
-            message: Arc::from("every concurrent loader of this key was cancelled"),
+            source: shared("every concurrent loader of this key was cancelled"),
         })
     }
+}
+
+/// A loader's error, shared between the callers of one flight without losing its type.
+fn shared(e: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> LoadError {
+    Arc::from(e.into())
 }

@@ -83,13 +83,14 @@ pub enum CacheError {
     /// a write, nothing was written.
     #[error("cache sealing: {0}")]
     Sealing(String),
-    /// The loader failed (for this caller, or for the caller it waited on).
-    #[error("loading {key:?} failed: {message}")]
+    /// The loader failed (for this caller, or for the caller it waited on): `source`
+    /// is the loader's own error, the same value for every caller of the flight.
+    #[error("loading {key:?} failed: {source}")]
     LoadFailed {
         /// The caller's key.
         key: String,
-        /// The loader's error.
-        message: Arc<str>,
+        /// The loader's error; [`CacheError::load_error`] gives it back typed.
+        source: LoadError,
     },
     /// Waiting for another caller's load of the same key took too long.
     #[error("gave up after {waited_ms} ms waiting for another caller's load of {key:?}")]
@@ -111,6 +112,15 @@ pub enum CacheError {
 }
 
 impl CacheError {
+    /// The loader's own error of a [`CacheError::LoadFailed`], as the type `E` it was
+    /// (for the caller that loaded and for every caller that waited on it alike).
+    pub fn load_error<E: std::error::Error + 'static>(&self) -> Option<&E> {
+        match self {
+            CacheError::LoadFailed { source, .. } => source.downcast_ref::<E>(),
+            _ => None,
+        }
+    }
+
     /// True for errors caused by the caller's input rather than by the system.
     pub fn is_client_error(&self) -> bool {
         matches!(
@@ -126,3 +136,6 @@ impl CacheError {
 
 /// Result with [`CacheError`].
 pub type CacheResult<T> = Result<T, CacheError>;
+
+/// A loader's error as `get_or_load` shares it between the callers of one flight.
+pub type LoadError = Arc<dyn std::error::Error + Send + Sync>;

@@ -13,15 +13,17 @@ use std::time::Duration;
 use bytes::Bytes;
 use tokio::sync::watch;
 
+use super::LoadError;
 use super::l1::L1Key;
 
 /// How a flight ended, as followers see it.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub(crate) enum FlightEnd {
     /// The leader loaded this value.
     Done(Bytes),
-    /// The leader's load failed with this message.
-    Failed(Arc<str>),
+    /// The leader's load failed with this error: the loader's own, shared, so every
+    /// waiter can downcast it to its type (see [`super::CacheError::load_error`]).
+    Failed(LoadError),
     /// The leader went away without an answer; try again.
     Abandoned,
     /// No answer within the timeout.
@@ -135,10 +137,10 @@ mod tests {
             panic!("second caller follows")
         };
         permit.finish(FlightEnd::Done(Bytes::from_static(b"v")));
-        assert_eq!(
+        assert!(matches!(
             f.wait(Duration::from_secs(1)).await,
-            FlightEnd::Done(Bytes::from_static(b"v"))
-        );
+            FlightEnd::Done(v) if v == Bytes::from_static(b"v")
+        ));
         assert_eq!(sf.len(), 0);
     }
 
@@ -150,7 +152,10 @@ mod tests {
             panic!()
         };
         drop(leader);
-        assert_eq!(f.wait(Duration::from_secs(1)).await, FlightEnd::Abandoned);
+        assert!(matches!(
+            f.wait(Duration::from_secs(1)).await,
+            FlightEnd::Abandoned
+        ));
         assert!(
             matches!(sf.join([2; 16]), Role::Leader(_)),
             "the next caller leads again"
@@ -164,7 +169,10 @@ mod tests {
         let Role::Follower(f) = sf.join([3; 16]) else {
             panic!()
         };
-        assert_eq!(f.wait(Duration::from_millis(50)).await, FlightEnd::TimedOut);
+        assert!(matches!(
+            f.wait(Duration::from_millis(50)).await,
+            FlightEnd::TimedOut
+        ));
     }
 
     #[tokio::test]
@@ -176,10 +184,15 @@ mod tests {
         let Role::Follower(f) = sf.join([4; 16]) else {
             panic!()
         };
-        p.finish(FlightEnd::Failed(Arc::from("boom")));
-        assert_eq!(
-            f.wait(Duration::from_secs(1)).await,
-            FlightEnd::Failed(Arc::from("boom"))
+        let error: LoadError = Arc::new(std::io::Error::other("boom"));
+        p.finish(FlightEnd::Failed(error.clone()));
+        let FlightEnd::Failed(got) = f.wait(Duration::from_secs(1)).await else {
+            panic!("the follower gets the failure")
+        };
+        assert!(
+            Arc::ptr_eq(&got, &error),
+            "the leader's own error, not a copy"
         );
+        assert!(got.downcast_ref::<std::io::Error>().is_some(), "typed");
     }
 }

@@ -361,7 +361,9 @@ async fn failed_loads_release_waiters(b: Backend) {
         })
         .await;
     match follower {
-        Err(CacheError::LoadFailed { message, .. }) => assert!(message.contains("502")),
+        Err(CacheError::LoadFailed { source, .. }) => {
+            assert!(source.to_string().contains("502"))
+        }
         other => panic!("follower should share the failure, got {other:?}"),
     }
     assert!(matches!(

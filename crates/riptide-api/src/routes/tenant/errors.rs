@@ -16,40 +16,14 @@
 //! from starting a worker process: those say what failed in a fixed sentence, and the
 //! detail is logged. A URL refused before fetching is never quoted back
 //! ([`invalid_url`]): it may be a megabyte long. A fetch that failed for the caller
-//! whose load another caller was waiting on reaches that waiter as text (the cache's
-//! single-flight shares only a message): [`LoadFailure`] writes the kind in front of
-//! the message so the waiter answers with the same status and code.
-
-use std::fmt;
+//! whose load another caller was waiting on reaches that waiter as the same typed
+//! error (`CacheError::load_error`), so both answer with the same status and code.
 
 use axum::http::StatusCode;
 use riptide_extract::{ExtractError, UrlError};
 use riptide_persistence::CacheError;
 
 use crate::error::ApiError;
-
-/// A failed fetch as the cache's loader reports it: `<kind>: <message>`.
-#[derive(Debug)]
-pub struct LoadFailure {
-    kind: &'static str,
-    message: String,
-}
-
-impl LoadFailure {
-    /// The failure of `e`, with the message a client may see.
-    pub fn of(e: &ExtractError) -> Self {
-        Self {
-            kind: e.kind(),
-            message: client_message(e),
-        }
-    }
-}
-
-impl fmt::Display for LoadFailure {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}: {}", self.kind, self.message)
-    }
-}
 
 /// 400 `invalid_url` for a URL `normalize_url` refused. The URL itself is not quoted;
 /// a refused scheme is, cut short.
@@ -136,13 +110,13 @@ fn from_kind(kind: &str, message: String) -> ApiError {
 
 /// The answer to a cache failure of a tenant route.
 pub fn cache_error(e: CacheError) -> ApiError {
+    // A failed fetch, whether this request fetched or waited on the one that did.
+    if let Some(fetch) = e.load_error::<ExtractError>() {
+        return extract_error(fetch);
+    }
     match e {
         CacheError::Invalid(invalid) => ApiError::bad_request("invalid_input", invalid.to_string()),
         CacheError::Store(store) => store.into(),
-        CacheError::LoadFailed { message, .. } => match message.split_once(": ") {
-            Some((kind, rest)) => from_kind(kind, rest.to_owned()),
-            None => from_kind("", message.to_string()),
-        },
         CacheError::LoadTimeout { waited_ms, .. } => ApiError::Upstream {
             status: StatusCode::GATEWAY_TIMEOUT,
             code: "upstream_timeout",
@@ -216,10 +190,11 @@ mod tests {
 
     #[test]
     fn a_waiter_gets_the_leaders_answer() {
-        let e = ExtractError::Timeout { after_ms: 250 };
+        let leader: riptide_persistence::cache::LoadError =
+            Arc::new(ExtractError::Timeout { after_ms: 250 });
         let shared = CacheError::LoadFailed {
             key: "k".into(),
-            message: Arc::from(LoadFailure::of(&e).to_string()),
+            source: leader,
         };
         let api = cache_error(shared);
         assert_eq!(

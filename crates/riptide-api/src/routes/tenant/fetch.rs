@@ -11,7 +11,7 @@ use riptide_persistence::TenantId;
 use riptide_persistence::state::sessions::{Session, SessionCookie};
 
 use super::cache_key::ExtractKey;
-use super::errors::{LoadFailure, cache_error, extract_error};
+use super::errors::cache_error;
 use crate::error::ApiResult;
 use crate::state::AppState;
 
@@ -26,28 +26,17 @@ pub async fn cached_page(
     headers: &[(String, String)],
     ttl: Option<Duration>,
 ) -> ApiResult<(Bytes, &'static str)> {
-    // The loader's own typed error, when this request was the one that fetched.
-    let mut failure: Option<ExtractError> = None;
-    let slot = &mut failure;
     let extractor = &state.extractor;
     let found = state
         .cache
-        .get_or_load_bytes(key.as_str(), key.tenant(), ttl, None, move || async move {
+        .get_or_load_bytes(key.as_str(), key.tenant(), ttl, None, move || {
             fetch_body(extractor, tenant, url, headers)
-                .await
-                .map_err(|e| {
-                    let shared = LoadFailure::of(&e);
-                    *slot = Some(e);
-                    shared
-                })
         })
         .await;
     match found {
         Ok(lookup) => Ok((lookup.value, lookup.source.as_header())),
-        Err(e) => Err(match failure {
-            Some(own) => extract_error(&own),
-            None => cache_error(e),
-        }),
+        // A failed fetch answers with its own status and code (see `cache_error`).
+        Err(e) => Err(cache_error(e)),
     }
 }
 
