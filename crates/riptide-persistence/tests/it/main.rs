@@ -13,6 +13,7 @@ mod cache_popularity;
 mod isolation;
 mod live_settings;
 mod seed_api;
+mod seed_compat;
 mod state_checkpoint;
 mod state_manager;
 mod state_reload;
