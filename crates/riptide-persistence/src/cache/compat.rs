@@ -11,7 +11,8 @@ use serde::de::DeserializeOwned;
 
 use super::CacheResult;
 use super::envelope::{CacheMetadata, Codec};
-use super::manager::{PersistentCacheManager, PutItem, decode_json, encode_json};
+use super::json::{decode_json, encode_json};
+use super::manager::{PersistentCacheManager, PutItem};
 use super::stats::Op;
 use crate::keys::Scope;
 use crate::tenant_id::TenantId;

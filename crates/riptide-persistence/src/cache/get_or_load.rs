@@ -10,7 +10,8 @@ use serde::de::DeserializeOwned;
 
 use super::LoadError;
 use super::envelope::{CacheMetadata, Codec};
-use super::manager::{PersistentCacheManager, PutItem, decode_json, encode_json};
+use super::json::{decode_json, encode_json};
+use super::manager::{PersistentCacheManager, PutItem};
 use super::single_flight::{FlightEnd, Role};
 use super::stats::{Op, OpResult};
 use super::{CacheError, CacheResult};

@@ -11,8 +11,9 @@ use serde::de::DeserializeOwned;
 use super::budget::{CacheBudget, FixedBudget};
 use super::envelope::{self, CacheMetadata, Codec, Entry, Unreadable};
 use super::invalidation::Invalidation;
+use super::json::{decode_json, encode_json};
 use super::l1::{Admission, L1, L1Key};
-use super::offload::ToEncode;
+use super::offload::{self, ToEncode};
 use super::sealing::{CacheSealer, SealingKey};
 use super::single_flight::SingleFlight;
 use super::stats::{CacheStats, Op, OpResult, ScopeStats, StatsRegistry};
@@ -277,7 +278,7 @@ impl PersistentCacheManager {
         now_ms: u64,
         key: Option<&Arc<dyn SealingKey>>,
     ) -> Option<Entry> {
-        match self.decode_entry(store_key, bytes, key).await {
+        match offload::decode_entry(self.config.max_entry_size_bytes, store_key, bytes, key).await {
             Ok(e) if e.is_expired(now_ms) => None,
             Ok(e) => Some(e),
             Err(reason @ (Unreadable::NoKey | Unreadable::NotOpened)) => {
@@ -547,21 +548,20 @@ impl PersistentCacheManager {
             let ttl_ms = ttl_ms(&settings, item.ttl)?;
             let expires = ttl_ms.map(|t| now.saturating_add(t));
             let p = self.place(&keys, scope, &item.key);
-            let enc = self
-                .encode_entry(
-                    ToEncode {
-                        payload: &item.payload,
-                        codec: item.codec,
-                        created_ms: now,
-                        expires_ms: expires,
-                        metadata: item.metadata.as_ref(),
-                        settings: &settings,
-                        key: seal_key.as_ref(),
-                        store_key: &p.store_key,
-                    },
-                    scope,
-                )
-                .await?;
+            let enc = offload::encode_entry(
+                ToEncode {
+                    payload: &item.payload,
+                    codec: item.codec,
+                    created_ms: now,
+                    expires_ms: expires,
+                    metadata: item.metadata.as_ref(),
+                    settings: &settings,
+                    key: seal_key.as_ref(),
+                    store_key: &p.store_key,
+                },
+                scope,
+            )
+            .await?;
             if let Some(b) = budget.filter(|&b| enc.len() as u64 > b) {
                 return Err(CacheError::OverBudget {
                     size: enc.len() as u64,
@@ -667,14 +667,4 @@ fn ttl_ms(settings: &CacheConfig, ttl: Option<Duration>) -> CacheResult<Option<u
         None if settings.default_ttl_seconds == 0 => Ok(None),
         None => Ok(Some(settings.default_ttl_seconds.saturating_mul(1_000))),
     }
-}
-
-pub(super) fn encode_json<V: Serialize + ?Sized>(value: &V) -> CacheResult<Bytes> {
-    serde_json::to_vec(value)
-        .map(Bytes::from)
-        .map_err(|e| CacheError::Serialize(e.to_string()))
-}
-
-pub(super) fn decode_json<T: DeserializeOwned>(payload: &[u8]) -> CacheResult<T> {
-    serde_json::from_slice(payload).map_err(|e| CacheError::Deserialize(e.to_string()))
 }

@@ -11,7 +11,9 @@ pub mod config;
 mod envelope;
 mod get_or_load;
 mod histogram;
+mod invalidate;
 mod invalidation;
+mod json;
 mod l1;
 mod l1_share;
 mod legacy;
@@ -24,6 +26,7 @@ mod sealing;
 mod single_flight;
 mod stats;
 mod warmer;
+mod warming;
 
 use std::sync::Arc;
 

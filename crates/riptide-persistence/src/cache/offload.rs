@@ -20,7 +20,6 @@ use std::sync::Arc;
 use bytes::Bytes;
 
 use super::envelope::{self, CacheMetadata, Codec, Seal, Unreadable};
-use super::manager::PersistentCacheManager;
 use super::sealing::{SealError, SealingKey};
 use super::{CacheError, CacheResult};
 use crate::cache::config::CacheConfig;
@@ -59,73 +58,70 @@ pub(super) struct ToEncode<'a> {
     pub(super) store_key: &'a str,
 }
 
-impl PersistentCacheManager {
-    /// Builds the stored envelope of one entry (compressed, and sealed with `key` when
-    /// given), on the blocking pool when the payload is large.
-    pub(super) async fn encode_entry(&self, e: ToEncode<'_>, scope: &Scope) -> CacheResult<Bytes> {
-        let (payload, codec, created, expires) =
-            (e.payload.clone(), e.codec, e.created_ms, e.expires_ms);
-        let (metadata, settings) = (e.metadata.cloned(), Arc::clone(e.settings));
-        let (key, store_key) = (e.key.cloned(), e.store_key.to_owned());
-        let encoded = run(payload.len(), move || {
+/// Builds the stored envelope of one entry (compressed, and sealed with `key` when
+/// given), on the blocking pool when the payload is large.
+pub(super) async fn encode_entry(e: ToEncode<'_>, scope: &Scope) -> CacheResult<Bytes> {
+    let (payload, codec, created, expires) =
+        (e.payload.clone(), e.codec, e.created_ms, e.expires_ms);
+    let (metadata, settings) = (e.metadata.cloned(), Arc::clone(e.settings));
+    let (key, store_key) = (e.key.cloned(), e.store_key.to_owned());
+    let encoded = run(payload.len(), move || {
+        let seal = key.as_deref().map(|key| Seal {
+            key,
+            store_key: &store_key,
+        });
+        envelope::encode_with(
+            &payload,
+            codec,
+            created,
+            expires,
+            metadata.as_ref(),
+            &settings,
+            seal,
+        )
+    })
+    .await;
+    match encoded {
+        Ok(Ok(bytes)) => Ok(bytes),
+        Ok(Err(SealError)) => Err(CacheError::Sealing(format!(
+            "{}: {SealError}",
+            scope.label()
+        ))),
+        Err(failed) => Err(CacheError::Sealing(format!("{}: {failed}", scope.label()))),
+    }
+}
+
+/// Decodes stored bytes of at most `max_len` decoded bytes, opening sealed ones with
+/// `key`, each step on the blocking pool when it is large (see the module docs).
+pub(super) async fn decode_entry(
+    max_len: usize,
+    store_key: &str,
+    bytes: &Bytes,
+    key: Option<&Arc<dyn SealingKey>>,
+) -> Result<envelope::Entry, Unreadable> {
+    let failed = |e: String| Err(Unreadable::Corrupt(e));
+    if bytes.len() > OFFLOAD_BYTES {
+        let (bytes, key, store_key) = (bytes.clone(), key.cloned(), store_key.to_owned());
+        return run(bytes.len(), move || {
             let seal = key.as_deref().map(|key| Seal {
                 key,
                 store_key: &store_key,
             });
-            envelope::encode_with(
-                &payload,
-                codec,
-                created,
-                expires,
-                metadata.as_ref(),
-                &settings,
-                seal,
-            )
-        })
-        .await;
-        match encoded {
-            Ok(Ok(bytes)) => Ok(bytes),
-            Ok(Err(SealError)) => Err(CacheError::Sealing(format!(
-                "{}: {SealError}",
-                scope.label()
-            ))),
-            Err(failed) => Err(CacheError::Sealing(format!("{}: {failed}", scope.label()))),
-        }
-    }
-
-    /// Decodes stored bytes, opening sealed ones with `key`, each step on the blocking
-    /// pool when it is large (see the module docs).
-    pub(super) async fn decode_entry(
-        &self,
-        store_key: &str,
-        bytes: &Bytes,
-        key: Option<&Arc<dyn SealingKey>>,
-    ) -> Result<envelope::Entry, Unreadable> {
-        let max_len = self.config.max_entry_size_bytes;
-        let failed = |e: String| Err(Unreadable::Corrupt(e));
-        if bytes.len() > OFFLOAD_BYTES {
-            let (bytes, key, store_key) = (bytes.clone(), key.cloned(), store_key.to_owned());
-            return run(bytes.len(), move || {
-                let seal = key.as_deref().map(|key| Seal {
-                    key,
-                    store_key: &store_key,
-                });
-                envelope::decode_with(&bytes, max_len, seal)
-            })
-            .await
-            .unwrap_or_else(failed);
-        }
-        let seal = key.map(|key| Seal {
-            key: key.as_ref(),
-            store_key,
-        });
-        let opened = envelope::open_with(bytes, seal)?;
-        run(opened.decompressed_len().min(max_len), move || {
-            opened.finish(max_len)
+            envelope::decode_with(&bytes, max_len, seal)
         })
         .await
-        .unwrap_or_else(failed)
+        .unwrap_or_else(failed);
     }
+    let seal = key.map(|key| Seal {
+        key: key.as_ref(),
+        store_key,
+    });
+    let opened = envelope::open_with(bytes, seal)?;
+    run(opened.decompressed_len().min(max_len), move || {
+        opened.finish(max_len)
+    })
+    .await
+    .unwrap_or_else(failed)
 }
 
 #[cfg(test)]

@@ -145,7 +145,9 @@ async fn app_state_new_as_the_seed_writes_it_with_tokio_rwlock_metrics() {
         "{snapshot:?}"
     );
     assert!(Arc::ptr_eq(cache.store(), tenant_manager.store()));
-    state_manager.shutdown(std::time::Duration::from_secs(5)).await;
+    state_manager
+        .shutdown(std::time::Duration::from_secs(5))
+        .await;
     tenant_manager.shutdown().await;
 }
 
