@@ -36,7 +36,11 @@ pub async fn start(
     store: SharedStore,
     tenants: &TenantManager,
 ) -> anyhow::Result<Arc<AdminTokens>> {
-    let pepper = load_pepper(tenants.config()).context("loading the api key pepper")?;
+    let pepper = load_pepper(
+        &tenants.config().api_key_pepper,
+        &tenants.config().secrets_dir,
+    )
+    .context("loading the api key pepper")?;
     let configured = Some(config.admin.token.as_str()).filter(|t| !t.is_empty());
     let cache_ttl_ms = tenants.config().record_cache_ttl_ms;
     let tokens = Arc::new(AdminTokens::new(store, &pepper, configured, cache_ttl_ms));

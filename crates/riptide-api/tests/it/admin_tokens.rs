@@ -256,8 +256,11 @@ async fn a_deleted_token_stops_working_on_every_instance_within_a_second() {
     let viewer = admin.token_with_role("watcher", "viewer").await;
     let other = riptide_api::admin::AdminTokens::new(
         server.state.store().clone(),
-        &riptide_persistence::tenant::secrets::load_pepper(server.state.tenants.config())
-            .expect("pepper"),
+        &riptide_persistence::tenant::secrets::load_pepper(
+            &server.state.tenants.config().api_key_pepper,
+            &server.state.tenants.config().secrets_dir,
+        )
+        .expect("pepper"),
         None,
         1_000,
     );

@@ -30,7 +30,6 @@ use aes_gcm::aead::{AeadInOut, Key, KeyInit, Nonce};
 use aes_gcm::{Aes256Gcm, Tag};
 use rand::RngCore;
 
-pub use super::data_keys::{PreparedKey, TenantKeys, TenantKeysOptions};
 use super::error::{TenantError, TenantResult};
 use super::model::TenantIsolationLevel;
 use super::secrets::{decode_configured_secret, load_or_create_secret};

@@ -14,7 +14,8 @@ use tokio_util::sync::CancellationToken;
 
 use super::api_keys::ApiKeys;
 use super::audit::{AuditEntry, AuditKey, AuditLog, HIGH_WATER_FILE};
-use super::crypto::{MasterKey, TenantKeys};
+use super::crypto::MasterKey;
+use super::data_keys::TenantKeys;
 use super::error::{TenantError, TenantResult};
 use super::jwt_keys::JwtKeys;
 use super::live_settings::LiveTenantSettings;
@@ -132,7 +133,7 @@ impl TenantManager {
         let metrics = metrics.into();
         let config = Arc::new(config);
         let (master, _created) = MasterKey::from_config(&config)?;
-        let pepper = load_pepper(&config)?;
+        let pepper = load_pepper(&config.api_key_pepper, &config.secrets_dir)?;
         let live = Arc::new(ArcSwap::from_pointee(LiveTenantSettings::of(&config)));
         let usage = UsageMeter::new(store.clone(), clock.clone(), &config, metrics.clone());
         let budgets = TenantBudgets::new(live.clone());

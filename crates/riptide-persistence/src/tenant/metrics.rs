@@ -37,9 +37,10 @@ use dashmap::mapref::entry::Entry;
 use metrics::{Counter, Gauge};
 use serde::Serialize;
 
-use super::billing::{Bill, Period};
+use super::billing::Bill;
+use super::period::Period;
 use super::resource::Resource;
-use super::usage::{MAX_OPERATION_NAMES, OTHER_OPERATION, is_valid_operation};
+use super::usage_summary::{MAX_OPERATION_NAMES, OTHER_OPERATION, is_valid_operation};
 use crate::tenant_id::TenantId;
 
 /// The label shared by tenants beyond the configured maximum.

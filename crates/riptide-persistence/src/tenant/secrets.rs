@@ -25,7 +25,6 @@ use rand::RngCore;
 
 use super::error::{TenantError, TenantResult};
 use crate::private_fs;
-use crate::tenant::config::TenancyConfig;
 
 /// File name of the generated API key pepper under `tenant.secrets_dir`.
 pub const API_KEY_PEPPER_FILE: &str = "api_key_pepper";
@@ -44,16 +43,12 @@ const MAX_SECRET_FILE_LEN: u64 = 64 * 1024;
 /// A configured pepper that is not base64 or is too short is refused with
 /// [`TenantError::InvalidField`]; an unreadable or too-short file with
 /// [`TenantError::Crypto`].
-pub fn load_pepper(cfg: &TenancyConfig) -> TenantResult<Vec<u8>> {
-    if !cfg.api_key_pepper.trim().is_empty() {
-        return decode_configured_secret(
-            "tenant.api_key_pepper",
-            &cfg.api_key_pepper,
-            MIN_PEPPER_LEN,
-        );
+pub fn load_pepper(configured: &str, secrets_dir: &Path) -> TenantResult<Vec<u8>> {
+    if !configured.trim().is_empty() {
+        return decode_configured_secret("tenant.api_key_pepper", configured, MIN_PEPPER_LEN);
     }
     let (pepper, _created) =
-        load_or_create_secret(&cfg.secrets_dir, API_KEY_PEPPER_FILE, MIN_PEPPER_LEN)?;
+        load_or_create_secret(secrets_dir, API_KEY_PEPPER_FILE, MIN_PEPPER_LEN)?;
     Ok(pepper)
 }
 
@@ -324,16 +319,12 @@ mod tests {
     #[test]
     fn configured_pepper_wins_and_is_checked() {
         let dir = tempfile::tempdir().expect("temp dir");
-        let mut cfg = TenancyConfig {
-            secrets_dir: dir.path().to_path_buf(),
-            ..Default::default()
-        };
-        cfg.api_key_pepper = STANDARD.encode([7u8; 40]);
-        assert_eq!(load_pepper(&cfg).expect("configured"), vec![7u8; 40]);
+        let pepper = |configured: &str| load_pepper(configured, dir.path());
+        let configured = STANDARD.encode([7u8; 40]);
+        assert_eq!(pepper(&configured).expect("configured"), vec![7u8; 40]);
         assert!(!dir.path().join(API_KEY_PEPPER_FILE).exists());
 
-        cfg.api_key_pepper = STANDARD.encode([7u8; 16]);
-        let err = load_pepper(&cfg).expect_err("too short");
+        let err = pepper(&STANDARD.encode([7u8; 16])).expect_err("too short");
         assert!(
             matches!(
                 err,
@@ -344,15 +335,13 @@ mod tests {
             ),
             "{err}"
         );
-        cfg.api_key_pepper = "%%%".to_owned();
         assert!(matches!(
-            load_pepper(&cfg),
+            pepper("%%%"),
             Err(TenantError::InvalidField { .. })
         ));
 
-        cfg.api_key_pepper = String::new();
-        let generated = load_pepper(&cfg).expect("generated");
+        let generated = pepper("").expect("generated");
         assert_eq!(generated.len(), MIN_PEPPER_LEN);
-        assert_eq!(load_pepper(&cfg).expect("reused"), generated);
+        assert_eq!(pepper("").expect("reused"), generated);
     }
 }

@@ -5,7 +5,8 @@
 use riptide_persistence::cache::popularity::{MAX_URL_BYTES, Popularity, PopularityConfig};
 use riptide_persistence::clock::system_clock;
 use riptide_persistence::keys::{Scope, ScopeKeys};
-use riptide_persistence::tenant::crypto::{MasterKey, TenantKeys};
+use riptide_persistence::tenant::crypto::MasterKey;
+use riptide_persistence::tenant::data_keys::TenantKeys;
 use riptide_persistence::{SharedStore, TenantId};
 
 use super::support::{Backend, on_every_backend, store, tenant};

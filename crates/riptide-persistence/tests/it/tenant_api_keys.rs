@@ -603,7 +603,7 @@ async fn pepper_is_created_once_reused_and_checked() {
         ..config()
     };
 
-    let first = load_pepper(&cfg).expect("generated");
+    let first = load_pepper(&cfg.api_key_pepper, &cfg.secrets_dir).expect("generated");
     assert_eq!(first.len(), 32);
     let path = secrets_dir.join(API_KEY_PEPPER_FILE);
     {
@@ -611,7 +611,10 @@ async fn pepper_is_created_once_reused_and_checked() {
         let mode = std::fs::metadata(&path).expect("stat").permissions().mode() & 0o777;
         assert_eq!(mode, 0o600, "mode {mode:o}");
     }
-    assert_eq!(load_pepper(&cfg).expect("reused"), first);
+    assert_eq!(
+        load_pepper(&cfg.api_key_pepper, &cfg.secrets_dir).expect("reused"),
+        first
+    );
     let (again, created) =
         load_or_create_secret(&secrets_dir, API_KEY_PEPPER_FILE, 32).expect("generic");
     assert!(!created);
@@ -625,7 +628,7 @@ async fn pepper_is_created_once_reused_and_checked() {
         api_key_pepper: STANDARD.encode([3u8; 31]),
         ..cfg.clone()
     };
-    let r = load_pepper(&too_short);
+    let r = load_pepper(&too_short.api_key_pepper, &too_short.secrets_dir);
     assert!(
         matches!(
             r,
@@ -640,7 +643,10 @@ async fn pepper_is_created_once_reused_and_checked() {
         api_key_pepper: STANDARD.encode([3u8; 48]),
         ..cfg.clone()
     };
-    assert_eq!(load_pepper(&configured).expect("configured"), vec![3u8; 48]);
+    assert_eq!(
+        load_pepper(&configured.api_key_pepper, &configured.secrets_dir).expect("configured"),
+        vec![3u8; 48]
+    );
 
     // Keys made under the generated pepper authenticate after a reload of it.
     let ts = store(Backend::Embedded).await;
@@ -650,7 +656,7 @@ async fn pepper_is_created_once_reused_and_checked() {
     let after = ApiKeys::new(
         ts.store.clone(),
         system_clock(),
-        load_pepper(&cfg).expect("reload"),
+        load_pepper(&cfg.api_key_pepper, &cfg.secrets_dir).expect("reload"),
         &cfg,
     );
     assert_eq!(

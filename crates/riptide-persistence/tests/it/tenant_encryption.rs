@@ -10,7 +10,8 @@ use riptide_persistence::cache::CacheSealer;
 use riptide_persistence::keys::{KeyHash, Namespace, Scope, ScopeKeys};
 use riptide_persistence::store::CachePut;
 use riptide_persistence::tenant::TenantError;
-use riptide_persistence::tenant::crypto::{MasterKey, TenantKeys};
+use riptide_persistence::tenant::crypto::MasterKey;
+use riptide_persistence::tenant::data_keys::TenantKeys;
 use riptide_persistence::{CacheConfig, CacheError, PersistentCacheManager, SharedStore, TenantId};
 
 use super::support::{Backend, on_every_backend, store, tenant};

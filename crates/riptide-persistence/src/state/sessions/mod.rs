@@ -82,7 +82,8 @@ use crate::keys::{Scope, ScopeKeys, records};
 use crate::state::config::StateConfig;
 use crate::store::SharedStore;
 use crate::tenant::TenantManager;
-use crate::tenant::crypto::{DataKey, TenantKeys};
+use crate::tenant::crypto::DataKey;
+use crate::tenant::data_keys::TenantKeys;
 use crate::tenant_id::{AsTenantId, TenantId};
 
 pub use error::{SessionError, SessionResult};

@@ -11,8 +11,8 @@ use super::{
     MAX_OPERATION_NAMES, NEVER, OP_FIELD_PREFIX, OTHER_OPERATION, Recorded, UsageMeter,
     UsageSummary,
 };
-use crate::tenant::billing::Period;
 use crate::tenant::model::ResourceUsageRecord;
+use crate::tenant::period::Period;
 use crate::tenant_id::TenantId;
 
 /// At most one "buffer full" log line per this many ms.
