@@ -1,4 +1,4 @@
-//! The tenant settings a running [`TenantManager`] changes without a restart: the plans
+//! The tenant settings a running tenant manager changes without a restart: the plans
 //! (quotas, burst, grants, prices), billing on or off, and the default plan.
 //!
 //! They sit in one `ArcSwap` shared by the manager and the cache budget it hands to the
@@ -13,15 +13,12 @@
 //! every request runs as the built-in `default` tenant without any credential, so a
 //! file dropped into the configuration directory must not be able to switch
 //! authentication off in a running service. It is read once, when the manager is built
-//! ([`TenantManager::multi_tenancy_enabled`]); a reload that changes it is reported as
+//! (`TenantManager::multi_tenancy_enabled`); a reload that changes it is reported as
 //! waiting for the next restart, and the service's startup checks decide whether that
 //! restart may serve without authentication.
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
 
-use super::error::TenantResult;
-use super::manager::TenantManager;
 use super::model::BillingPlan;
 use crate::tenant::config::{PlanConfig, TenancyConfig};
 
@@ -57,7 +54,7 @@ impl LiveTenantSettings {
     }
 
     /// The keys of [`LIVE_TENANT_KEYS`] whose value differs in `next`.
-    fn changed(&self, next: &Self) -> Vec<&'static str> {
+    pub(super) fn changed(&self, next: &Self) -> Vec<&'static str> {
         let differs = [
             self.enable_billing != next.enable_billing,
             self.default_plan != next.default_plan,
@@ -68,47 +65,6 @@ impl LiveTenantSettings {
             .zip(differs)
             .filter_map(|(key, differs)| differs.then_some(*key))
             .collect()
-    }
-}
-
-impl TenantManager {
-    /// The live settings in force.
-    pub fn live_settings(&self) -> Arc<LiveTenantSettings> {
-        self.live.load_full()
-    }
-
-    /// Whether multi-tenancy is on: `enabled` as the manager was built with it, for the
-    /// life of the process (see the module docs).
-    pub fn multi_tenancy_enabled(&self) -> bool {
-        self.config.enabled
-    }
-
-    /// Checks `next`, changing nothing requests see: `next` is validated as a whole.
-    /// Call it before [`Self::apply_live_settings`].
-    ///
-    /// Also seals the month just closed with the running prices if no instance has yet,
-    /// so a reload never reprices a month that ended under other prices.
-    pub async fn prepare_live_settings(&self, next: &TenancyConfig) -> TenantResult<()> {
-        next.validate()?;
-        self.seal_closed_month().await
-    }
-
-    /// Applies the [`LIVE_TENANT_KEYS`] of `next` from the next call on (quota and
-    /// access checks, bills, cache budgets); the other keys, `enabled` among them, are
-    /// ignored. Returns the keys whose value changed.
-    ///
-    /// `next` is validated first: an invalid one changes nothing.
-    pub fn apply_live_settings(&self, next: &TenancyConfig) -> TenantResult<Vec<&'static str>> {
-        next.validate()?;
-        let next = LiveTenantSettings::of(next);
-        let running = self.live.load_full();
-        let changed = running.changed(&next);
-        if changed.is_empty() {
-            return Ok(changed);
-        }
-        self.live.store(Arc::new(next));
-        tracing::info!(tenant.changed_keys = ?changed, "live tenant settings applied");
-        Ok(changed)
     }
 }
 

@@ -14,6 +14,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::api_keys::ApiKeys;
 use super::audit::{AuditEntry, AuditKey, AuditLog, HIGH_WATER_FILE};
+use super::budgets::{BudgetHandle, BudgetSource, RateArgs, TenantBudgets, rate_args_cache};
 use super::crypto::MasterKey;
 use super::data_keys::TenantKeys;
 use super::error::{TenantError, TenantResult};
@@ -22,7 +23,6 @@ use super::live_settings::LiveTenantSettings;
 use super::metrics_lock::SharedTenantMetrics;
 use super::model::{BillingPlan, Tenant, TenantOwner};
 use super::policy::AccessPolicy;
-use super::quota::{BudgetHandle, BudgetSource, RateArgs, TenantBudgets, rate_args_cache};
 use super::registry::Registry;
 use super::secrets::load_pepper;
 use super::usage::UsageMeter;
@@ -153,7 +153,7 @@ impl TenantManager {
             cancel.clone(),
         );
         let sealed_month = Arc::new(std::sync::atomic::AtomicI64::new(0));
-        let closer = super::bill_freeze::spawn_month_closer(
+        let closer = super::month_close::spawn_month_closer(
             store.clone(),
             clock.clone(),
             live.clone(),

@@ -6,6 +6,7 @@ pub mod api_keys;
 pub mod audit;
 mod bill_freeze;
 pub mod billing;
+mod budgets;
 pub mod config;
 pub mod crypto;
 pub mod data_keys;
@@ -14,11 +15,13 @@ mod jwt_admin;
 pub mod jwt_keys;
 mod key_admin;
 mod lifecycle;
+mod live_reload;
 mod live_settings;
 mod manager;
 pub mod metrics;
 mod metrics_lock;
 pub mod model;
+mod month_close;
 mod period;
 pub mod policy;
 mod quota;
@@ -31,6 +34,7 @@ mod usage_summary;
 pub mod validate;
 
 pub use billing::{Bill, LineItem, Period, compute_bill, price_usage};
+pub use budgets::effective_quota;
 pub use error::{TenantError, TenantResult};
 pub use live_settings::{LIVE_TENANT_KEYS, LiveTenantSettings};
 pub use manager::{
@@ -43,6 +47,5 @@ pub use model::{
     TenantStatus,
 };
 pub use policy::{AccessPolicy, AdminAction, AdminRole};
-pub use quota::effective_quota;
 pub use resource::{METERS, Permission, Resource};
 pub use usage::{FlushReport, Recorded, UsageMeter, UsageSummary};

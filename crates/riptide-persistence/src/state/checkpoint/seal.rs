@@ -8,7 +8,7 @@
 //! - the record `<p>:tenant:{<id>}:ckpt_key`, shared by the instances, created by the
 //!   first checkpoint that includes the tenant and removed in the tenant's atomic
 //!   deletion;
-//! - the checkpoint directory's keys file ([`super::keys_file`]), so checkpoints stay
+//! - the checkpoint directory's keys file (`keys_file.rs`), so checkpoints stay
 //!   restorable onto a store that lost its data; a tenant's entries leave it when the
 //!   tenant is deleted.
 //!
