@@ -25,6 +25,7 @@ use riptide_persistence::{InvalidInput, PersistenceConfig};
 use serde::{Deserialize, Serialize};
 use tracing_subscriber::EnvFilter;
 
+pub use crate::invalid::Invalid;
 pub use crawl::CrawlConfig;
 pub use load::{ConfigError, DEFAULT_CONFIG_PATH, Overrides, default_file, load};
 pub use metrics::MetricsConfig;
@@ -266,24 +267,6 @@ impl std::fmt::Debug for AdminConfig {
         f.debug_struct("AdminConfig")
             .field("token", &token)
             .finish()
-    }
-}
-
-/// A key whose value was refused, and why.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Invalid {
-    /// Dotted key as written in the YAML file, e.g. `server.request_timeout_ms`.
-    pub key: String,
-    /// Why the value was refused.
-    pub reason: String,
-}
-
-impl Invalid {
-    fn new(key: impl Into<String>, reason: impl Into<String>) -> Self {
-        Self {
-            key: key.into(),
-            reason: reason.into(),
-        }
     }
 }
 

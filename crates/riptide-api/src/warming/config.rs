@@ -12,7 +12,7 @@ use riptide_persistence::TenantId;
 use riptide_persistence::cache::popularity::{MAX_TOP_K, PopularityConfig};
 use serde::{Deserialize, Serialize};
 
-use crate::config::Invalid;
+use crate::invalid::Invalid;
 
 /// Most URLs one warm run may cover (`max_job_urls`, `startup_top_n`, ...).
 pub const MAX_WARM_URLS: usize = 100_000;
