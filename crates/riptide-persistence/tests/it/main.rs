@@ -11,6 +11,7 @@ mod cache_fairness;
 mod cache_offload;
 mod cache_popularity;
 mod isolation;
+mod layering;
 mod live_settings;
 mod seed_api;
 mod seed_compat;
