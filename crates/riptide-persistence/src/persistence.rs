@@ -10,7 +10,8 @@
 //!
 //! A step that fails stops the ones already started, in reverse order, before the
 //! error is returned; [`Persistence::shutdown`] is the one ordered shutdown afterwards.
-//! The service, the integration tests and the benches all start the layers here.
+//! The service starts the layers here, as do the integration tests that run them all
+//! together; tests and benches of one layer build just that layer.
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -150,6 +150,36 @@ fn layers_import_downwards_only() {
 }
 
 #[test]
+fn layers_name_modules_not_root_reexports() {
+    // `crate::StateManager` would hide an upward import from the scan: below the
+    // facade, code names the module a type lives in.
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let mut files = Vec::new();
+    source_files(&src, &mut files);
+    let mut found = Vec::new();
+    for file in files {
+        let module = module_of(&src, &file);
+        if layer_of(&module[0]) == Some(LAYERS.len() - 1) {
+            continue;
+        }
+        let code = production_code(&std::fs::read_to_string(&file).expect("readable"));
+        for (at, _) in code.match_indices("crate::") {
+            if code[at + "crate::".len()..].starts_with(|c: char| c.is_ascii_uppercase()) {
+                found.push(format!(
+                    "{}: {}",
+                    file.display(),
+                    &code[at..(at + 40).min(code.len())]
+                ));
+            }
+        }
+    }
+    assert!(
+        found.is_empty(),
+        "root re-exports used below the facade: {found:?}"
+    );
+}
+
+#[test]
 fn no_module_circles_at_any_depth() {
     for depth in 1..=4 {
         let graph = edges(depth);

@@ -137,6 +137,7 @@ mod files;
 mod keys_file;
 mod open;
 mod restore;
+mod restore_scan;
 pub(crate) mod seal;
 
 use self::audit_anchor::audit_anchor;
@@ -722,7 +723,7 @@ impl CheckpointManager {
         let ring = self.key_ring().await?;
         let (verified, ring, scan) = tokio::task::spawn_blocking(move || {
             let (mut v, mut ring) = (verified, ring);
-            let scan = restore::scan(&mut v, &mut ring);
+            let scan = restore_scan::scan(&mut v, &mut ring);
             (v, ring, scan)
         })
         .await
@@ -750,7 +751,8 @@ impl CheckpointManager {
             checkpoint_ms,
         };
         let (tx, rx) = mpsc::channel(CHUNK_QUEUE);
-        let reader = tokio::task::spawn_blocking(move || restore::read_chunks(verified, ring, tx));
+        let reader =
+            tokio::task::spawn_blocking(move || restore_scan::read_chunks(verified, ring, tx));
         let applied = restore::apply_all(self.store.clone(), rx, ctx, CONCURRENCY).await;
         let read = reader.await.map_err(task_err)?;
         let tally = applied?;
