@@ -1,6 +1,6 @@
-//! The store (L2): one small trait on bytes, two backends.
+//! The store (L2): bytes under keys, as capability traits (`capabilities.rs`), two backends.
 //!
-//! The trait knows nothing of envelopes, compression or tenants' plans: it stores bytes
+//! The traits know nothing of envelopes, compression or tenants' plans: they store bytes
 //! under keys built by [`crate::keys`], and it keeps the per-scope cache accounting
 //! (index, sizes, tags, used bytes) atomic, because that is what the budget needs.
 //!
@@ -12,6 +12,7 @@
 //!   lose or double-count bytes.
 
 pub mod atomic;
+mod capabilities;
 pub mod config;
 pub mod embedded;
 pub mod gcra;
@@ -20,11 +21,8 @@ pub mod node_check;
 pub mod open;
 pub mod redis;
 
-use async_trait::async_trait;
 use bytes::Bytes;
 use thiserror::Error;
-
-use crate::keys::ScopeKeys;
 
 pub use atomic::WriteOp;
 pub use open::{StoreUrl, open_store};
@@ -222,243 +220,19 @@ pub struct Subscription {
     pub events: tokio::sync::mpsc::Receiver<SubscriptionEvent>,
 }
 
-/// The store trait. Every method is one round trip to the backend.
-#[async_trait]
-pub trait Store: Send + Sync + 'static {
-    /// The backend.
-    fn kind(&self) -> StoreKind;
-
-    /// The prefix every key of this store starts with (see [`crate::keys`]).
-    fn key_prefix(&self) -> &str;
-
-    /// Checks that the backend answers.
-    async fn ping(&self) -> StoreResult<()>;
-
-    /// How each server node keeps data (see [`NodeSettings`]): one entry for a Redis
-    /// server, one per master of a Cluster, none for the embedded store (it has no
-    /// eviction policy and always persists).
-    async fn node_settings(&self) -> StoreResult<Vec<NodeSettings>> {
-        Ok(Vec::new())
-    }
-
-    /// The value of `key`, or `None` when missing or expired.
-    async fn get(&self, key: &str) -> StoreResult<Option<Bytes>>;
-
-    /// The values of `keys`, in order, in one round trip.
-    async fn get_many(&self, keys: &[String]) -> StoreResult<Vec<Option<Bytes>>>;
-
-    /// Writes `key` with an optional TTL in milliseconds (a TTL of 0 is refused).
-    async fn set(
-        &self,
-        key: &str,
-        value: &[u8],
-        ttl_ms: Option<u64>,
-        durability: Durability,
-    ) -> StoreResult<()>;
-
-    /// Writes several keys in one round trip.
-    async fn set_many(
-        &self,
-        entries: &[(String, Bytes, Option<u64>)],
-        durability: Durability,
-    ) -> StoreResult<()>;
-
-    /// Deletes keys; returns how many existed. This is for records: a cache entry is
-    /// removed with [`Store::cache_remove`], which keeps its scope's accounting (a plain
-    /// `delete` of a cache entry is not required to).
-    async fn delete(&self, keys: &[String]) -> StoreResult<u64>;
-
-    /// Writes cache entries of one scope with accounting, atomically:
-    /// 1. drops index entries that have expired (their bytes stop counting);
-    /// 2. an overwritten entry's old size and tags stop counting;
-    /// 3. when `budget_bytes` is set and the scope would exceed it, evicts the scope's
-    ///    soonest-expiring entries (entries without TTL last, ties by key) that are not
-    ///    part of this batch until the batch fits;
-    /// 4. writes the entries, their index, sizes, tags and namespace membership.
-    ///
-    /// A batch whose own size exceeds the budget fails with [`StoreError::OverBudget`]
-    /// before anything is written.
-    async fn cache_put(
-        &self,
-        scope: &ScopeKeys,
-        puts: &[CachePut],
-        budget_bytes: Option<u64>,
-    ) -> StoreResult<PutOutcome>;
-
-    /// Removes the given entries of one scope with accounting.
-    async fn cache_remove(&self, scope: &ScopeKeys, keys: &[String]) -> StoreResult<RemoveOutcome>;
-
-    /// Removes every entry of the scope that carries `tag`.
-    async fn cache_remove_tag(&self, scope: &ScopeKeys, tag: &str) -> StoreResult<RemoveOutcome>;
-
-    /// Removes every entry of the scope in `namespace`.
-    async fn cache_remove_namespace(
-        &self,
-        scope: &ScopeKeys,
-        namespace: &str,
-    ) -> StoreResult<RemoveOutcome>;
-
-    /// Removes every cache entry of the scope, and its index, tags and counters.
-    async fn cache_clear(&self, scope: &ScopeKeys) -> StoreResult<RemoveOutcome>;
-
-    /// The scope's live cache usage (expired entries are dropped from the count first).
-    async fn cache_usage(&self, scope: &ScopeKeys) -> StoreResult<ScopeUsage>;
-
-    // ---- records ----
-
-    /// Writes `key` only when it does not exist (or has expired). Returns whether it wrote.
-    async fn set_if_absent(
-        &self,
-        key: &str,
-        value: &[u8],
-        ttl_ms: Option<u64>,
-        durability: Durability,
-    ) -> StoreResult<bool>;
-
-    /// Replaces the value of `key` only when it currently equals `expected` (`None`:
-    /// absent); `new: None` deletes it. The new value has no TTL. Returns whether it wrote.
-    async fn compare_and_swap(
-        &self,
-        key: &str,
-        expected: Option<&[u8]>,
-        new: Option<&[u8]>,
-        durability: Durability,
-    ) -> StoreResult<bool>;
-
-    // ---- sorted sets: registries, logs, heartbeats (durable; no TTL) ----
-
-    /// Adds members with scores, or updates their scores.
-    async fn zset_add(&self, key: &str, members: &[(String, i64)]) -> StoreResult<()>;
-
-    /// Removes members; returns how many were present.
-    async fn zset_remove(&self, key: &str, members: &[String]) -> StoreResult<u64>;
-
-    /// Members in (score, member) order, skipping `offset`, at most `limit`.
-    async fn zset_range(
-        &self,
-        key: &str,
-        offset: u64,
-        limit: u64,
-    ) -> StoreResult<Vec<(String, i64)>>;
-
-    /// Members with `min <= score <= max` in (score, member) order, at most `limit`.
-    async fn zset_range_by_score(
-        &self,
-        key: &str,
-        min: i64,
-        max: i64,
-        limit: u64,
-    ) -> StoreResult<Vec<(String, i64)>>;
-
-    /// Removes members with `min <= score <= max`; returns how many.
-    async fn zset_remove_by_score(&self, key: &str, min: i64, max: i64) -> StoreResult<u64>;
-
-    /// The score of `member`, if present.
-    async fn zset_score(&self, key: &str, member: &str) -> StoreResult<Option<i64>>;
-
-    /// Number of members.
-    async fn zset_len(&self, key: &str) -> StoreResult<u64>;
-
-    // ---- counters (a record of named integers; durable) ----
-
-    /// Every counter of `key` (empty when absent).
-    async fn counters_get(&self, key: &str) -> StoreResult<Vec<(String, i64)>>;
-
-    /// Sets counters to the given values (absolute, not added); `None` removes the field.
-    async fn counters_set(&self, key: &str, fields: &[(String, Option<i64>)]) -> StoreResult<()>;
-
-    /// Adds `increments` to the counters of `key` exactly once per `batch_id`: the id is
-    /// remembered in `dedupe_key` (same hash tag as `key`) for `dedupe_ttl_ms`, and a
-    /// batch already applied is skipped. Returns whether it applied the batch. This is
-    /// what makes a retried usage flush count once.
-    async fn counters_add_once(
-        &self,
-        key: &str,
-        dedupe_key: &str,
-        batch_id: &str,
-        increments: &[(String, i64)],
-        dedupe_ttl_ms: u64,
-    ) -> StoreResult<bool>;
-
-    /// The counters of `key` (as [`Self::counters_get`]) and, read at the same moment,
-    /// whether each of `batch_ids` is remembered in `dedupe_key` (same hash tag as
-    /// `key`) as applied by [`Self::counters_add_once`]. One atomic read: a batch whose
-    /// flag is `true` is in the counters returned, one whose flag is `false` is not. This
-    /// is what lets usage reads add what is still pending in memory without counting a
-    /// batch being written at that moment twice, or not at all.
-    async fn counters_get_applied(
-        &self,
-        key: &str,
-        dedupe_key: &str,
-        batch_ids: &[String],
-    ) -> StoreResult<CountersApplied>;
-
-    // ---- rate limiting ----
-
-    /// One atomic GCRA step on the state at `key` (with its overrides' key in the same
-    /// hash tag) at time `now_ms` (from the caller's injectable clock) for `cost` units.
-    async fn gcra(
-        &self,
-        key: &str,
-        limit: &GcraLimit,
-        now_ms: u64,
-        cost: u64,
-    ) -> StoreResult<GcraDecision>;
-
-    // ---- coordination ----
-
-    /// One atomic lease step on `key` for `holder` (the fencing counter lives beside it
-    /// at `key + ":fence"`, under the same hash tag). `ttl_ms` is the holding's lifetime
-    /// from now.
-    async fn lease(
-        &self,
-        key: &str,
-        holder: &str,
-        ttl_ms: u64,
-        op: LeaseOp,
-    ) -> StoreResult<LeaseState>;
-
-    // ---- fenced writes (issue 10, item 3: fencing enforced) ----
-
-    /// Writes `key` (as [`Self::set`]) only while `token` is the fencing token of the
-    /// live holding of the lease at `lease_key` (see [`Self::lease`]): the check and the
-    /// write are one atomic step, so a holder that was paused past its lease and replaced
-    /// cannot write after the fact. `key` must share `lease_key`'s hash tag. Returns
-    /// whether it wrote; `false` (a stale or unknown token, or a lease that is free or
-    /// expired) means nothing was written.
-    async fn set_fenced(
-        &self,
-        lease_key: &str,
-        token: u64,
-        key: &str,
-        value: &[u8],
-        ttl_ms: Option<u64>,
-        durability: Durability,
-    ) -> StoreResult<bool>;
-
-    // ---- end of fenced writes ----
-
-    /// Publishes `payload` to every current subscriber of `channel`, on every instance
-    /// sharing the store. Returns once the backend has accepted it.
-    async fn publish(&self, channel: &str, payload: &[u8]) -> StoreResult<()>;
-
-    /// Subscribes to `channel`. The subscription survives backend outages by itself:
-    /// after reconnecting it yields [`SubscriptionEvent::Resubscribed`].
-    async fn subscribe(&self, channel: &str) -> StoreResult<Subscription>;
-
-    // ---- atomic multi-key writes (issue 10, item 5: crash consistency) ----
-
-    /// Applies `ops` all or nothing, durably: first every [`WriteOp::Expect`] is checked
-    /// (on plain values, as `get` reads them); if one fails nothing is written and the
-    /// answer is `Ok(false)`. Otherwise every write op is applied in order, in one
-    /// write transaction (embedded) or one script (Redis), and the answer is `Ok(true)`.
-    /// A crash or a lost connection leaves either all of it or none of it.
-    ///
-    /// On a Redis Cluster every key must carry one hash tag (one slot); keys of two
-    /// slots are refused (`CROSSSLOT`) before anything is written. See
-    /// [`atomic`] for what each op does on each backend.
-    async fn write_atomic(&self, ops: &[WriteOp]) -> StoreResult<bool>;
+/// The capability traits, to call their methods on a concrete backend
+/// (`use riptide_persistence::store::prelude::*`). A [`SharedStore`] needs none of them.
+pub mod prelude {
+    pub use super::capabilities::{
+        Backend, CacheIndex, Coordination, Counters, KeyValue, RateLimit, SortedSets, Store,
+        Transactions,
+    };
 }
+
+pub use self::capabilities::{
+    Backend, CacheIndex, Coordination, Counters, KeyValue, RateLimit, SortedSets, Store,
+    Transactions,
+};
 
 /// How one Redis node keeps data, as `CONFIG GET` reports it.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

@@ -648,6 +648,7 @@ async fn collect_sessions(
 
 #[cfg(test)]
 mod tests {
+    use crate::store::prelude::*;
     use serde_json::json;
 
     use super::*;

@@ -9,7 +9,8 @@ use super::counters::{self, CounterTables};
 use super::tables::CacheTables;
 use super::zset::{MAX_SCORE, ZsetTables};
 use super::{EmbeddedStore, backend, cache};
-use crate::store::{Durability, StoreResult, WriteOp};
+use crate::store::{Durability, StoreResult, Transactions, WriteOp};
+use async_trait::async_trait;
 
 /// `write_atomic`: see [`crate::store::Store::write_atomic`].
 pub(super) async fn write_atomic(store: &EmbeddedStore, ops: &[WriteOp]) -> StoreResult<bool> {
@@ -81,4 +82,11 @@ fn check_scores(ops: &[WriteOp]) -> StoreResult<()> {
         }
     }
     Ok(())
+}
+
+#[async_trait]
+impl Transactions for EmbeddedStore {
+    async fn write_atomic(&self, ops: &[crate::store::WriteOp]) -> StoreResult<bool> {
+        write_atomic(self, ops).await
+    }
 }

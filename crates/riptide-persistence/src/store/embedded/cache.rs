@@ -257,6 +257,7 @@ pub(super) fn usage_if_clean(
 
 #[cfg(test)]
 mod tests {
+    use crate::store::prelude::*;
     use std::sync::Arc;
 
     use bytes::Bytes;
@@ -264,7 +265,7 @@ mod tests {
     use super::super::tests::{cput, entry_key, fixture, tenant};
     use crate::keys::ScopeKeys;
     use crate::store::embedded::EmbeddedStore;
-    use crate::store::{Durability, RemoveOutcome, ScopeUsage, Store, StoreError};
+    use crate::store::{Durability, RemoveOutcome, ScopeUsage, StoreError};
 
     /// Usage recomputed from what `get` returns for `keys`.
     async fn live_usage(store: &EmbeddedStore, keys: &[String]) -> ScopeUsage {

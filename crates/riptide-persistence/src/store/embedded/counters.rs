@@ -12,11 +12,12 @@
 //! Every write here ends by dropping the record from the rate limiter's override cache
 //! (see `rate.rs`), after the commit.
 
+use async_trait::async_trait;
 use redb::{ReadableDatabase, ReadableTable, Table, WriteTransaction};
 
 use super::tables::{COUNTERS, KV, KvTables, is_live, just_after, split_value};
 use super::{EmbeddedStore, RedbResultExt, backend, expires_at};
-use crate::store::{CountersApplied, Durability, StoreResult};
+use crate::store::{Counters, CountersApplied, Durability, StoreResult};
 
 /// The `kv` key remembering that `batch_id` was applied under `dedupe_key`.
 pub(super) fn applied_id(dedupe_key: &str, batch_id: &str) -> String {
@@ -199,11 +200,43 @@ pub(super) async fn add_once(
         .await
 }
 
+#[async_trait]
+impl Counters for EmbeddedStore {
+    async fn counters_get(&self, key: &str) -> StoreResult<Vec<(String, i64)>> {
+        get(self, key)
+    }
+
+    async fn counters_set(&self, key: &str, fields: &[(String, Option<i64>)]) -> StoreResult<()> {
+        set(self, key, fields).await
+    }
+
+    async fn counters_add_once(
+        &self,
+        key: &str,
+        dedupe_key: &str,
+        batch_id: &str,
+        increments: &[(String, i64)],
+        dedupe_ttl_ms: u64,
+    ) -> StoreResult<bool> {
+        add_once(self, key, dedupe_key, batch_id, increments, dedupe_ttl_ms).await
+    }
+
+    async fn counters_get_applied(
+        &self,
+        key: &str,
+        dedupe_key: &str,
+        batch_ids: &[String],
+    ) -> StoreResult<crate::store::CountersApplied> {
+        get_applied(self, key, dedupe_key, batch_ids)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::super::tests::{fixture, quiet_config};
     use crate::store::embedded::EmbeddedStore;
-    use crate::store::{Durability, Store, StoreError};
+    use crate::store::prelude::*;
+    use crate::store::{Durability, StoreError};
 
     fn inc(pairs: &[(&str, i64)]) -> Vec<(String, i64)> {
         pairs.iter().map(|(f, v)| ((*f).to_owned(), *v)).collect()

@@ -192,12 +192,13 @@ pub(super) async fn lease(
 
 #[cfg(test)]
 mod tests {
+    use crate::store::prelude::*;
     use std::sync::Arc;
 
     use super::super::tests::{fixture, quiet_config};
     use super::{MAX_HOLDER_LEN, fence_key};
     use crate::store::embedded::EmbeddedStore;
-    use crate::store::{Durability, LeaseOp, LeaseState, Store, StoreError};
+    use crate::store::{Durability, LeaseOp, LeaseState, StoreError};
 
     const KEY: &str = "p:{t}:lease";
 

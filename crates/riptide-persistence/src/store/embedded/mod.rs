@@ -47,8 +47,11 @@
 
 mod atomic;
 mod cache;
+mod cache_index;
+mod coordination;
 mod counters;
 mod fenced;
+mod kv;
 mod lease;
 mod pubsub;
 mod rate;
@@ -70,18 +73,12 @@ use redb::{
 };
 use tokio_util::sync::CancellationToken;
 
-use self::counters::CounterTables;
 use self::pubsub::PubSub;
 use self::rate::RateState;
-use self::tables::{CacheTables, KV, KvTables};
-use self::zset::ZsetTables;
+use self::tables::KV;
 use crate::clock::SharedClock;
-use crate::keys::ScopeKeys;
 use crate::store::config::EmbeddedConfig;
-use crate::store::{
-    CachePut, Durability, GcraDecision, GcraLimit, LeaseOp, LeaseState, PutOutcome, RemoveOutcome,
-    ScopeUsage, Store, StoreError, StoreKind, StoreResult, Subscription,
-};
+use crate::store::{Backend, Durability, StoreError, StoreKind, StoreResult};
 
 /// File name of the database inside the data directory.
 pub const DB_FILE: &str = "riptide.redb";
@@ -359,7 +356,7 @@ impl<T, E: Into<redb::Error>> RedbResultExt<T> for Result<T, E> {
 }
 
 #[async_trait]
-impl Store for EmbeddedStore {
+impl Backend for EmbeddedStore {
     fn kind(&self) -> StoreKind {
         StoreKind::Embedded
     }
@@ -370,334 +367,6 @@ impl Store for EmbeddedStore {
 
     async fn ping(&self) -> StoreResult<()> {
         self.inner.read_kv().map(drop)
-    }
-
-    async fn get(&self, key: &str) -> StoreResult<Option<Bytes>> {
-        let table = self.inner.read_kv()?;
-        match table.get(key).ctx("read value")? {
-            Some(raw) => live_payload(raw.value(), self.inner.clock.now_ms()),
-            None => Ok(None),
-        }
-    }
-
-    async fn get_many(&self, keys: &[String]) -> StoreResult<Vec<Option<Bytes>>> {
-        let table = self.inner.read_kv()?;
-        let now = self.inner.clock.now_ms();
-        let mut out = Vec::with_capacity(keys.len());
-        for key in keys {
-            out.push(match table.get(key.as_str()).ctx("read value")? {
-                Some(raw) => live_payload(raw.value(), now)?,
-                None => None,
-            });
-        }
-        Ok(out)
-    }
-
-    async fn set(
-        &self,
-        key: &str,
-        value: &[u8],
-        ttl_ms: Option<u64>,
-        durability: Durability,
-    ) -> StoreResult<()> {
-        check_ttl(ttl_ms)?;
-        let key = key.to_owned();
-        let value = Bytes::copy_from_slice(value);
-        self.write(durability, move |tx, now| {
-            KvTables::open(tx)?.put(&key, &value, expires_at(now, ttl_ms))
-        })
-        .await
-    }
-
-    async fn set_many(
-        &self,
-        entries: &[(String, Bytes, Option<u64>)],
-        durability: Durability,
-    ) -> StoreResult<()> {
-        for (_, _, ttl_ms) in entries {
-            check_ttl(*ttl_ms)?;
-        }
-        let entries = entries.to_vec();
-        self.write(durability, move |tx, now| {
-            let mut tables = KvTables::open(tx)?;
-            for (key, value, ttl_ms) in &entries {
-                tables.put(key, value, expires_at(now, *ttl_ms))?;
-            }
-            Ok(())
-        })
-        .await
-    }
-
-    async fn delete(&self, keys: &[String]) -> StoreResult<u64> {
-        if keys.is_empty() {
-            return Ok(0);
-        }
-        self.write_invalidating(Durability::Durable, keys.to_vec(), |tx, now, keys| {
-            let mut tables = CacheTables::open(tx)?;
-            let mut zsets = ZsetTables::open(tx)?;
-            let mut counters = CounterTables::open(tx)?;
-            let mut existed = 0;
-            for key in keys {
-                let value = cache::delete(&mut tables, std::slice::from_ref(key), now)? > 0;
-                let zset = zsets.remove_all(key)?;
-                let record = counters.remove_all(key)?;
-                let applied = tables
-                    .data
-                    .remove_prefixed(&counters::applied_prefix(key), now)?;
-                if value || zset || record || applied > 0 {
-                    existed += 1;
-                }
-            }
-            Ok(existed)
-        })
-        .await
-    }
-
-    async fn cache_put(
-        &self,
-        scope: &ScopeKeys,
-        puts: &[CachePut],
-        budget_bytes: Option<u64>,
-    ) -> StoreResult<PutOutcome> {
-        let puts = cache::prepare_puts(scope.base(), puts)?;
-        let needed = cache::batch_size(&puts);
-        if let Some(budget) = budget_bytes
-            && needed > budget
-        {
-            return Err(StoreError::OverBudget { needed, budget });
-        }
-        let base = scope.base().to_owned();
-        self.write(Durability::Cache, move |tx, now| {
-            let mut tables = CacheTables::open(tx)?;
-            cache::put(&mut tables, &base, &puts, budget_bytes, now)
-        })
-        .await
-    }
-
-    async fn cache_remove(&self, scope: &ScopeKeys, keys: &[String]) -> StoreResult<RemoveOutcome> {
-        let keys = keys.to_vec();
-        self.cache_remove_with(scope, move |_, _| Ok(keys)).await
-    }
-
-    async fn cache_remove_tag(&self, scope: &ScopeKeys, tag: &str) -> StoreResult<RemoveOutcome> {
-        let tag = tag.to_owned();
-        self.cache_remove_with(scope, move |tables, base| tables.tagged(base, &tag))
-            .await
-    }
-
-    async fn cache_remove_namespace(
-        &self,
-        scope: &ScopeKeys,
-        namespace: &str,
-    ) -> StoreResult<RemoveOutcome> {
-        let prefix = format!("{}:c:{namespace}:", scope.base());
-        self.cache_remove_with(scope, move |tables, _| tables.with_prefix(&prefix))
-            .await
-    }
-
-    async fn cache_clear(&self, scope: &ScopeKeys) -> StoreResult<RemoveOutcome> {
-        let base = scope.base().to_owned();
-        self.write(Durability::Cache, move |tx, now| {
-            let mut tables = CacheTables::open(tx)?;
-            let (removed, usage) = cache::ScopeTxn::begin(&mut tables, &base, now)?.clear()?;
-            Ok(RemoveOutcome {
-                removed,
-                used_bytes: usage.bytes,
-                entries: usage.entries,
-            })
-        })
-        .await
-    }
-
-    async fn cache_usage(&self, scope: &ScopeKeys) -> StoreResult<ScopeUsage> {
-        // Read-only when nothing in the scope has expired, the usual case.
-        if let Some(usage) = cache::usage_if_clean(&self.inner.db, scope.base(), &self.inner.clock)?
-        {
-            return Ok(usage);
-        }
-        let base = scope.base().to_owned();
-        self.write(Durability::Cache, move |tx, now| {
-            let mut tables = CacheTables::open(tx)?;
-            let scope = cache::ScopeTxn::begin(&mut tables, &base, now)?;
-            let usage = scope.finish()?;
-            Ok(ScopeUsage {
-                used_bytes: usage.bytes,
-                entries: usage.entries,
-            })
-        })
-        .await
-    }
-
-    // ---- records ----
-
-    async fn set_if_absent(
-        &self,
-        key: &str,
-        value: &[u8],
-        ttl_ms: Option<u64>,
-        durability: Durability,
-    ) -> StoreResult<bool> {
-        records::set_if_absent(self, key, value, ttl_ms, durability).await
-    }
-
-    async fn compare_and_swap(
-        &self,
-        key: &str,
-        expected: Option<&[u8]>,
-        new: Option<&[u8]>,
-        durability: Durability,
-    ) -> StoreResult<bool> {
-        records::compare_and_swap(self, key, expected, new, durability).await
-    }
-
-    // ---- sorted sets ----
-
-    async fn zset_add(&self, key: &str, members: &[(String, i64)]) -> StoreResult<()> {
-        zset::add(self, key, members).await
-    }
-
-    async fn zset_remove(&self, key: &str, members: &[String]) -> StoreResult<u64> {
-        zset::remove(self, key, members).await
-    }
-
-    async fn zset_range(
-        &self,
-        key: &str,
-        offset: u64,
-        limit: u64,
-    ) -> StoreResult<Vec<(String, i64)>> {
-        zset::range(self, key, offset, limit)
-    }
-
-    async fn zset_range_by_score(
-        &self,
-        key: &str,
-        min: i64,
-        max: i64,
-        limit: u64,
-    ) -> StoreResult<Vec<(String, i64)>> {
-        zset::range_by_score(self, key, min, max, limit)
-    }
-
-    async fn zset_remove_by_score(&self, key: &str, min: i64, max: i64) -> StoreResult<u64> {
-        zset::remove_by_score(self, key, min, max).await
-    }
-
-    async fn zset_score(&self, key: &str, member: &str) -> StoreResult<Option<i64>> {
-        zset::score(self, key, member)
-    }
-
-    async fn zset_len(&self, key: &str) -> StoreResult<u64> {
-        zset::len(self, key)
-    }
-
-    // ---- counters ----
-
-    async fn counters_get(&self, key: &str) -> StoreResult<Vec<(String, i64)>> {
-        counters::get(self, key)
-    }
-
-    async fn counters_set(&self, key: &str, fields: &[(String, Option<i64>)]) -> StoreResult<()> {
-        counters::set(self, key, fields).await
-    }
-
-    async fn counters_add_once(
-        &self,
-        key: &str,
-        dedupe_key: &str,
-        batch_id: &str,
-        increments: &[(String, i64)],
-        dedupe_ttl_ms: u64,
-    ) -> StoreResult<bool> {
-        counters::add_once(self, key, dedupe_key, batch_id, increments, dedupe_ttl_ms).await
-    }
-
-    async fn counters_get_applied(
-        &self,
-        key: &str,
-        dedupe_key: &str,
-        batch_ids: &[String],
-    ) -> StoreResult<crate::store::CountersApplied> {
-        counters::get_applied(self, key, dedupe_key, batch_ids)
-    }
-
-    // ---- rate limiting ----
-
-    async fn gcra(
-        &self,
-        key: &str,
-        limit: &GcraLimit,
-        now_ms: u64,
-        cost: u64,
-    ) -> StoreResult<GcraDecision> {
-        rate::gcra(self, key, limit, now_ms, cost)
-    }
-
-    // ---- coordination ----
-
-    async fn lease(
-        &self,
-        key: &str,
-        holder: &str,
-        ttl_ms: u64,
-        op: LeaseOp,
-    ) -> StoreResult<LeaseState> {
-        lease::lease(self, key, holder, ttl_ms, op).await
-    }
-
-    async fn set_fenced(
-        &self,
-        lease_key: &str,
-        token: u64,
-        key: &str,
-        value: &[u8],
-        ttl_ms: Option<u64>,
-        durability: Durability,
-    ) -> StoreResult<bool> {
-        fenced::set_fenced(self, lease_key, token, key, value, ttl_ms, durability).await
-    }
-
-    async fn publish(&self, channel: &str, payload: &[u8]) -> StoreResult<()> {
-        self.inner.pubsub.publish(channel, payload)
-    }
-
-    async fn subscribe(&self, channel: &str) -> StoreResult<Subscription> {
-        self.inner.pubsub.subscribe(channel, &self.shutdown)
-    }
-
-    // ---- atomic multi-key writes (issue 10, item 5) ----
-
-    async fn write_atomic(&self, ops: &[crate::store::WriteOp]) -> StoreResult<bool> {
-        atomic::write_atomic(self, ops).await
-    }
-}
-
-impl EmbeddedStore {
-    /// Removes the scope's entries that `select` lists, with accounting, in one
-    /// transaction (after dropping the scope's expired entries).
-    async fn cache_remove_with<F>(&self, scope: &ScopeKeys, select: F) -> StoreResult<RemoveOutcome>
-    where
-        F: FnOnce(&CacheTables<'_>, &str) -> StoreResult<Vec<String>> + Send + 'static,
-    {
-        let base = scope.base().to_owned();
-        self.write(Durability::Cache, move |tx, now| {
-            let mut tables = CacheTables::open(tx)?;
-            let mut scope = cache::ScopeTxn::begin(&mut tables, &base, now)?;
-            let keys = select(scope.tables(), &base)?;
-            let mut removed = 0;
-            for key in &keys {
-                if scope.remove(key)? {
-                    removed += 1;
-                }
-            }
-            let usage = scope.finish()?;
-            Ok(RemoveOutcome {
-                removed,
-                used_bytes: usage.bytes,
-                entries: usage.entries,
-            })
-        })
-        .await
     }
 }
 

@@ -197,13 +197,14 @@ async fn forward(
 
 #[cfg(test)]
 mod tests {
+    use crate::store::prelude::*;
     use std::time::Duration;
 
     use bytes::Bytes;
 
     use super::super::tests::fixture;
     use super::{CHANNEL_CAPACITY, EVENTS_CAPACITY, MAX_CHANNEL_LEN};
-    use crate::store::{Store, StoreError, Subscription, SubscriptionEvent};
+    use crate::store::{StoreError, Subscription, SubscriptionEvent};
 
     const WAIT: Duration = Duration::from_secs(5);
 

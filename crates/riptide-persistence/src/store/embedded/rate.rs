@@ -26,13 +26,14 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use async_trait::async_trait;
 use dashmap::DashMap;
 use dashmap::mapref::entry::Entry;
 
 use super::tables::{COUNTERS, just_after};
 use super::{EmbeddedStore, Inner, RedbResultExt};
 use crate::store::gcra;
-use crate::store::{GcraDecision, GcraLimit, StoreResult};
+use crate::store::{GcraDecision, GcraLimit, RateLimit, StoreResult};
 
 /// A cached override record not used for this long is dropped by the sweeper (ms).
 pub(super) const OVERRIDE_IDLE_MS: u64 = 10 * 60 * 1_000;
@@ -202,13 +203,27 @@ pub(super) fn gcra(
         .step(key, now_ms, (rate, burst), limit.period_ms, cost))
 }
 
+#[async_trait]
+impl RateLimit for EmbeddedStore {
+    async fn gcra(
+        &self,
+        key: &str,
+        limit: &GcraLimit,
+        now_ms: u64,
+        cost: u64,
+    ) -> StoreResult<GcraDecision> {
+        gcra(self, key, limit, now_ms, cost)
+    }
+}
+
 #[cfg(test)]
 mod tests {
+    use crate::store::prelude::*;
     use std::sync::Arc;
 
     use super::super::tests::{T0, fixture};
     use super::OVERRIDE_IDLE_MS;
-    use crate::store::{GcraLimit, Store};
+    use crate::store::GcraLimit;
 
     fn limit(rate: u64, burst: u64, overrides: Option<&str>) -> GcraLimit {
         GcraLimit {

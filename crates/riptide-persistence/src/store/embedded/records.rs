@@ -70,7 +70,8 @@ pub(super) async fn compare_and_swap(
 #[cfg(test)]
 mod tests {
     use super::super::tests::{cput, fixture, tenant};
-    use crate::store::{Durability, Store, StoreError};
+    use crate::store::prelude::*;
+    use crate::store::{Durability, StoreError};
 
     #[tokio::test]
     async fn set_if_absent_writes_only_over_absent_or_expired_values() {

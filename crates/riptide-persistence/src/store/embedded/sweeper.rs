@@ -194,6 +194,7 @@ async fn run_flusher(inner: Weak<Inner>, period: Duration, shutdown: Cancellatio
 
 #[cfg(test)]
 mod tests {
+    use crate::store::prelude::*;
     use std::sync::Arc;
     use std::time::Duration;
 
@@ -201,9 +202,9 @@ mod tests {
 
     use super::super::tables::{CACHE_META, CACHE_ORDER, CACHE_TAGS, CACHE_USAGE, EXPIRY, KV};
     use super::super::tests::{cput, fixture, fixture_with, quiet_config, tenant};
+    use crate::store::Durability;
     use crate::store::config::EmbeddedConfig;
     use crate::store::embedded::EmbeddedStore;
-    use crate::store::{Durability, Store};
 
     fn rows<K: Key + 'static, V: Value + 'static>(
         store: &EmbeddedStore,

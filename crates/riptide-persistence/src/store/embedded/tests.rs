@@ -2,7 +2,10 @@
 
 use super::*;
 use crate::clock::ManualClock;
+use crate::keys::ScopeKeys;
 use crate::keys::{KeyHash, Namespace, Scope};
+use crate::store::prelude::*;
+use crate::store::{CachePut, Durability, ScopeUsage};
 use crate::tenant_id::TenantId;
 
 /// A fixed start time, far from 0.

@@ -10,11 +10,12 @@
 //! hold exactly the integers up to 2^53, so both backends refuse a batch with a score
 //! beyond that (before writing anything) rather than let the two disagree.
 
+use async_trait::async_trait;
 use redb::{ReadableTable, Table, WriteTransaction};
 
 use super::tables::{ZSET_LEN, ZSET_ORDER, ZSET_SCORES, just_after};
 use super::{EmbeddedStore, RedbResultExt, backend};
-use crate::store::{Durability, StoreResult};
+use crate::store::{Durability, SortedSets, StoreResult};
 
 /// Largest `|score|` a sorted set accepts (what a Redis score, a double, holds exactly).
 pub(super) const MAX_SCORE: i64 = 1 << 53;
@@ -286,15 +287,58 @@ pub(super) fn len(store: &EmbeddedStore, key: &str) -> StoreResult<u64> {
         .map_or(0, |row| row.value()))
 }
 
+#[async_trait]
+impl SortedSets for EmbeddedStore {
+    async fn zset_add(&self, key: &str, members: &[(String, i64)]) -> StoreResult<()> {
+        add(self, key, members).await
+    }
+
+    async fn zset_remove(&self, key: &str, members: &[String]) -> StoreResult<u64> {
+        remove(self, key, members).await
+    }
+
+    async fn zset_range(
+        &self,
+        key: &str,
+        offset: u64,
+        limit: u64,
+    ) -> StoreResult<Vec<(String, i64)>> {
+        range(self, key, offset, limit)
+    }
+
+    async fn zset_range_by_score(
+        &self,
+        key: &str,
+        min: i64,
+        max: i64,
+        limit: u64,
+    ) -> StoreResult<Vec<(String, i64)>> {
+        range_by_score(self, key, min, max, limit)
+    }
+
+    async fn zset_remove_by_score(&self, key: &str, min: i64, max: i64) -> StoreResult<u64> {
+        remove_by_score(self, key, min, max).await
+    }
+
+    async fn zset_score(&self, key: &str, member: &str) -> StoreResult<Option<i64>> {
+        score(self, key, member)
+    }
+
+    async fn zset_len(&self, key: &str) -> StoreResult<u64> {
+        len(self, key)
+    }
+}
+
 #[cfg(test)]
 mod tests {
+    use crate::store::prelude::*;
     use redb::{ReadableDatabase, ReadableTableMetadata};
 
     use super::super::tables::{ZSET_LEN, ZSET_ORDER, ZSET_SCORES};
     use super::super::tests::{fixture, quiet_config};
     use super::MAX_SCORE;
+    use crate::store::StoreError;
     use crate::store::embedded::EmbeddedStore;
-    use crate::store::{Store, StoreError};
 
     fn members(pairs: &[(&str, i64)]) -> Vec<(String, i64)> {
         pairs.iter().map(|(m, s)| ((*m).to_owned(), *s)).collect()

@@ -5,10 +5,11 @@
 //! so it applies all of its ops or none. On a Cluster the script runs on the slot of its
 //! keys; keys of two slots are refused with `CROSSSLOT` before it runs.
 
+use async_trait::async_trait;
 use redis::Cmd;
 
 use super::{RedisStore, records};
-use crate::store::{StoreResult, WriteOp};
+use crate::store::{StoreResult, Transactions, WriteOp};
 
 /// `write_atomic`: see [`crate::store::Store::write_atomic`].
 pub(super) async fn write_atomic(store: &RedisStore, ops: &[WriteOp]) -> StoreResult<bool> {
@@ -76,4 +77,11 @@ fn command(ops: &[WriteOp]) -> Cmd {
         }
     }
     cmd
+}
+
+#[async_trait]
+impl Transactions for RedisStore {
+    async fn write_atomic(&self, ops: &[crate::store::WriteOp]) -> StoreResult<bool> {
+        write_atomic(self, ops).await
+    }
 }

@@ -8,7 +8,10 @@ use bytes::Bytes;
 use riptide_test_support::{redis_cluster, redis_server, start_redis_server, unique};
 
 use super::*;
+use crate::keys::ScopeKeys;
 use crate::keys::{KeyHash, Namespace, Scope};
+use crate::store::prelude::*;
+use crate::store::{CachePut, Durability, GcraDecision, GcraLimit};
 use crate::tenant_id::TenantId;
 
 mod lease;
