@@ -13,7 +13,7 @@ use super::format::{B64, Line, WriteMsg, push_line};
 use super::seal::{PartFacts, StoredKey, seal_part, tenant_key};
 use super::{CheckpointError, is_month, is_segment};
 use crate::keys::{Scope, ScopeKeys, records};
-use crate::store::{SharedStore, Store, StoreResult};
+use crate::store::{SharedStore, SortedSets, Store, StoreResult};
 use crate::tenant::crypto::{DATA_KEY_RECORD, DataKey, MasterKey};
 use crate::tenant_id::TenantId;
 
@@ -270,7 +270,7 @@ fn redact_url_password(s: &str) -> String {
 }
 
 /// Every member of a (small) sorted set, in order.
-pub(super) async fn zset_all(store: &dyn Store, key: &str) -> StoreResult<Vec<(String, i64)>> {
+pub(super) async fn zset_all(store: &dyn SortedSets, key: &str) -> StoreResult<Vec<(String, i64)>> {
     let mut out = Vec::new();
     let mut offset = 0;
     loop {
@@ -317,7 +317,7 @@ impl ZsetCursor {
     }
 
     /// The next page (empty at the end).
-    pub(super) async fn next(&mut self, store: &dyn Store) -> StoreResult<Vec<(String, i64)>> {
+    pub(super) async fn next(&mut self, store: &dyn SortedSets) -> StoreResult<Vec<(String, i64)>> {
         while !self.done {
             let limit = self.page + self.at_min + self.extra;
             let raw = store
@@ -721,6 +721,110 @@ mod tests {
         assert_eq!(
             got, expected,
             "every remaining member once, in order, none skipped"
+        );
+    }
+
+    /// Sorted sets in memory: a test double of the one capability the cursor uses.
+    #[derive(Default)]
+    struct Sets(std::sync::Mutex<std::collections::BTreeSet<(i64, String)>>);
+
+    impl Sets {
+        fn members(&self) -> std::sync::MutexGuard<'_, std::collections::BTreeSet<(i64, String)>> {
+            self.0.lock().expect("lock")
+        }
+    }
+
+    #[async_trait::async_trait]
+    impl SortedSets for Sets {
+        async fn zset_add(&self, _: &str, members: &[(String, i64)]) -> StoreResult<()> {
+            let mut set = self.members();
+            for (m, s) in members {
+                set.retain(|(_, old)| old != m);
+                set.insert((*s, m.clone()));
+            }
+            Ok(())
+        }
+        async fn zset_remove(&self, _: &str, members: &[String]) -> StoreResult<u64> {
+            let mut set = self.members();
+            let before = set.len();
+            set.retain(|(_, m)| !members.contains(m));
+            Ok((before - set.len()) as u64)
+        }
+        async fn zset_range(
+            &self,
+            _: &str,
+            offset: u64,
+            limit: u64,
+        ) -> StoreResult<Vec<(String, i64)>> {
+            let set = self.members();
+            let page = set.iter().skip(offset as usize).take(limit as usize);
+            Ok(page.map(|(s, m)| (m.clone(), *s)).collect())
+        }
+        async fn zset_range_by_score(
+            &self,
+            _: &str,
+            min: i64,
+            max: i64,
+            limit: u64,
+        ) -> StoreResult<Vec<(String, i64)>> {
+            let set = self.members();
+            let page = set.iter().filter(|(s, _)| (min..=max).contains(s));
+            Ok(page
+                .take(limit as usize)
+                .map(|(s, m)| (m.clone(), *s))
+                .collect())
+        }
+        async fn zset_remove_by_score(&self, _: &str, min: i64, max: i64) -> StoreResult<u64> {
+            let mut set = self.members();
+            let before = set.len();
+            set.retain(|(s, _)| !(min..=max).contains(s));
+            Ok((before - set.len()) as u64)
+        }
+        async fn zset_score(&self, _: &str, member: &str) -> StoreResult<Option<i64>> {
+            Ok(self
+                .members()
+                .iter()
+                .find(|(_, m)| m == member)
+                .map(|(s, _)| *s))
+        }
+        async fn zset_len(&self, _: &str) -> StoreResult<u64> {
+            Ok(self.members().len() as u64)
+        }
+    }
+
+    #[tokio::test]
+    async fn zset_cursor_sees_each_member_once_while_members_come_and_go() {
+        let sets = Sets::default();
+        // 500 members, all on one score: one run of ties across every page.
+        let members: Vec<(String, i64)> = (0..500).map(|i| (format!("m{i:03}"), 7)).collect();
+        sets.zset_add("z", &members).await.expect("add");
+        let mut cursor = ZsetCursor::new("z".to_owned(), i64::MIN, 64);
+        let mut got = Vec::new();
+        loop {
+            let page = cursor.next(&sets).await.expect("page");
+            if page.is_empty() {
+                break;
+            }
+            got.extend(page.into_iter().map(|(m, _)| m));
+            // Between pages the first member goes and a later score arrives.
+            let first = sets.zset_range("z", 0, 1).await.expect("range");
+            let gone: Vec<String> = first.into_iter().map(|(m, _)| m).collect();
+            sets.zset_remove("z", &gone).await.expect("remove");
+            let late = format!("late{}", got.len());
+            sets.zset_add("z", &[(late, 9)]).await.expect("add");
+        }
+        let mut unique = got.clone();
+        unique.sort();
+        unique.dedup();
+        assert_eq!(unique.len(), got.len(), "no member twice");
+        let tied = got.iter().filter(|m| m.starts_with('m')).count();
+        assert_eq!(
+            tied, 500,
+            "every tied member present at the start is seen once"
+        );
+        assert_eq!(
+            zset_all(&sets, "z").await.expect("all").len(),
+            sets.members().len()
         );
     }
 }
