@@ -1,6 +1,6 @@
 //! Fenced writes of singleton jobs: a job writes through its [`LeaseToken`], and the
 //! store refuses the write atomically unless the token is still the live holding's
-//! (see [`crate::store::Store::set_fenced`]).
+//! (see [`crate::store::Coordination::set_fenced`]).
 //!
 //! This is what stops a holder that was paused (a stop signal, a long GC-like stall, a
 //! frozen VM) past its lease: when it resumes, its job may still be in the middle of a

@@ -26,7 +26,7 @@ use crate::store::{CachePut, SharedStore};
 
 /// The tenant-scoped, compressed, two-level cache.
 ///
-/// Every method takes the scope as [`AsScope`]: a tenant's [`TenantId`] (parsed once at
+/// Every method takes the scope as [`AsScope`]: a tenant's [`TenantId`](crate::TenantId) (parsed once at
 /// the edge), a tenant id string (validated first; an invalid one is refused before it
 /// reaches a key), or `&Scope::Global`. The seed's `get` and `set` take `Option<&str>`
 /// (`compat.rs`). A key's namespace is its prefix up to the first `:` when

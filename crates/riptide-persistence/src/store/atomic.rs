@@ -1,4 +1,4 @@
-//! The ops of [`super::Store::write_atomic`]: what several records of one change (a
+//! The ops of [`super::Transactions::write_atomic`]: what several records of one change (a
 //! tenant's record, its quota overrides, its data key and its registry entry; an API
 //! key's record, index entry and lookup) need to be written as one, so a crash between
 //! two of them can never leave half a tenant or half a key.
@@ -29,13 +29,13 @@ pub enum WriteOp {
         value: Bytes,
     },
     /// Deletes whatever `key` names (value, sorted set, counters record), as
-    /// [`super::Store::delete`] does.
+    /// [`super::KeyValue::delete`] does.
     Delete {
         /// The key.
         key: String,
     },
     /// Sets counters fields (`None` removes the field), as
-    /// [`super::Store::counters_set`] does.
+    /// [`super::Counters::counters_set`] does.
     Counters {
         /// The counters record.
         key: String,

@@ -105,7 +105,7 @@ pub trait CacheIndex: Send + Sync + 'static {
     ///    part of this batch until the batch fits;
     /// 4. writes the entries, their index, sizes, tags and namespace membership.
     ///
-    /// A batch whose own size exceeds the budget fails with [`StoreError::OverBudget`]
+    /// A batch whose own size exceeds the budget fails with [`StoreError::OverBudget`](super::StoreError::OverBudget)
     /// before anything is written.
     async fn cache_put(
         &self,
@@ -268,7 +268,7 @@ pub trait Coordination: Send + Sync + 'static {
     async fn publish(&self, channel: &str, payload: &[u8]) -> StoreResult<()>;
 
     /// Subscribes to `channel`. The subscription survives backend outages by itself:
-    /// after reconnecting it yields [`SubscriptionEvent::Resubscribed`].
+    /// after reconnecting it yields [`SubscriptionEvent::Resubscribed`](super::SubscriptionEvent::Resubscribed).
     async fn subscribe(&self, channel: &str) -> StoreResult<Subscription>;
 }
 

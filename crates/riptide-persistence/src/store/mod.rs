@@ -94,7 +94,7 @@ pub type StoreResult<T> = Result<T, StoreError>;
 /// One cache entry to write with accounting.
 #[derive(Debug, Clone)]
 pub struct CachePut {
-    /// Full store key, from [`ScopeKeys::entry`].
+    /// Full store key, from [`ScopeKeys::entry`](crate::keys::ScopeKeys::entry).
     pub key: String,
     /// Namespace of the key (the `<namespace>` in the key), for namespace invalidation.
     pub namespace: String,
@@ -128,10 +128,10 @@ pub struct RemoveOutcome {
     pub entries: u64,
 }
 
-/// What [`Store::counters_get_applied`] read: the state of one moment.
+/// What [`Counters::counters_get_applied`] read: the state of one moment.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct CountersApplied {
-    /// The record's counters, as [`Store::counters_get`] returns them.
+    /// The record's counters, as [`Counters::counters_get`] returns them.
     pub counters: Vec<(String, i64)>,
     /// For each batch id asked about, in order: whether it is applied (so its
     /// increments are in `counters`).
@@ -156,7 +156,7 @@ pub struct GcraLimit {
     pub period_ms: u64,
     /// Requests admitted at once from a full bucket (at least 1).
     pub burst: u64,
-    /// A counters record (see [`Store::counters_get`]) whose fields, when present,
+    /// A counters record (see [`Counters::counters_get`]) whose fields, when present,
     /// override `rate` and `burst`: `(key, rate field, burst field)`. Read in the same
     /// round trip as the decision, so a changed quota applies at once on every instance.
     pub overrides: Option<(String, String, String)>,

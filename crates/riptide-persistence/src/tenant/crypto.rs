@@ -1,4 +1,4 @@
-//! Per-tenant encryption: the master key, tenants' data keys, and [`TenantKeys`], which
+//! Per-tenant encryption: the master key, tenants' data keys, and [`TenantKeys`](super::data_keys::TenantKeys), which
 //! keeps the wrapped data keys in the store and seals cache entries of tenants with
 //! encryption (issue 3, item 7).
 //!
@@ -13,7 +13,7 @@
 //!   `<p>:tenant:{<id>}:dek`. The master key id (a derived fingerprint, safe to log) lets
 //!   an instance configured with another master key say so plainly instead of failing
 //!   with a bare authentication error.
-//! - [`TenantKeys`]: creates, loads (with a bounded in-memory cache of unwrapped keys)
+//! - [`TenantKeys`](super::data_keys::TenantKeys): creates, loads (with a bounded in-memory cache of unwrapped keys)
 //!   and deletes data keys, and is the cache's [`CacheSealer`]. Deleting a tenant's key
 //!   makes its leftover sealed entries unreadable: they read as misses.
 //!

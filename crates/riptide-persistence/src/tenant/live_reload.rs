@@ -30,7 +30,7 @@ impl TenantManager {
         self.seal_closed_month().await
     }
 
-    /// Applies the [`LIVE_TENANT_KEYS`] of `next` from the next call on (quota and
+    /// Applies the [`LIVE_TENANT_KEYS`](super::live_settings::LIVE_TENANT_KEYS) of `next` from the next call on (quota and
     /// access checks, bills, cache budgets); the other keys, `enabled` among them, are
     /// ignored. Returns the keys whose value changed.
     ///

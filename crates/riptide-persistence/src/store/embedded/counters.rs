@@ -167,7 +167,7 @@ pub(super) async fn set(
         .await
 }
 
-/// `counters_add_once`: see [`crate::store::Store::counters_add_once`]. A window of 0 ms
+/// `counters_add_once`: see [`crate::store::Counters::counters_add_once`]. A window of 0 ms
 /// is refused, like a TTL of 0.
 pub(super) async fn add_once(
     store: &EmbeddedStore,

@@ -13,7 +13,7 @@ use super::tables::KvTables;
 use super::{EmbeddedStore, check_ttl, expires_at};
 use crate::store::{Durability, StoreResult};
 
-/// `set_fenced`: see [`crate::store::Store::set_fenced`].
+/// `set_fenced`: see [`crate::store::Coordination::set_fenced`].
 pub(super) async fn set_fenced(
     store: &EmbeddedStore,
     lease_key: &str,

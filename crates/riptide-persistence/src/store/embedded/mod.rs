@@ -20,7 +20,7 @@
 //!   accounting: callers write cache entries with the `cache_*` methods. `delete` does
 //!   keep the accounting exact, and commits durably (it may delete durable records).
 //! - A `cache_put` key must have the form `<scope base>:c:<namespace>:<hash>` (what
-//!   [`ScopeKeys::entry`] builds) with the put's namespace; any other key is refused with
+//!   [`ScopeKeys::entry`](crate::keys::ScopeKeys::entry) builds) with the put's namespace; any other key is refused with
 //!   [`StoreError::Backend`], so a batch can never touch another scope.
 //! - `set_if_absent` and `compare_and_swap` read and write in one write transaction
 //!   (`records.rs`); sorted sets (`zset.rs`) and counters records (`counters.rs`) have

@@ -26,7 +26,7 @@
 //! Connections (`connection.rs`) reconnect by themselves; while the server is down every
 //! call fails fast with the retryable [`StoreError::Unavailable`].
 //!
-//! [`Durability`] is not used here: whether Redis keeps data across a crash is the
+//! [`Durability`](crate::store::Durability) is not used here: whether Redis keeps data across a crash is the
 //! server's persistence configuration (AOF, RDB), not something a client chooses per write.
 
 mod atomic;

@@ -16,7 +16,7 @@
 //! [`UsageMeter::flush`] (run every `tenant.usage_flush_interval_ms` by
 //! [`UsageMeter::spawn_flusher`], and once more on shutdown) seals each open aggregate
 //! into a batch and adds it to the stored counters with
-//! [`Store::counters_add_once`](crate::store::Store::counters_add_once) under the
+//! [`Counters::counters_add_once`](crate::store::Counters::counters_add_once) under the
 //! aggregate's id, unique across instances and fixed when the aggregate was opened
 //! (`<instance>:<seq>`). A batch
 //! whose write fails stays pending **with its id** and is written again by the next
@@ -33,7 +33,7 @@
 //! takes what this instance holds for the month (the pending batch and the open
 //! aggregate, each with its id) under a short lock, then reads the stored counters
 //! together with whether each of those ids is applied already, in one atomic store call
-//! ([`Store::counters_get_applied`](crate::store::Store::counters_get_applied)), and
+//! ([`Counters::counters_get_applied`](crate::store::Counters::counters_get_applied)), and
 //! adds only what the store does not hold yet. Usage is written under one id from the
 //! moment it is recorded, so it is counted exactly once whether the flush writing it has
 //! not started, is in flight, or has applied it without its reply arriving yet.
