@@ -4,6 +4,7 @@
 //! request coalescing, stats, the per-tenant budget, invalidation, warming, envelope
 //! work off the async workers, and the legacy adapter of the seed's rollback plan.
 
+mod batch;
 mod budget;
 mod compat;
 mod compression;
