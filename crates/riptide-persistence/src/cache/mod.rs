@@ -26,6 +26,7 @@ pub mod popularity;
 mod sealing;
 mod single_flight;
 mod stats;
+mod top_k;
 mod warmer;
 mod warming;
 
