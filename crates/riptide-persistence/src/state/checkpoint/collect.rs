@@ -1,5 +1,5 @@
 //! Reading one tenant's state out of the store into body lines, streamed to the writer
-//! in bounded parts, and the paging helpers shared with restore.
+//! in bounded parts, and the lookup-record helpers shared with restore.
 
 use std::borrow::Cow;
 use std::collections::HashSet;
@@ -9,11 +9,13 @@ use futures::{StreamExt, TryStreamExt, stream};
 use serde::Deserialize;
 use tokio::sync::mpsc;
 
-use super::format::{B64, Line, WriteMsg, push_line};
+use super::format::{B64, Line, push_line};
 use super::seal::{PartFacts, StoredKey, seal_part, tenant_key};
+use super::write::WriteMsg;
+use super::zset_pages::{ZsetCursor, zset_all};
 use super::{CheckpointError, is_month, is_segment};
 use crate::keys::{Scope, ScopeKeys, records};
-use crate::store::{SharedStore, SortedSets, Store, StoreResult};
+use crate::store::{SharedStore, Store, StoreResult};
 use crate::tenant::crypto::{DATA_KEY_RECORD, DataKey, MasterKey};
 use crate::tenant_id::TenantId;
 
@@ -23,8 +25,6 @@ const PART_BYTES: usize = 256 * 1024;
 const GET_BATCH: usize = 256;
 /// Members per `zset` body line.
 pub(super) const ZSET_LINE_MEMBERS: usize = 512;
-/// Page size of sorted-set reads.
-pub(super) const ZSET_PAGE: u64 = 500;
 /// Global lookup records read at once (each lives on its own Cluster slot).
 pub(super) const LOOKUP_CONCURRENCY: usize = 16;
 
@@ -180,172 +180,6 @@ pub(super) fn lookup_owner(value: &[u8]) -> Option<String> {
 /// Global lookup record key of an API key hash.
 pub(super) fn lookup_key(prefix: &str, hash: &str) -> String {
     format!("{prefix}:apikey:{hash}")
-}
-
-/// What replaces a secret value in the saved configuration.
-pub(super) const REDACTED: &str = "<redacted>";
-
-/// True for configuration keys that hold secrets (`master_key`, `api_key_pepper`,
-/// `admin_tokens`, `password`, ...), but not for paths (`secrets_dir`).
-fn is_secret_name(name: &str) -> bool {
-    let name = name.to_ascii_lowercase();
-    let path_like = ["_dir", "_path", "_file", "_ttl_ms", "_seconds"]
-        .iter()
-        .any(|s| name.ends_with(s));
-    !path_like
-        && [
-            "password",
-            "passwd",
-            "secret",
-            "token",
-            "pepper",
-            "master_key",
-            "private_key",
-            "credential",
-        ]
-        .iter()
-        .any(|s| name.contains(s))
-}
-
-/// A copy of `value` with every secret replaced by [`REDACTED`]: string values (or
-/// strings inside arrays and objects) under a secret-looking key, and the password of
-/// any URL with credentials (`redis://user:pass@host`). A checkpoint lies next to the
-/// wrapped data keys; it must never also hold the master key that unwraps them.
-pub(super) fn redact_secrets(value: &serde_json::Value) -> serde_json::Value {
-    use serde_json::Value;
-    fn all_strings(value: &Value) -> Value {
-        match value {
-            Value::String(s) if s.is_empty() => Value::String(String::new()),
-            Value::String(_) => Value::String(REDACTED.to_owned()),
-            Value::Array(items) => Value::Array(items.iter().map(all_strings).collect()),
-            Value::Object(map) => Value::Object(
-                map.iter()
-                    .map(|(k, v)| (k.clone(), all_strings(v)))
-                    .collect(),
-            ),
-            other => other.clone(),
-        }
-    }
-    match value {
-        Value::Object(map) => Value::Object(
-            map.iter()
-                .map(|(k, v)| {
-                    let v = if is_secret_name(k) {
-                        all_strings(v)
-                    } else {
-                        redact_secrets(v)
-                    };
-                    (k.clone(), v)
-                })
-                .collect(),
-        ),
-        Value::Array(items) => Value::Array(items.iter().map(redact_secrets).collect()),
-        Value::String(s) => Value::String(redact_url_password(s)),
-        other => other.clone(),
-    }
-}
-
-/// `scheme://user:password@host...` → `scheme://user:<redacted>@host...` (also for each
-/// URL of a comma-separated list); anything else unchanged.
-fn redact_url_password(s: &str) -> String {
-    if !s.contains("://") || !s.contains('@') {
-        return s.to_owned();
-    }
-    s.split(',')
-        .map(|part| {
-            let Some((scheme, rest)) = part.split_once("://") else {
-                return part.to_owned();
-            };
-            let authority_end = rest.find('/').unwrap_or(rest.len());
-            let Some(at) = rest[..authority_end].rfind('@') else {
-                return part.to_owned();
-            };
-            match rest[..at].split_once(':') {
-                Some((user, _)) => format!("{scheme}://{user}:{REDACTED}{}", &rest[at..]),
-                None => part.to_owned(),
-            }
-        })
-        .collect::<Vec<_>>()
-        .join(",")
-}
-
-/// Every member of a (small) sorted set, in order.
-pub(super) async fn zset_all(store: &dyn SortedSets, key: &str) -> StoreResult<Vec<(String, i64)>> {
-    let mut out = Vec::new();
-    let mut offset = 0;
-    loop {
-        let page = store.zset_range(key, offset, ZSET_PAGE).await?;
-        let n = page.len() as u64;
-        out.extend(page);
-        if n < ZSET_PAGE {
-            return Ok(out);
-        }
-        offset += n;
-    }
-}
-
-/// Pages through a sorted set by score, from `min` up, without offsets: members
-/// removed meanwhile never make it skip others (members added meanwhile may or may not
-/// be seen). Members sharing the last score are asked for again on the next page and
-/// filtered out, so a run of `n` equal scores costs `O(n²/page)` members read; the
-/// scores paged here are millisecond times, where such runs are short.
-pub(super) struct ZsetCursor {
-    key: String,
-    /// Score of the last member returned (or the start).
-    min: i64,
-    /// The last member returned.
-    last: Option<(i64, String)>,
-    /// Members returned with score `min` (they come back in the next query).
-    at_min: u64,
-    /// Grows when a page held nothing new, so progress is certain.
-    extra: u64,
-    page: u64,
-    done: bool,
-}
-
-impl ZsetCursor {
-    pub(super) fn new(key: String, min: i64, page: u64) -> Self {
-        Self {
-            key,
-            min,
-            last: None,
-            at_min: 0,
-            extra: 0,
-            page,
-            done: false,
-        }
-    }
-
-    /// The next page (empty at the end).
-    pub(super) async fn next(&mut self, store: &dyn SortedSets) -> StoreResult<Vec<(String, i64)>> {
-        while !self.done {
-            let limit = self.page + self.at_min + self.extra;
-            let raw = store
-                .zset_range_by_score(&self.key, self.min, i64::MAX, limit)
-                .await?;
-            self.done = (raw.len() as u64) < limit;
-            let fresh: Vec<(String, i64)> = raw
-                .into_iter()
-                .filter(|(m, s)| match &self.last {
-                    Some((ls, lm)) => (*s, m.as_str()) > (*ls, lm.as_str()),
-                    None => true,
-                })
-                .collect();
-            let Some((m, s)) = fresh.last() else {
-                self.extra += self.page;
-                continue;
-            };
-            self.extra = 0;
-            if *s != self.min {
-                self.min = *s;
-                self.at_min = 0;
-            }
-            self.at_min += fresh.iter().filter(|(_, fs)| *fs == self.min).count() as u64;
-            self.last = Some((*s, m.clone()));
-            return Ok(fresh);
-        }
-        Ok(Vec::new())
-    }
 }
 
 /// Writes one tenant's lines: its record, data key, quota and storage counters, API
@@ -643,188 +477,5 @@ async fn collect_sessions(
             .await?;
             count += 1;
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use crate::store::prelude::*;
-    use serde_json::json;
-
-    use super::*;
-
-    #[test]
-    fn secrets_are_redacted_from_the_saved_configuration() {
-        let config = json!({
-            "redis": {"url": "redis://app:s3cr3t@cache:6379/0", "key_prefix": "riptide"},
-            "tenant": {
-                "master_key": "AAAAbase64keymaterial",
-                "api_key_pepper": "pepper!",
-                "secrets_dir": "/var/lib/riptide/secrets",
-                "record_cache_ttl_ms": 1000,
-                "api_key_prefix": "rt_"
-            },
-            "admin": {"tokens": [{"token": "adm-1", "role": "owner"}], "admin_token": ""},
-            "nodes": "redis://:pw@a:1,redis://b:2"
-        });
-        let out = redact_secrets(&config);
-        let text = out.to_string();
-        for secret in [
-            "s3cr3t",
-            "AAAAbase64keymaterial",
-            "pepper!",
-            "adm-1",
-            ":pw@",
-        ] {
-            assert!(!text.contains(secret), "{secret} leaked: {text}");
-        }
-        assert_eq!(out["redis"]["url"], "redis://app:<redacted>@cache:6379/0");
-        assert_eq!(out["redis"]["key_prefix"], "riptide");
-        assert_eq!(out["tenant"]["secrets_dir"], "/var/lib/riptide/secrets");
-        assert_eq!(out["tenant"]["api_key_prefix"], "rt_");
-        assert_eq!(out["tenant"]["record_cache_ttl_ms"], 1000);
-        assert_eq!(out["admin"]["admin_token"], "", "unset stays unset");
-        assert_eq!(out["nodes"], "redis://:<redacted>@a:1,redis://b:2");
-    }
-
-    #[tokio::test]
-    async fn zset_cursor_pages_survive_ties_and_deletions() {
-        let dir = tempfile::tempdir().expect("dir");
-        let store = crate::store::embedded::EmbeddedStore::open(
-            dir.path(),
-            &crate::config::EmbeddedConfig::default(),
-            crate::clock::system_clock(),
-        )
-        .expect("store");
-        // 1,200 members on 4 scores: long runs of ties across page boundaries.
-        let members: Vec<(String, i64)> = (0..1_200)
-            .map(|i| (format!("m{i:04}"), i64::from(i / 300)))
-            .collect();
-        store.zset_add("z", &members).await.expect("add");
-        let mut cursor = ZsetCursor::new("z".to_owned(), i64::MIN, 100);
-        let first = cursor.next(&*store).await.expect("page");
-        assert_eq!(first.len(), 100);
-        // Members already returned and members not yet reached disappear meanwhile.
-        let seen: Vec<String> = first.iter().take(50).map(|(m, _)| m.clone()).collect();
-        let unseen: Vec<String> = (1_190..1_200).map(|i| format!("m{i:04}")).collect();
-        store.zset_remove("z", &seen).await.expect("remove");
-        store.zset_remove("z", &unseen).await.expect("remove");
-        let mut got: Vec<String> = first.into_iter().map(|(m, _)| m).collect();
-        loop {
-            let page = cursor.next(&*store).await.expect("page");
-            if page.is_empty() {
-                break;
-            }
-            got.extend(page.into_iter().map(|(m, _)| m));
-        }
-        let expected: Vec<String> = (0..1_190).map(|i| format!("m{i:04}")).collect();
-        assert_eq!(
-            got, expected,
-            "every remaining member once, in order, none skipped"
-        );
-    }
-
-    /// Sorted sets in memory: a test double of the one capability the cursor uses.
-    #[derive(Default)]
-    struct Sets(std::sync::Mutex<std::collections::BTreeSet<(i64, String)>>);
-
-    impl Sets {
-        fn members(&self) -> std::sync::MutexGuard<'_, std::collections::BTreeSet<(i64, String)>> {
-            self.0.lock().expect("lock")
-        }
-    }
-
-    #[async_trait::async_trait]
-    impl SortedSets for Sets {
-        async fn zset_add(&self, _: &str, members: &[(String, i64)]) -> StoreResult<()> {
-            let mut set = self.members();
-            for (m, s) in members {
-                set.retain(|(_, old)| old != m);
-                set.insert((*s, m.clone()));
-            }
-            Ok(())
-        }
-        async fn zset_remove(&self, _: &str, members: &[String]) -> StoreResult<u64> {
-            let mut set = self.members();
-            let before = set.len();
-            set.retain(|(_, m)| !members.contains(m));
-            Ok((before - set.len()) as u64)
-        }
-        async fn zset_range(
-            &self,
-            _: &str,
-            offset: u64,
-            limit: u64,
-        ) -> StoreResult<Vec<(String, i64)>> {
-            let set = self.members();
-            let page = set.iter().skip(offset as usize).take(limit as usize);
-            Ok(page.map(|(s, m)| (m.clone(), *s)).collect())
-        }
-        async fn zset_range_by_score(
-            &self,
-            _: &str,
-            min: i64,
-            max: i64,
-            limit: u64,
-        ) -> StoreResult<Vec<(String, i64)>> {
-            let set = self.members();
-            let page = set.iter().filter(|(s, _)| (min..=max).contains(s));
-            Ok(page
-                .take(limit as usize)
-                .map(|(s, m)| (m.clone(), *s))
-                .collect())
-        }
-        async fn zset_remove_by_score(&self, _: &str, min: i64, max: i64) -> StoreResult<u64> {
-            let mut set = self.members();
-            let before = set.len();
-            set.retain(|(s, _)| !(min..=max).contains(s));
-            Ok((before - set.len()) as u64)
-        }
-        async fn zset_score(&self, _: &str, member: &str) -> StoreResult<Option<i64>> {
-            Ok(self
-                .members()
-                .iter()
-                .find(|(_, m)| m == member)
-                .map(|(s, _)| *s))
-        }
-        async fn zset_len(&self, _: &str) -> StoreResult<u64> {
-            Ok(self.members().len() as u64)
-        }
-    }
-
-    #[tokio::test]
-    async fn zset_cursor_sees_each_member_once_while_members_come_and_go() {
-        let sets = Sets::default();
-        // 500 members, all on one score: one run of ties across every page.
-        let members: Vec<(String, i64)> = (0..500).map(|i| (format!("m{i:03}"), 7)).collect();
-        sets.zset_add("z", &members).await.expect("add");
-        let mut cursor = ZsetCursor::new("z".to_owned(), i64::MIN, 64);
-        let mut got = Vec::new();
-        loop {
-            let page = cursor.next(&sets).await.expect("page");
-            if page.is_empty() {
-                break;
-            }
-            got.extend(page.into_iter().map(|(m, _)| m));
-            // Between pages the first member goes and a later score arrives.
-            let first = sets.zset_range("z", 0, 1).await.expect("range");
-            let gone: Vec<String> = first.into_iter().map(|(m, _)| m).collect();
-            sets.zset_remove("z", &gone).await.expect("remove");
-            let late = format!("late{}", got.len());
-            sets.zset_add("z", &[(late, 9)]).await.expect("add");
-        }
-        let mut unique = got.clone();
-        unique.sort();
-        unique.dedup();
-        assert_eq!(unique.len(), got.len(), "no member twice");
-        let tied = got.iter().filter(|m| m.starts_with('m')).count();
-        assert_eq!(
-            tied, 500,
-            "every tied member present at the start is seen once"
-        );
-        assert_eq!(
-            zset_all(&sets, "z").await.expect("all").len(),
-            sets.members().len()
-        );
     }
 }

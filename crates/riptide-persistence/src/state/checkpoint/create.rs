@@ -9,10 +9,13 @@ use futures::stream::FuturesUnordered;
 use tokio::sync::mpsc;
 
 use super::audit_anchor::audit_anchor;
-use super::collect::{self, Sealing, TenantTally, ZSET_PAGE, ZsetCursor, collect_tenant};
+use super::collect::{self, Sealing, TenantTally, collect_tenant};
 use super::error::task_err;
 use super::files::{datetime, new_id};
-use super::format::{self, Footer, Header, Line, Meta, WriteError, WriteMsg};
+use super::format::{self, Footer, Header, Line, Meta};
+use super::redact::redact_secrets;
+use super::write::{WriteError, WriteMsg, write_file_gated};
+use super::zset_pages::{ZSET_PAGE, ZsetCursor};
 use super::{
     CONCURRENCY, CheckpointError, CheckpointExtra, CheckpointInfo, CheckpointManager, LATEST,
     WRITE_QUEUE, record, restore,
@@ -84,19 +87,16 @@ impl CheckpointManager {
         }
         // The writer creates the directory (mode 0700) before its temp file.
         let (tx, rx) = mpsc::channel(WRITE_QUEUE);
-        let writer =
-            {
-                let (dir, id) = (self.dir.clone(), id.clone());
-                let gate = lease.map(|lease| (lease.clone(), tokio::runtime::Handle::current()));
-                tokio::task::spawn_blocking(move || {
-                    format::write_file_gated(&dir, &id.clone(), Header::new(now_ms), rx, || {
-                        match gate {
-                            Some((lease, runtime)) => runtime.block_on(record_latest(&lease, &id)),
-                            None => Ok(()),
-                        }
-                    })
+        let writer = {
+            let (dir, id) = (self.dir.clone(), id.clone());
+            let gate = lease.map(|lease| (lease.clone(), tokio::runtime::Handle::current()));
+            tokio::task::spawn_blocking(move || {
+                write_file_gated(&dir, &id.clone(), Header::new(now_ms), rx, || match gate {
+                    Some((lease, runtime)) => runtime.block_on(record_latest(&lease, &id)),
+                    None => Ok(()),
                 })
-            };
+            })
+        };
         let collected = self.collect(&id, now_ms, &extra, tx).await;
         // The sender is gone now: the writer either finished or removes its temp file.
         let written = writer.await.map_err(task_err)?;
@@ -146,7 +146,7 @@ impl CheckpointManager {
             config: extra
                 .config
                 .as_ref()
-                .map(|c| std::borrow::Cow::Owned(collect::redact_secrets(c))),
+                .map(|c| std::borrow::Cow::Owned(redact_secrets(c))),
             warm_list: std::borrow::Cow::Owned(shared_warm),
             audit: audit_anchor(store).await,
         }))

@@ -4,7 +4,8 @@
 use super::error::task_err;
 use super::keys_file::KeysFile;
 use super::seal::StoredKey;
-use super::{CheckpointError, CheckpointManager, collect, open};
+use super::zset_pages::zset_all;
+use super::{CheckpointError, CheckpointManager, open};
 use crate::tenant::tombstones;
 use crate::tenant_id::TenantId;
 
@@ -25,7 +26,7 @@ impl CheckpointManager {
         // tenant of the keys file: this runs before every checkpoint.
         let store = &*self.store;
         let deleted: std::collections::HashMap<String, i64> =
-            collect::zset_all(store, &tombstones::tenants_key(store.key_prefix()))
+            zset_all(store, &tombstones::tenants_key(store.key_prefix()))
                 .await?
                 .into_iter()
                 .collect();

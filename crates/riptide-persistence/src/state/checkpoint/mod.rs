@@ -138,10 +138,13 @@ mod files;
 mod keys;
 mod keys_file;
 mod open;
+mod redact;
 mod report;
 mod restore;
 mod restore_scan;
 pub(crate) mod seal;
+mod write;
+mod zset_pages;
 
 use std::path::{Path, PathBuf};
 use std::time::Instant;

@@ -11,9 +11,10 @@ use futures::future::BoxFuture;
 use futures::{StreamExt, TryStreamExt, stream};
 use tokio::sync::mpsc;
 
-use super::collect::{ZSET_PAGE, ZsetCursor, lookup_key, zset_all};
+use super::collect::lookup_key;
 use super::diff::{Listing, RestoreObject, RestoreOutcome};
 use super::restore_scan::{Chunk, Item};
+use super::zset_pages::{ZSET_PAGE, ZsetCursor, zset_all};
 use super::{CheckpointError, KindCounts, RecordKind};
 use crate::keys::{Scope, ScopeKeys, records};
 use crate::store::{Durability, SharedStore, Store};

@@ -359,7 +359,8 @@ pub(super) fn read_chunks(
 mod tests {
     use std::borrow::Cow;
 
-    use super::super::format::{B64, Footer, Header, WriteMsg, push_line, verify, write_file};
+    use super::super::format::{B64, Footer, Header, push_line, verify};
+    use super::super::write::{WriteMsg, write_file};
     use super::*;
 
     fn meta() -> Line<'static> {
