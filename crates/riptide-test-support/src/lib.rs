@@ -27,11 +27,17 @@
 //! compression bombs, redirect loops, endless bodies, a lying `Content-Length`…), each with the
 //! answer the service must give it, and [`hostile::HostileSite`], an axum server on loopback
 //! that serves them. Everything is generated in code: no files, no network.
+//!
+//! # Layering
+//!
+//! [`layering`] reads a crate's module graph from its source, for tests that forbid
+//! upward imports and module circles.
 
 mod cleanup;
 mod cluster;
 pub mod hostile;
 pub mod jwt;
+pub mod layering;
 mod resp;
 mod server;
 mod spawner;
