@@ -10,6 +10,7 @@ pub mod auth_failures;
 pub mod cli;
 pub mod config;
 pub mod error;
+pub mod extraction;
 pub mod invalid;
 pub mod live_config;
 pub mod log_every;

@@ -50,11 +50,11 @@ pub struct AppStateInner {
     /// Renders the process's metrics for `GET /metrics`.
     pub metrics: PrometheusHandle,
     /// What `GET /metrics` requires (`metrics.token`); `None`: it is open.
-    pub metrics_token: Option<crate::routes::metrics::MetricsToken>,
+    pub metrics_token: Option<crate::config::metrics::MetricsToken>,
     /// Fetches pages and extracts their content for `/extract` and `/crawl`
     /// (configured by the `extract` section).
     pub extractor: Arc<Extractor>,
-    /// Admin tokens: what [`crate::admin::AdminCaller`] authenticates against.
+    /// Admin tokens: what [`crate::routes::admin::AdminCaller`] authenticates against.
     pub admin_tokens: Arc<crate::admin::AdminTokens>,
     /// What one `POST /crawl` may ask for and answer.
     pub crawl: crate::config::CrawlConfig,
@@ -112,9 +112,10 @@ impl AppState {
                 .context("starting the persistence layer")?;
         // From here on a failure stops the persistence layer before it is returned.
         let started = async {
-            let admin_tokens = crate::admin::start(config, store, &persistence.tenants)
-                .await
-                .context("starting the admin tokens")?;
+            let admin_tokens =
+                crate::admin::start(&config.admin.token, store, &persistence.tenants)
+                    .await
+                    .context("starting the admin tokens")?;
             let warming = crate::warming::WarmingService::start(
                 &config.warming,
                 persistence.cache.clone(),
@@ -150,7 +151,7 @@ impl AppState {
             state_manager,
             sync,
             metrics,
-            metrics_token: crate::routes::metrics::MetricsToken::new(&config.metrics.token),
+            metrics_token: crate::config::metrics::MetricsToken::new(&config.metrics.token),
             extractor,
             crawl: config.crawl.clone(),
             admin_tokens,

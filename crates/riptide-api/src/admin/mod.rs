@@ -1,12 +1,12 @@
 //! Admin credentials: store-backed admin tokens with roles ([`tokens`]), the
-//! [`AdminCaller`] extractor that authenticates them on every admin route ([`auth`]),
-//! the first-start bootstrap token ([`bootstrap`]), the audit records of admin
+//! first-start bootstrap token ([`bootstrap`]), the audit records of admin
 //! operations ([`audit`]) and how token operations fail ([`error`]).
 //!
-//! The routes themselves are in [`crate::routes::admin`].
+//! The routes themselves are in [`crate::routes::admin`], with the extractor that
+//! authenticates these tokens on every admin route
+//! ([`crate::routes::admin::AdminCaller`]).
 
 pub mod audit;
-pub mod auth;
 pub mod bootstrap;
 pub mod error;
 pub mod tokens;
@@ -18,7 +18,6 @@ use riptide_persistence::SharedStore;
 use riptide_persistence::tenant::TenantManager;
 use riptide_persistence::tenant::secrets::load_pepper;
 
-pub use auth::AdminCaller;
 pub use bootstrap::{Bootstrap, TOKEN_FILE};
 pub use riptide_persistence::tenant::{AdminAction, AdminRole};
 pub use tokens::{
@@ -26,13 +25,11 @@ pub use tokens::{
     CreatedAdminToken, MIN_CONFIGURED_TOKEN_LEN, validate_configured_token,
 };
 
-use crate::config::AppConfig;
-
 /// The admin tokens of `store`, hashed under the API key pepper the tenant layer uses,
 /// with the configured token of `admin.token` (if any); then the first-start bootstrap
 /// (see [`bootstrap::bootstrap`]), audited in the tenant layer's audit log.
 pub async fn start(
-    config: &AppConfig,
+    configured_token: &str,
     store: SharedStore,
     tenants: &TenantManager,
 ) -> anyhow::Result<Arc<AdminTokens>> {
@@ -41,7 +38,7 @@ pub async fn start(
         &tenants.config().secrets_dir,
     )
     .context("loading the api key pepper")?;
-    let configured = Some(config.admin.token.as_str()).filter(|t| !t.is_empty());
+    let configured = Some(configured_token).filter(|t| !t.is_empty());
     let cache_ttl_ms = tenants.config().record_cache_ttl_ms;
     let tokens = Arc::new(AdminTokens::new(store, &pepper, configured, cache_ttl_ms));
     bootstrap::bootstrap(&tokens, tenants.audit(), &tenants.config().secrets_dir).await?;

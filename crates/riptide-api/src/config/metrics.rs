@@ -86,6 +86,29 @@ impl MetricsConfig {
     }
 }
 
+/// The token `GET /metrics` requires (`metrics.token`), as its hash.
+#[derive(Clone)]
+pub struct MetricsToken(blake3::Hash);
+
+impl MetricsToken {
+    /// The token to require, or `None` for an empty one (`/metrics` open).
+    pub fn new(token: &str) -> Option<Self> {
+        (!token.is_empty()).then(|| Self(blake3::hash(token.as_bytes())))
+    }
+
+    /// Whether `presented` is the token, in constant time.
+    pub fn accepts(&self, presented: &str) -> bool {
+        blake3::hash(presented.as_bytes()) == self.0
+    }
+}
+
+/// Never shows anything of the token.
+impl std::fmt::Debug for MetricsToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("MetricsToken(<redacted>)")
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -103,5 +126,21 @@ mod tests {
         cfg.token = "a".repeat(32);
         assert!(cfg.validate().is_ok());
         assert!(!format!("{cfg:?}").contains(&cfg.token));
+    }
+
+    #[test]
+    fn only_the_exact_token_is_accepted() {
+        assert!(MetricsToken::new("").is_none());
+        let token = MetricsToken::new("s3cret-s3cret-s3cret-s3cret-s3cret").expect("set");
+        assert!(token.accepts("s3cret-s3cret-s3cret-s3cret-s3cret"));
+        for wrong in [
+            "",
+            "s3cret",
+            "s3cret-s3cret-s3cret-s3cret-s3cre7",
+            "S3CRET-s3cret-s3cret-s3cret-s3cret",
+        ] {
+            assert!(!token.accepts(wrong), "{wrong}");
+        }
+        assert!(!format!("{token:?}").contains("s3cret"));
     }
 }

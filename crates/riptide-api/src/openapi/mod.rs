@@ -57,7 +57,7 @@ pub async fn get_openapi() -> Response {
 }
 
 /// Every admin change (any method but GET) can be refused with 503 `audit_unavailable`
-/// before its handler runs: the rule of [`crate::admin::AdminCaller`], stated once here.
+/// before its handler runs: the rule of [`crate::routes::admin::AdminCaller`], stated once here.
 fn document_audit_gate(paths: &mut Map<String, Value>) {
     for (path, item) in paths.iter_mut() {
         let Some(methods) = item.as_object_mut().filter(|_| path.starts_with("/admin/")) else {

@@ -16,8 +16,8 @@ use riptide_persistence::TenantId;
 use riptide_persistence::cache::WarmValue;
 
 use super::loader::PageLoader;
-use crate::routes::tenant::cache_key::ExtractKey;
-use crate::routes::tenant::fetch::fetch_body;
+use crate::extraction::cache_key::ExtractKey;
+use crate::extraction::fetch::fetch_body;
 
 /// Loads pages with the service's extractor.
 pub struct ExtractPageLoader {

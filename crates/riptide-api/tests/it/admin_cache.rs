@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use riptide_api::routes::tenant::cache_key::ExtractKey;
+use riptide_api::extraction::cache_key::ExtractKey;
 use riptide_extract::normalize_url;
 use riptide_persistence::TenantId;
 use riptide_persistence::cache::CacheMetadata;

@@ -7,8 +7,8 @@ use riptide_persistence::tenant::AdminAction;
 use riptide_persistence::tenant::audit::{AuditRecord, ChainTip, MAX_QUERY_LIMIT};
 use serde::{Deserialize, Serialize};
 
+use super::AdminCaller;
 use super::input::{Params, tenant_id};
-use crate::admin::AdminCaller;
 use crate::error::{ApiError, ApiResult};
 use crate::state::AppState;
 

@@ -14,11 +14,12 @@ use riptide_persistence::tenant::AdminAction;
 use riptide_persistence::{Scope, TenantId};
 use serde::{Deserialize, Serialize};
 
+use super::AdminCaller;
 use super::input::{Body, Params, tenant_id};
-use crate::admin::{AdminCaller, audit};
+use crate::admin::audit;
 use crate::error::{ApiError, ApiResult};
+use crate::extraction::cache_key::ExtractKey;
 use crate::routes::tenant::cache_error;
-use crate::routes::tenant::cache_key::ExtractKey;
 use crate::routes::tenant::errors::invalid_url;
 use crate::state::AppState;
 

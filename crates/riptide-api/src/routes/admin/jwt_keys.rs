@@ -13,8 +13,8 @@ use riptide_persistence::tenant::AdminAction;
 use riptide_persistence::tenant::jwt_keys::{JwtAlgorithm, JwtKeyInfo};
 use serde::{Deserialize, Serialize};
 
+use super::AdminCaller;
 use super::input::{Body, tenant_id};
-use crate::admin::AdminCaller;
 use crate::error::{ApiError, ApiResult};
 use crate::state::AppState;
 

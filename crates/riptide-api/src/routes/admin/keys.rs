@@ -11,8 +11,8 @@ use riptide_persistence::tenant::AdminAction;
 use riptide_persistence::tenant::api_keys::{ApiKeyInfo, CreatedApiKey, KEY_ID_LEN};
 use serde::{Deserialize, Serialize};
 
+use super::AdminCaller;
 use super::input::{OptionalBody, tenant_id};
-use crate::admin::AdminCaller;
 use crate::error::{ApiError, ApiResult};
 use crate::state::AppState;
 

@@ -1,4 +1,4 @@
-//! The admin API: every route takes an admin token ([`crate::admin::AdminCaller`]) and
+//! The admin API: every route takes an admin token ([`crate::routes::admin::AdminCaller`]) and
 //! checks the [`AdminAction`](riptide_persistence::tenant::AdminAction) it needs
 //! (403 `insufficient_role` otherwise). JSON in and out; malformed input is 400.
 //!
@@ -22,6 +22,7 @@
 
 pub mod audit;
 pub mod cache;
+pub mod caller;
 pub mod input;
 pub mod jwt_keys;
 pub mod keys;
@@ -33,6 +34,7 @@ pub mod warm;
 use axum::Router;
 use axum::routing::{delete, get, post};
 
+pub use self::caller::AdminCaller;
 use crate::state::AppState;
 
 /// The admin routes, to merge into the service's router.

@@ -10,8 +10,9 @@ use riptide_persistence::state::{ReloadOutcome, StateError, StateReport};
 use riptide_persistence::tenant::AdminAction;
 use serde::{Deserialize, Serialize};
 
+use super::AdminCaller;
 use super::input::Body;
-use crate::admin::{AdminCaller, audit};
+use crate::admin::audit;
 use crate::error::{ApiError, ApiResult};
 use crate::state::AppState;
 

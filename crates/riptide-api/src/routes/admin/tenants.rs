@@ -16,8 +16,8 @@ use riptide_persistence::tenant::{
 };
 use serde::{Deserialize, Serialize};
 
+use super::AdminCaller;
 use super::input::{Body, Params, tenant_id};
-use crate::admin::AdminCaller;
 use crate::error::{ApiError, ApiResult};
 use crate::state::AppState;
 

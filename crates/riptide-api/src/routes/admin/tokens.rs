@@ -8,8 +8,9 @@ use axum::http::StatusCode;
 use riptide_persistence::tenant::AdminRole;
 use serde::{Deserialize, Serialize};
 
+use super::AdminCaller;
 use super::input::Body;
-use crate::admin::{AdminCaller, AdminTokenInfo, CreatedAdminToken, audit};
+use crate::admin::{AdminTokenInfo, CreatedAdminToken, audit};
 use crate::error::{ApiError, ApiResult};
 use crate::state::AppState;
 

@@ -22,8 +22,9 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use riptide_persistence::tenant::AdminAction;
 use serde::{Deserialize, Serialize};
 
+use super::AdminCaller;
 use super::input::{OptionalBody, tenant_id};
-use crate::admin::{AdminCaller, audit};
+use crate::admin::audit;
 use crate::error::{ApiError, ApiResult};
 use crate::state::AppState;
 use crate::warming::{JobView, RunState, Source, WarmRequest, WarmingError};

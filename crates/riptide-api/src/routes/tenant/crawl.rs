@@ -33,11 +33,11 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::body::JsonBody;
-use super::cache_key::ExtractKey;
+use super::cached::cached_page;
 use super::errors::invalid_url;
-use super::fetch::cached_page;
 use crate::config::CrawlConfig;
 use crate::error::{ApiError, ApiResult};
+use crate::extraction::cache_key::ExtractKey;
 use crate::middleware::tenant::rate_limited;
 use crate::state::AppState;
 use crate::tenant_context::{CacheUse, OperationCount, TenantContext};

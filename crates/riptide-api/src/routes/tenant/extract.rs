@@ -21,11 +21,12 @@ use riptide_extract::normalize_url;
 use serde::Deserialize;
 
 use super::body::JsonBody;
-use super::cache_key::ExtractKey;
+use super::cached::cached_page;
 use super::errors::{extract_error, invalid_url};
-use super::fetch::{cached_page, fetch_body, session_headers};
 use super::sessions;
 use crate::error::{ApiError, ApiResult};
+use crate::extraction::cache_key::ExtractKey;
+use crate::extraction::fetch::{fetch_body, session_headers};
 use crate::state::AppState;
 use crate::tenant_context::{CacheUse, TenantContext};
 

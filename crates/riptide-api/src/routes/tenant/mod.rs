@@ -10,11 +10,10 @@
 //! Request bodies are limited to [`body::MAX_BODY_BYTES`].
 
 pub mod body;
-pub mod cache_key;
+pub mod cached;
 pub mod crawl;
 pub mod errors;
 pub mod extract;
-pub mod fetch;
 pub mod sessions;
 pub mod usage;
 
