@@ -8,6 +8,7 @@ use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
+use axum::routing::get;
 use riptide_persistence::state::{ConfigGeneration, ShutdownReport};
 use tokio::net::TcpListener;
 use tokio::sync::{oneshot, watch};
@@ -17,7 +18,7 @@ use tokio_util::task::TaskTracker;
 use crate::config::AppConfig;
 use crate::config::schema::ServiceSchema;
 use crate::state::AppState;
-use crate::{live_config, middleware, recorder, routes, server, store_sanity};
+use crate::{live_config, middleware, openapi, recorder, routes, server, store_sanity};
 
 /// A built service, ready to serve.
 pub struct Service {
@@ -88,7 +89,8 @@ impl Service {
             cancel.clone(),
         ));
 
-        let app = middleware::apply(routes::router(state.clone()), &config.server);
+        let described = axum::Router::new().route("/openapi.json", get(openapi::get_openapi));
+        let app = middleware::apply(routes::router(state.clone(), described), &config.server);
         let deadline = config.server.shutdown_timeout();
         let signalled = Arc::new(OnceLock::new());
         let (draining_tx, draining_rx) = oneshot::channel();

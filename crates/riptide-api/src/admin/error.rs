@@ -2,7 +2,6 @@
 
 use riptide_persistence::store::StoreError;
 
-use super::tokens::MAX_TOKENS;
 use crate::error::ApiError;
 
 /// An admin token failure.
@@ -19,9 +18,12 @@ pub enum AdminTokenError {
     /// Another token has this name.
     #[error("an admin token named {0:?} exists")]
     NameTaken(String),
-    /// [`MAX_TOKENS`] tokens exist.
-    #[error("at most {MAX_TOKENS} admin tokens may exist; delete unused ones first")]
-    TooMany,
+    /// The most tokens that may exist ([`super::tokens::MAX_TOKENS`]) exist.
+    #[error("at most {max} admin tokens may exist; delete unused ones first")]
+    TooMany {
+        /// The limit.
+        max: u64,
+    },
     /// No token with this id.
     #[error("admin token {0:?} not found")]
     NotFound(String),
@@ -53,7 +55,7 @@ impl From<AdminTokenError> for ApiError {
                 code: "already_exists",
                 message: e.to_string(),
             },
-            AdminTokenError::TooMany => ApiError::Conflict {
+            AdminTokenError::TooMany { .. } => ApiError::Conflict {
                 code: "too_many_tokens",
                 message: e.to_string(),
             },

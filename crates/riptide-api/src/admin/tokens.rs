@@ -383,7 +383,7 @@ impl AdminTokens {
         validate_name(name)?;
         let index = self.index_key();
         if self.store.zset_len(&index).await? >= MAX_TOKENS {
-            return Err(AdminTokenError::TooMany);
+            return Err(AdminTokenError::TooMany { max: MAX_TOKENS });
         }
         for _ in 0..ID_ATTEMPTS {
             let id = random_id();

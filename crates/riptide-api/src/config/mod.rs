@@ -7,6 +7,7 @@
 //! next start.
 
 pub mod crawl;
+pub mod error;
 pub mod load;
 pub mod metrics;
 pub mod provenance;
@@ -27,7 +28,8 @@ use tracing_subscriber::EnvFilter;
 
 pub use crate::invalid::Invalid;
 pub use crawl::CrawlConfig;
-pub use load::{ConfigError, DEFAULT_CONFIG_PATH, Overrides, default_file, load};
+pub use error::{ConfigError, Overrides};
+pub use load::{DEFAULT_CONFIG_PATH, default_file, load};
 pub use metrics::MetricsConfig;
 pub use provenance::{ENV_VARS, Env, Provenance};
 

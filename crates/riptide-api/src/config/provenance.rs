@@ -25,7 +25,7 @@ use std::str::FromStr;
 use riptide_persistence::state::config_doc::{is_config_file_name, list_config_files};
 
 use super::AppConfig;
-use super::load::{ConfigError, Overrides};
+use super::error::{ConfigError, Overrides};
 
 /// The environment variables read, each with the key it sets. `RUST_LOG` comes after
 /// `RIPTIDE_LOG_LEVEL`, so it wins when both are set.

@@ -27,7 +27,7 @@ use riptide_persistence::state::config_schema::{ConfigIssue, ConfigSchema, deser
 use serde_json::Value;
 
 use super::AppConfig;
-use super::load::ConfigError;
+use super::error::ConfigError;
 use super::provenance::{Explicit, Provenance};
 
 /// Keys a reload applies to the running service, each with everything under it. The

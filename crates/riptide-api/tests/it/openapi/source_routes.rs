@@ -1,4 +1,5 @@
-//! The routes the router registers, read from the source files under `src/routes/`:
+//! The routes the router registers, read from the source files under `src/routes/` and
+//! `src/service.rs` (which adds `/openapi.json`):
 //! every `.route("<path>", <method router>)` call, with the methods of its method router
 //! (`get(a)`, chains such as `get(a).post(b)`, and the tenant routes'
 //! `guard.wrap(&SPEC, post(h))`), over any number of lines.
@@ -21,11 +22,13 @@ const UNSUPPORTED_METHODS: [&str; 4] = [".nest(", ".nest_service(", ".route_serv
 /// (`axum::routing::any`, `axum::routing::on`).
 const UNSUPPORTED_FUNCTIONS: [&str; 2] = ["any(", "on("];
 
-/// Every (METHOD, path) registered under `src/routes/`.
+/// Every (METHOD, path) registered under `src/routes/` and in `src/service.rs`.
 pub fn registered() -> BTreeSet<(String, String)> {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("src/routes");
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let mut files = rust_files(&src.join("routes"));
+    files.push(src.join("service.rs"));
     let mut routes = BTreeSet::new();
-    for file in rust_files(&dir) {
+    for file in files {
         let text = std::fs::read_to_string(&file)
             .unwrap_or_else(|e| panic!("reading {}: {e}", file.display()));
         let code = without_comments(&text);
