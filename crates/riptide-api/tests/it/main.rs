@@ -25,6 +25,7 @@ mod extract_redis;
 mod extract_session;
 mod hot_reload;
 mod jwt_auth;
+mod layering;
 mod metrics_exposition;
 mod metrics_scrape;
 mod metrics_traffic;
