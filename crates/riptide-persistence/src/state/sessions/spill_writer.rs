@@ -146,7 +146,7 @@ impl SessionManager {
 
     /// Test hook: holds the lock every operation on final spill file names takes, as a
     /// slow disk would, until the guard is dropped.
-    #[doc(hidden)]
+    #[cfg(any(test, feature = "test-hooks"))]
     pub async fn hold_spill_io(&self) -> tokio::sync::MutexGuard<'_, ()> {
         self.spill.io.lock().await
     }

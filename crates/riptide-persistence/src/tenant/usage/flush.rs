@@ -70,7 +70,7 @@ impl UsageMeter {
     /// Test hook: a flush whose writes are performed but whose replies are "lost": every
     /// written batch is treated as failed and stays pending with its id, as after a
     /// connection drop between the store applying the write and the reply arriving.
-    #[doc(hidden)]
+    #[cfg(any(test, feature = "test-hooks"))]
     pub async fn flush_losing_replies(&self) -> TenantResult<FlushReport> {
         self.flush_with(Hooks {
             lose_replies: true,
@@ -83,7 +83,7 @@ impl UsageMeter {
     /// its batches (they are pending, not yet in the store), then for `before_settling`
     /// once every batch is written (they are in the store and still pending here, as
     /// while a slow store's replies are on their way).
-    #[doc(hidden)]
+    #[cfg(any(test, feature = "test-hooks"))]
     pub async fn flush_holding(
         &self,
         before_writes: impl Future<Output = ()> + Send,
