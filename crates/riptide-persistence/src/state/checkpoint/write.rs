@@ -40,11 +40,8 @@ struct TempFile {
 
 impl Drop for TempFile {
     fn drop(&mut self) {
-        if !self.persisted
-            && let Err(e) = std::fs::remove_file(&self.path)
-            && e.kind() != io::ErrorKind::NotFound
-        {
-            tracing::warn!(path = %self.path.display(), error = %e, "cannot remove a checkpoint temp file");
+        if !self.persisted {
+            crate::private_fs::discard(&self.path);
         }
     }
 }
