@@ -143,6 +143,7 @@ on_every_backend!(
     a_second_instance_sees_sessions_and_forget_drops_local_copies,
     spill_all_then_a_fresh_manager_serves_every_session,
     tenant_status_is_checked,
+    import_writes_runs_of_sessions_back,
 );
 
 async fn create_get_update_terminate_list(b: Backend) {
@@ -205,6 +206,93 @@ async fn create_get_update_terminate_list(b: Backend) {
         .await
         .unwrap();
     assert_eq!((touched.version, &touched.cookies), (2, &other.cookies));
+}
+
+async fn import_writes_runs_of_sessions_back(b: Backend) {
+    let w = with_tenants(b, 1 << 20).await;
+    let (plain_t, sealed_t) = (
+        new_tenant(&w.tenants, false, &[]).await,
+        new_tenant(&w.tenants, true, &[]).await,
+    );
+    let mut made = Vec::new();
+    for (t, n) in [(&plain_t, 3), (&sealed_t, 2), (&plain_t, 1)] {
+        for i in 0..n {
+            made.push(
+                w.sessions
+                    .create(t, init(&format!("secret-{t}-{i}")))
+                    .await
+                    .unwrap(),
+            );
+        }
+    }
+    let mut expired = made[0].clone();
+    expired.id = "expired-session-id-0000000".into();
+    expired.created_at = chrono::Utc::now() - chrono::Duration::seconds(10);
+    expired.updated_at = expired.created_at;
+    expired.expires_at = chrono::Utc::now() - chrono::Duration::seconds(5);
+    for t in [&plain_t, &sealed_t] {
+        w.sessions
+            .purge_tenant(&TenantId::parse(t).unwrap())
+            .await
+            .unwrap();
+    }
+    for s in &made {
+        assert_eq!(w.sessions.get(&s.tenant_id, &s.id).await.unwrap(), None);
+    }
+
+    // Runs: three of one tenant, two of the other, one of the first again, then one expired.
+    let mut input = made.clone();
+    input.push(expired.clone());
+    let report = w.sessions.import(input).await.unwrap();
+    assert_eq!((report.imported, report.expired), (6, 1), "{report:?}");
+    let mut stored = 0;
+    for s in &made {
+        assert_eq!(
+            w.sessions.get(&s.tenant_id, &s.id).await.unwrap().as_ref(),
+            Some(s)
+        );
+        let raw = w
+            .store
+            .get(&record_key(&w.store, s.tenant_id.as_str(), &s.id))
+            .await
+            .unwrap()
+            .expect("record");
+        stored += raw.len() as u64;
+        let sealed = s.tenant_id.as_str() == sealed_t;
+        assert_eq!(
+            !contains(&raw, "secret-"),
+            sealed,
+            "sealed only for {sealed_t}"
+        );
+    }
+    assert_eq!(report.bytes, stored);
+    assert_eq!(
+        w.sessions
+            .get(&expired.tenant_id, &expired.id)
+            .await
+            .unwrap(),
+        None
+    );
+    assert_eq!(w.sessions.count(&plain_t).await.unwrap(), 4);
+    assert_eq!(w.sessions.count(&sealed_t).await.unwrap(), 2);
+    // The ledger records each imported session's bytes (what terminating releases).
+    let s = &made[0];
+    let scope = ScopeKeys::new(
+        w.store.key_prefix(),
+        &Scope::Tenant(TenantId::parse(&s.tenant_id).unwrap()),
+    );
+    let raw = w
+        .store
+        .get(&record_key(&w.store, s.tenant_id.as_str(), &s.id))
+        .await
+        .unwrap();
+    assert_eq!(
+        w.store
+            .zset_score(&scope.record("session_bytes"), &s.id)
+            .await
+            .unwrap(),
+        Some(raw.expect("record").len() as i64)
+    );
 }
 
 async fn sessions_expire_after_their_ttl(b: Backend) {

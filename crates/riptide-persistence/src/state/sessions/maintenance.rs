@@ -11,11 +11,8 @@ use tokio_util::sync::CancellationToken;
 use super::memory::SessionKey;
 use super::model::{Session, validate_session_id};
 use super::spill::{self, EXTENSION};
-use super::{
-    Access, SessionManager, SessionResult, codec, index_key, ledger_key, record_key, score,
-};
+use super::{Access, SessionManager, SessionResult, index_key, ledger_key, record_key, score};
 use crate::keys::{Scope, ScopeKeys};
-use crate::store::Durability;
 use crate::tenant_id::{AsTenantId, TenantId};
 
 /// Tenants one sweep visits.
@@ -57,15 +54,6 @@ pub struct SweepReport {
     pub spill_files_removed: u64,
     /// True when the sweep stopped at a bound with work left.
     pub more: bool,
-}
-
-/// What [`SessionManager::import`] did.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
-pub struct ImportReport {
-    /// Sessions written.
-    pub imported: u64,
-    /// Sessions skipped because they had expired.
-    pub expired: u64,
 }
 
 impl SessionManager {
@@ -360,50 +348,6 @@ impl SessionManager {
             }
         }
         Ok(out)
-    }
-
-    /// Writes sessions back (for a checkpoint restore): each is validated, expired ones
-    /// are skipped, and each is stored as given (same id and version, overwriting one
-    /// with its id) with its remaining lifetime, indexed, sealed when its tenant has
-    /// encryption, and dropped from local copies. The tenants must exist when the
-    /// tenant layer is attached. `storage_bytes` is **not** charged (a restore brings
-    /// the tenants' counters back itself), but the ledger records each session's
-    /// bytes so that terminating it later releases them. Stops at the first failure.
-    pub async fn import(&self, sessions: Vec<Session>) -> SessionResult<ImportReport> {
-        let mut report = ImportReport::default();
-        let now = self.now_ms();
-        for s in sessions {
-            s.validate()?;
-            let ctx = self.context(&s.tenant_id, Access::Restore).await?;
-            if s.is_expired_at(now) {
-                report.expired += 1;
-                continue;
-            }
-            let record = record_key(&ctx.keys, &s.id);
-            let bytes = codec::encode(&s, &record, ctx.seal.as_deref())?;
-            let ttl = s.expires_at_ms() - now;
-            self.register_tenant(&ctx, now).await?;
-            self.store
-                .zset_add(
-                    &index_key(&ctx.keys),
-                    &[(s.id.clone(), score(s.expires_at_ms()))],
-                )
-                .await?;
-            if ctx.link.is_some() {
-                self.store
-                    .zset_add(
-                        &ledger_key(&ctx.keys),
-                        &[(s.id.clone(), score(bytes.len() as u64))],
-                    )
-                    .await?;
-            }
-            self.store
-                .set(&record, &bytes, Some(ttl.max(1)), Durability::Durable)
-                .await?;
-            self.drop_local(&SessionKey::of(&ctx, &s.id)).await;
-            report.imported += 1;
-        }
-        Ok(report)
     }
 
     fn lock_sweep(&self) -> std::sync::MutexGuard<'_, super::SweepCursor> {

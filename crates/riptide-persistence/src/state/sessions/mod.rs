@@ -61,6 +61,7 @@
 
 mod codec;
 mod error;
+mod import;
 mod maintenance;
 mod memory;
 mod model;
@@ -87,7 +88,8 @@ use crate::tenant::data_keys::TenantKeys;
 use crate::tenant_id::{AsTenantId, TenantId};
 
 pub use error::{SessionError, SessionResult};
-pub use maintenance::{ImportReport, SpillAllReport, SweepReport};
+pub use import::ImportReport;
+pub use maintenance::{SpillAllReport, SweepReport};
 pub use memory::TierFigures;
 pub use model::{
     MAX_COOKIE_VALUE_LEN, MAX_COOKIES, MAX_HEADER_VALUE_LEN, MAX_HEADERS, MAX_NAME_LEN,
