@@ -29,12 +29,10 @@
 //!    (a tenth of those) on Redis: create time (`CKPT_REPEAT` runs, 3), file size,
 //!    list-and-verify, dry run against the live store, and restore into an empty store.
 //!    Tenants are created through the real `TenantManager` (tenant, one API key, one
-//!    usage record, storage charged); sessions are written straight into the session
-//!    layer's documented layout (record `session:<id>` = 18-byte header + the `Session`
-//!    JSON, with its TTL; index `sessions`; ledger `session_bytes`; the registry
-//!    `session_tenants`), one batch per tenant, because `SessionManager::create` costs
-//!    several durable commits per session (its rate is measured in section 2). A sample
-//!    is read back through `SessionManager::get` to check the layout.
+//!    usage record, storage charged); sessions are written with `SessionManager::import`,
+//!    one batch per tenant, because `SessionManager::create` costs several durable
+//!    commits per session (its rate is measured in section 2), and the tenant is charged
+//!    the bytes the import reports. A sample is read back through `SessionManager::get`.
 //!
 //! Run: `cargo bench -p riptide-persistence --bench state`. `STATE_SCALE=0.2` runs a fifth
 //! of the latency samples; `STATE_ONLY=sync,sessions,checkpoint` (any subset) picks
@@ -401,19 +399,6 @@ fn session_init(rng: &mut Rng) -> SessionInit {
         headers,
         ttl: None,
     }
-}
-
-/// The session layer's record bytes (`state::sessions` codec, unsealed): format 1, flags
-/// 0, `expires_at` ms and version as big-endian u64, then the session as JSON.
-fn encode_session(s: &Session) -> Vec<u8> {
-    let json = serde_json::to_vec(s).expect("session JSON");
-    let mut out = Vec::with_capacity(18 + json.len());
-    out.push(1);
-    out.push(0);
-    out.extend_from_slice(&s.expires_at_ms().to_be_bytes());
-    out.extend_from_slice(&s.version.to_be_bytes());
-    out.extend_from_slice(&json);
-    out
 }
 
 fn tenant_keys(store: &SharedStore, tenant: &str) -> ScopeKeys {
@@ -878,7 +863,6 @@ async fn sessions_section(scale: f64) -> String {
         version: 1,
     };
     let per_session = probe.memory_bytes();
-    let encoded_len = encode_session(&probe).len();
 
     let manager = |name: &str, limit: u64| {
         let m = SessionManager::new(
@@ -944,7 +928,14 @@ async fn sessions_section(scale: f64) -> String {
     // The floor of a spill load: the file work it does on the blocking pool.
     let raw_dir = spill.path().join("raw");
     std::fs::create_dir_all(&raw_dir).expect("raw dir");
-    let raw_blob = encode_session(&probe);
+    // A session's bytes exactly as the session layer stores and spills them.
+    let (raw_tenant, raw_id) = &mem_ids[0];
+    let raw_blob = store
+        .get(&tenant_keys(&store, raw_tenant).record(&format!("session:{raw_id}")))
+        .await
+        .expect("read a stored session")
+        .expect("the session is stored");
+    let encoded_len = raw_blob.len();
     let full_before = full.figures();
     assert!(
         full_before.tiers.spilled_sessions >= (SESSION_POOL as u64 - RESIDENT - 1),
@@ -1262,7 +1253,7 @@ async fn checkpoint_section(settings: &Settings) -> String {
         "## Checkpoint and restore\n\n\
          Tenants through the real `TenantManager` (`create_tenant` Professional with 2 quota \
          overrides, one API key, one usage record flushed, session bytes charged with \
-         `adjust_storage`); sessions written in the session layer's layout (see the bench's \
+         `adjust_storage`); sessions written with `SessionManager::import` (see the bench's \
          docs), one batch per tenant, durable. Populating runs 8 tenants at a time. \
          Checkpoint create runs on the populated store; the dry run compares the checkpoint \
          with that same store (no changes expected); the restore goes into an empty store of \
@@ -1297,7 +1288,7 @@ async fn checkpoint_section(settings: &Settings) -> String {
             per(f.populate_tenants, f.tenants, "tenant")
         )
     });
-    row("populate: sessions (raw layout)", &|f| {
+    row("populate: sessions (`import`)", &|f| {
         format!(
             "{} ({}); {:.0} B stored per session",
             fmt_dur(f.populate_sessions),
@@ -1407,7 +1398,7 @@ async fn checkpoint_backend(
         fmt_dur(populate_tenants)
     );
 
-    // Sessions, in the session layer's layout.
+    // Sessions, imported in bulk (one batch per tenant).
     let started = Instant::now();
     let session_bytes = Arc::new(AtomicU64::new(0));
     let layout = SessionLayout {
@@ -1416,9 +1407,16 @@ async fn checkpoint_backend(
         now_ms: Utc::now().timestamp_millis() as u64,
         ttl_ms: 3_600_000,
     };
+    let spill = tempfile::tempdir().expect("temp dir");
+    let importer = SessionManager::new(
+        store.clone(),
+        system_clock(),
+        &session_cfg(spill.path().to_path_buf(), 64 * 1024 * 1024),
+    );
+    importer.attach_tenants(tm.clone()).expect("attach tenants");
     for_each_tenant(&ids, |i, id| {
         populate_sessions(
-            store.clone(),
+            importer.clone(),
             tm.clone(),
             session_bytes.clone(),
             layout,
@@ -1427,17 +1425,6 @@ async fn checkpoint_backend(
         )
     })
     .await;
-    let registry = ScopeKeys::new(store.key_prefix(), &Scope::Global).record("session_tenants");
-    for chunk in ids.chunks(1_000) {
-        let members: Vec<(String, i64)> = chunk
-            .iter()
-            .map(|id| (id.clone(), layout.now_ms as i64))
-            .collect();
-        store
-            .zset_add(&registry, &members)
-            .await
-            .expect("session tenants");
-    }
     let populate_sessions = started.elapsed();
     let session_bytes = session_bytes.load(Ordering::Relaxed);
     eprintln!(
@@ -1565,10 +1552,11 @@ struct SessionLayout {
     ttl_ms: u64,
 }
 
-/// Tenant number `i`'s sessions in the session layer's layout: records (with TTL),
-/// index and ledger, and its `storage_bytes` charged.
+/// Tenant number `i`'s sessions, written back in bulk through
+/// `SessionManager::import` (records with TTL, index, ledger, registry), and its
+/// `storage_bytes` charged with what the import stored.
 async fn populate_sessions(
-    store: SharedStore,
+    sessions: Arc<SessionManager>,
     tm: Arc<TenantManager>,
     session_bytes: Arc<AtomicU64>,
     layout: SessionLayout,
@@ -1579,51 +1567,29 @@ async fn populate_sessions(
     if count == 0 {
         return;
     }
-    let keys = tenant_keys(&store, &id);
     let mut rng = Rng(0x9e37_79b9_7f4a_7c15 ^ (i as u64 + 1));
-    let mut records = Vec::with_capacity(count);
-    let mut index = Vec::with_capacity(count);
-    let mut ledger = Vec::with_capacity(count);
-    let mut total = 0u64;
-    for s in 0..count {
-        let (cookies, headers) = session_parts(&mut rng);
-        let expires = layout.now_ms + layout.ttl_ms + s as u64;
-        let session = Session {
-            id: rng.session_id(),
-            tenant_id: id.clone(),
-            cookies,
-            headers,
-            created_at: Utc::now(),
-            updated_at: Utc::now(),
-            expires_at: chrono::DateTime::from_timestamp_millis(expires as i64).expect("time"),
-            version: 1,
-        };
-        let bytes = encode_session(&session);
-        total += bytes.len() as u64;
-        index.push((session.id.clone(), expires as i64));
-        ledger.push((session.id.clone(), bytes.len() as i64));
-        records.push((
-            keys.record(&format!("session:{}", session.id)),
-            Bytes::from(bytes),
-            Some(layout.ttl_ms),
-        ));
-    }
-    store
-        .zset_add(&keys.record("sessions"), &index)
-        .await
-        .expect("session index");
-    store
-        .zset_add(&keys.record("session_bytes"), &ledger)
-        .await
-        .expect("session ledger");
-    tm.adjust_storage(&id, total as i64)
+    let batch: Vec<Session> = (0..count)
+        .map(|s| {
+            let (cookies, headers) = session_parts(&mut rng);
+            let expires = layout.now_ms + layout.ttl_ms + s as u64;
+            Session {
+                id: rng.session_id(),
+                tenant_id: id.clone(),
+                cookies,
+                headers,
+                created_at: Utc::now(),
+                updated_at: Utc::now(),
+                expires_at: chrono::DateTime::from_timestamp_millis(expires as i64).expect("time"),
+                version: 1,
+            }
+        })
+        .collect();
+    let report = sessions.import(batch).await.expect("import sessions");
+    assert_eq!(report.imported, count as u64, "{report:?}");
+    tm.adjust_storage(&id, report.bytes as i64)
         .await
         .expect("charge storage");
-    store
-        .set_many(&records, Durability::Durable)
-        .await
-        .expect("session records");
-    session_bytes.fetch_add(total, Ordering::Relaxed);
+    session_bytes.fetch_add(report.bytes, Ordering::Relaxed);
 }
 
 /// Reads a sample of the written sessions back through a `SessionManager`: the layout
