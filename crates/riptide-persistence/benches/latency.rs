@@ -21,7 +21,9 @@ use std::hint::black_box;
 use std::time::Instant;
 
 use bytes::Bytes;
-use common::{BATCH, CODECS, Dist, KEYS, PAGE_KEYS, PAGE_LEN, TENANT, fmt_ns};
+use common::{
+    BATCH, CODECS, Dist, KEYS, PAGE_KEYS, PAGE_LEN, TENANT, cpu_model, fmt_ns, loadavg, scaled,
+};
 use riptide_persistence::TenantId;
 use riptide_persistence::keys::{KeyHash, Namespace, Scope, ScopeKeys};
 
@@ -104,28 +106,6 @@ impl Row {
             self.verdict()
         )
     }
-}
-
-fn scaled(n: usize, scale: f64) -> usize {
-    ((n as f64 * scale) as usize).max(200)
-}
-
-fn loadavg() -> String {
-    std::fs::read_to_string("/proc/loadavg")
-        .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
-        .unwrap_or_else(|_| "?".into())
-}
-
-fn cpu_model() -> String {
-    std::fs::read_to_string("/proc/cpuinfo")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("model name"))
-                .and_then(|l| l.split_once(':'))
-                .map(|(_, m)| m.trim().to_owned())
-        })
-        .unwrap_or_else(|| "?".into())
 }
 
 fn main() {

@@ -66,7 +66,7 @@ use riptide_persistence::{CacheConfig, PersistentCacheManager, SharedStore, Tena
 use tokio::sync::Notify;
 
 mod common;
-use common::{Dist, fmt_ns};
+use common::{Dist, cpu_model, fmt_ns, loadavg, proc_status_kib};
 
 // ---------------------------------------------------------------- percentiles
 // (`Dist` and `fmt_ns` are the shared ones of `benches/common/mod.rs`)
@@ -138,37 +138,6 @@ fn mib(bytes: u64) -> String {
 
 fn scaled(n: usize, scale: f64) -> usize {
     ((n as f64 * scale) as usize).max(100)
-}
-
-fn loadavg() -> String {
-    std::fs::read_to_string("/proc/loadavg")
-        .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
-        .unwrap_or_else(|_| "?".into())
-}
-
-fn cpu_model() -> String {
-    std::fs::read_to_string("/proc/cpuinfo")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("model name"))
-                .and_then(|l| l.split_once(':'))
-                .map(|(_, m)| m.trim().to_owned())
-        })
-        .unwrap_or_else(|| "?".into())
-}
-
-/// A field of `/proc/self/status` in KiB (`VmRSS`, `VmHWM`), or 0 where there is none.
-fn proc_status_kib(field: &str) -> u64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with(field) && l[field.len()..].starts_with(':'))
-                .and_then(|l| l.split_whitespace().nth(1))
-                .and_then(|v| v.parse().ok())
-        })
-        .unwrap_or(0)
 }
 
 /// Resets the peak RSS (`VmHWM`) to the current RSS; false where the kernel refuses.
