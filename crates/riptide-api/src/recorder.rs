@@ -5,7 +5,7 @@
 //! `_count`), never as a summary: quantiles are computed by Prometheus
 //! (`histogram_quantile`) and aggregate across instances and tenants. The bucket
 //! boundaries of each histogram the service emits are chosen here, for the range its
-//! values live in; any other histogram gets [`DEFAULT_BUCKETS`].
+//! values live in; any other histogram gets `DEFAULT_BUCKETS`.
 //!
 //! Label cardinality is bounded where the series are made: HTTP series by route
 //! template (see [`crate::middleware::request_metrics`]), cache series by

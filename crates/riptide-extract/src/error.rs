@@ -82,8 +82,8 @@ pub enum ExtractError {
     /// of the page.
     #[error("extraction is unavailable: {0}")]
     Unavailable(String),
-    /// The [`crate::FetchConfig`] given to [`crate::Extractor::new`] is invalid, or the
-    /// HTTP client could not be built from it. Only `Extractor::new` returns this.
+    /// The [`crate::ExtractConfig`] given to [`crate::Extractor`] is invalid, or the
+    /// HTTP client could not be built from it. Only `Extractor::start` returns this.
     #[error("invalid fetch configuration: {0}")]
     Config(String),
 }

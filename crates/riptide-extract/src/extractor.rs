@@ -110,7 +110,7 @@ impl Extractor {
     /// silently. The page is parsed in a worker process, under the time budget and the
     /// page limits.
     ///
-    /// The work runs on the page threads (see [`PageRuntime`]); dropping the returned
+    /// The work runs on the page threads (see `PageRuntime`); dropping the returned
     /// future stops it.
     pub async fn extract(
         &self,

@@ -35,7 +35,7 @@ pub struct Connection {
     pub token: Option<String>,
 
     /// File holding the admin token, used when no token is given (the service writes
-    /// its first token to <data dir>/admin-token)
+    /// its first token to `<data dir>/admin-token`)
     #[arg(
         long,
         global = true,

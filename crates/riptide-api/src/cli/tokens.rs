@@ -23,7 +23,7 @@ pub struct TokensArgs {
 pub enum TokensCommand {
     /// Create an admin token (shown this once)
     Create {
-        /// A unique name (audit records name the actor admin:<name>)
+        /// A unique name (audit records name the actor `admin:<name>`)
         #[arg(long)]
         name: String,
         /// What it may do

@@ -1,7 +1,7 @@
 //! The service's configuration: typed sections with their defaults, and validation.
 //!
 //! Loading and layering (defaults < YAML file < environment < command-line flags) live in
-//! [`load`] and [`provenance`]; what a reloaded file may change, in [`schema`].
+//! [`load`](mod@load) and [`provenance`]; what a reloaded file may change, in [`schema`].
 //! `config/riptide.yml` documents every key. With `persistence.state.enable_hot_reload`,
 //! the keys of [`schema::LIVE_KEYS`] apply live; every other key takes effect at the
 //! next start.

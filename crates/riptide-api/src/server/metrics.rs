@@ -7,7 +7,7 @@
 //! | `http_connections_max` | gauge: `server.max_connections` as lowered to fit the open-file limit | — |
 //! | `http_connections_refused_total` | counter: answered 503 `too_many_connections` | — |
 //! | `http_connections_timed_out_total` | counter: closed by a timeout | `timeout`: `header`, `idle`, `body` |
-//! | `http_requests_malformed_total` | counter: a head hyper could not parse, answered by [`super::head_error`] | `status`: `400`, `414`, `431` |
+//! | `http_requests_malformed_total` | counter: a head hyper could not parse, answered by `head_error` | `status`: `400`, `414`, `431` |
 //!
 //! `body` is counted by [`crate::middleware::body_timeout`], with the same name.
 

@@ -6,16 +6,16 @@
 //! same accept loop with bounds (each with its `server.*` key, metric and log line):
 //!
 //! - the open-file limit is raised and the connection limit fitted under it
-//!   ([`fd_limit`]);
+//!   (`fd_limit`);
 //! - a connection beyond `max_connections` is answered 503 `too_many_connections` at
-//!   once, without being read, and closed ([`gate`]);
+//!   once, without being read, and closed (`gate`);
 //! - a request head must arrive within `header_read_timeout_ms`, and a kept-alive
-//!   connection may stay idle `keep_alive_timeout_ms` ([`phase`], driven per connection
-//!   by [`connection`]); a request body is bounded by the `body_read_timeout_ms`
+//!   connection may stay idle `keep_alive_timeout_ms` (`phase`, driven per connection
+//!   by `connection`); a request body is bounded by the `body_read_timeout_ms`
 //!   middleware ([`crate::middleware::body_timeout`]);
 //! - a request head is at most `max_header_bytes`; hyper answers a longer or malformed
 //!   head itself, and that answer is rewritten to the JSON error body
-//!   ([`head_error`]);
+//!   (`head_error`);
 //! - the client's address reaches the handlers as `ConnectInfo<SocketAddr>`.
 //!
 //! Graceful shutdown is what `axum::serve` did: on the signal the listener is closed,

@@ -7,10 +7,10 @@
 //! stack, and each killed when its page overruns the time budget. A dead worker is one
 //! refused page (`page_too_complex`), never a dead service.
 //!
-//! - [`protocol`]: the frames exchanged over the worker's stdin and stdout;
-//! - [`child`]: the worker's side ([`serve_stdio`]);
-//! - [`process`]: one worker seen from the service ([`WorkerProgram`] says what to run);
-//! - [`pool`]: the service's workers and the deadline.
+//! - `protocol`: the frames exchanged over the worker's stdin and stdout;
+//! - `child`: the worker's side ([`serve_stdio`]);
+//! - `process`: one worker seen from the service ([`WorkerProgram`] says what to run);
+//! - `pool`: the service's workers and the deadline.
 
 mod child;
 mod pool;

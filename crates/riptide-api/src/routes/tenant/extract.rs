@@ -7,7 +7,7 @@
 //! anyway and overwrites the entry (`MISS`). `ttl_seconds` (1 s to 30 days, default
 //! `persistence.cache.default_ttl_seconds`) applies to the entry written. With
 //! `session_id`, the session's cookies and headers go with the fetch and the result is
-//! cached under that session only (see [`super::cache_key`]). Each page served without
+//! cached under that session only (see [`crate::extraction::cache_key`]). Each page served without
 //! a session counts as an access for cache warming.
 
 use std::time::Duration;
