@@ -12,18 +12,35 @@ use super::{EmbeddedStore, backend, cache};
 use crate::store::{Durability, StoreResult, Transactions, WriteOp};
 use async_trait::async_trait;
 
-/// `write_atomic`: see [`crate::store::Store::write_atomic`].
-pub(super) async fn write_atomic(store: &EmbeddedStore, ops: &[WriteOp]) -> StoreResult<bool> {
-    check_scores(ops)?;
-    let ops = ops.to_vec();
-    // Counters records written or deleted must leave the rate limiter's override cache.
-    let touched: Vec<String> = ops
-        .iter()
-        .filter(|op| matches!(op, WriteOp::Counters { .. } | WriteOp::Delete { .. }))
-        .map(|op| op.key().to_owned())
-        .collect();
-    store
-        .write_invalidating(Durability::Durable, touched, move |tx, now, _| {
+/// Refuses the whole batch, before anything is written, when a score is one Redis
+/// could not hold exactly (as `zset_add` does).
+fn check_scores(ops: &[WriteOp]) -> StoreResult<()> {
+    for op in ops {
+        if let WriteOp::ZsetAdd { members, .. } = op
+            && let Some((member, score)) = members
+                .iter()
+                .find(|(_, score)| score.unsigned_abs() > MAX_SCORE.unsigned_abs())
+        {
+            return Err(backend(&format!(
+                "score {score} of {member:?} is outside ±2^53 (refused on every backend)"
+            )));
+        }
+    }
+    Ok(())
+}
+
+#[async_trait]
+impl Transactions for EmbeddedStore {
+    async fn write_atomic(&self, ops: &[crate::store::WriteOp]) -> StoreResult<bool> {
+        check_scores(ops)?;
+        let ops = ops.to_vec();
+        // Counters records written or deleted must leave the rate limiter's override cache.
+        let touched: Vec<String> = ops
+            .iter()
+            .filter(|op| matches!(op, WriteOp::Counters { .. } | WriteOp::Delete { .. }))
+            .map(|op| op.key().to_owned())
+            .collect();
+        self.write_invalidating(Durability::Durable, touched, move |tx, now, _| {
             let mut tables = CacheTables::open(tx)?;
             for op in &ops {
                 let holds = match op {
@@ -65,28 +82,5 @@ pub(super) async fn write_atomic(store: &EmbeddedStore, ops: &[WriteOp]) -> Stor
             Ok(true)
         })
         .await
-}
-
-/// Refuses the whole batch, before anything is written, when a score is one Redis
-/// could not hold exactly (as `zset_add` does).
-fn check_scores(ops: &[WriteOp]) -> StoreResult<()> {
-    for op in ops {
-        if let WriteOp::ZsetAdd { members, .. } = op
-            && let Some((member, score)) = members
-                .iter()
-                .find(|(_, score)| score.unsigned_abs() > MAX_SCORE.unsigned_abs())
-        {
-            return Err(backend(&format!(
-                "score {score} of {member:?} is outside ±2^53 (refused on every backend)"
-            )));
-        }
-    }
-    Ok(())
-}
-
-#[async_trait]
-impl Transactions for EmbeddedStore {
-    async fn write_atomic(&self, ops: &[crate::store::WriteOp]) -> StoreResult<bool> {
-        write_atomic(self, ops).await
     }
 }

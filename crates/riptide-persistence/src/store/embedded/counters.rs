@@ -95,41 +95,6 @@ impl<'t> CounterTables<'t> {
     }
 }
 
-/// `counters_get`: the record's fields in name order, from one read transaction.
-pub(super) fn get(store: &EmbeddedStore, key: &str) -> StoreResult<Vec<(String, i64)>> {
-    let table = store.inner.read_table(COUNTERS, "counters")?;
-    fields_of(&table, key)
-}
-
-/// `counters_get_applied`: the record's fields and the applied flags of `batch_ids`,
-/// from one read transaction (so one moment's state).
-pub(super) fn get_applied(
-    store: &EmbeddedStore,
-    key: &str,
-    dedupe_key: &str,
-    batch_ids: &[String],
-) -> StoreResult<CountersApplied> {
-    let tx = store.inner.db.begin_read().ctx("begin read transaction")?;
-    let counters = tx.open_table(COUNTERS).ctx("open table counters")?;
-    let kv = tx.open_table(KV).ctx("open table kv")?;
-    let now = store.inner.clock.now_ms();
-    let mut flags = Vec::with_capacity(batch_ids.len());
-    for id in batch_ids {
-        let applied = match kv
-            .get(applied_id(dedupe_key, id).as_str())
-            .ctx("read value")?
-        {
-            Some(raw) => is_live(split_value(raw.value())?.0, now),
-            None => false,
-        };
-        flags.push(applied);
-    }
-    Ok(CountersApplied {
-        counters: fields_of(&counters, key)?,
-        applied: flags,
-    })
-}
-
 /// The fields of record `key` in name order.
 fn fields_of(
     table: &impl ReadableTable<(&'static str, &'static str), i64>,
@@ -147,44 +112,44 @@ fn fields_of(
     Ok(out)
 }
 
-/// `counters_set`.
-pub(super) async fn set(
-    store: &EmbeddedStore,
-    key: &str,
-    fields: &[(String, Option<i64>)],
-) -> StoreResult<()> {
-    if fields.is_empty() {
-        return Ok(());
+#[async_trait]
+impl Counters for EmbeddedStore {
+    /// `counters_get`: the record's fields in name order, from one read transaction.
+    async fn counters_get(&self, key: &str) -> StoreResult<Vec<(String, i64)>> {
+        let table = self.inner.read_table(COUNTERS, "counters")?;
+        fields_of(&table, key)
     }
-    let fields = fields.to_vec();
-    let record = key.to_owned();
-    store
-        .write_invalidating(
+
+    async fn counters_set(&self, key: &str, fields: &[(String, Option<i64>)]) -> StoreResult<()> {
+        if fields.is_empty() {
+            return Ok(());
+        }
+        let fields = fields.to_vec();
+        let record = key.to_owned();
+        self.write_invalidating(
             Durability::Durable,
             vec![key.to_owned()],
             move |tx, _, _| CounterTables::open(tx)?.set(&record, &fields),
         )
         .await
-}
-
-/// `counters_add_once`: see [`crate::store::Counters::counters_add_once`]. A window of 0 ms
-/// is refused, like a TTL of 0.
-pub(super) async fn add_once(
-    store: &EmbeddedStore,
-    key: &str,
-    dedupe_key: &str,
-    batch_id: &str,
-    increments: &[(String, i64)],
-    dedupe_ttl_ms: u64,
-) -> StoreResult<bool> {
-    if dedupe_ttl_ms == 0 {
-        return Err(backend("a dedupe window of 0 ms is refused"));
     }
-    let applied = applied_id(dedupe_key, batch_id);
-    let increments = increments.to_vec();
-    let record = key.to_owned();
-    store
-        .write_invalidating(
+
+    /// A window of 0 ms is refused, like a TTL of 0.
+    async fn counters_add_once(
+        &self,
+        key: &str,
+        dedupe_key: &str,
+        batch_id: &str,
+        increments: &[(String, i64)],
+        dedupe_ttl_ms: u64,
+    ) -> StoreResult<bool> {
+        if dedupe_ttl_ms == 0 {
+            return Err(backend("a dedupe window of 0 ms is refused"));
+        }
+        let applied = applied_id(dedupe_key, batch_id);
+        let increments = increments.to_vec();
+        let record = key.to_owned();
+        self.write_invalidating(
             Durability::Durable,
             vec![key.to_owned()],
             move |tx, now, _| {
@@ -198,36 +163,35 @@ pub(super) async fn add_once(
             },
         )
         .await
-}
-
-#[async_trait]
-impl Counters for EmbeddedStore {
-    async fn counters_get(&self, key: &str) -> StoreResult<Vec<(String, i64)>> {
-        get(self, key)
     }
 
-    async fn counters_set(&self, key: &str, fields: &[(String, Option<i64>)]) -> StoreResult<()> {
-        set(self, key, fields).await
-    }
-
-    async fn counters_add_once(
-        &self,
-        key: &str,
-        dedupe_key: &str,
-        batch_id: &str,
-        increments: &[(String, i64)],
-        dedupe_ttl_ms: u64,
-    ) -> StoreResult<bool> {
-        add_once(self, key, dedupe_key, batch_id, increments, dedupe_ttl_ms).await
-    }
-
+    /// `counters_get_applied`: the record's fields and the applied flags of `batch_ids`,
+    /// from one read transaction (so one moment's state).
     async fn counters_get_applied(
         &self,
         key: &str,
         dedupe_key: &str,
         batch_ids: &[String],
     ) -> StoreResult<crate::store::CountersApplied> {
-        get_applied(self, key, dedupe_key, batch_ids)
+        let tx = self.inner.db.begin_read().ctx("begin read transaction")?;
+        let counters = tx.open_table(COUNTERS).ctx("open table counters")?;
+        let kv = tx.open_table(KV).ctx("open table kv")?;
+        let now = self.inner.clock.now_ms();
+        let mut flags = Vec::with_capacity(batch_ids.len());
+        for id in batch_ids {
+            let applied = match kv
+                .get(applied_id(dedupe_key, id).as_str())
+                .ctx("read value")?
+            {
+                Some(raw) => is_live(split_value(raw.value())?.0, now),
+                None => false,
+            };
+            flags.push(applied);
+        }
+        Ok(CountersApplied {
+            counters: fields_of(&counters, key)?,
+            applied: flags,
+        })
     }
 }
 

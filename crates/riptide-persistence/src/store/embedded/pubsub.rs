@@ -84,7 +84,7 @@ fn forget_if_unused(channels: &Channels, channel: &str, own: usize) {
 }
 
 impl PubSub {
-    /// `publish`: see [`crate::store::Store::publish`].
+    /// `publish`: see [`crate::store::Coordination::publish`].
     pub(super) fn publish(&self, channel: &str, payload: &[u8]) -> StoreResult<()> {
         check_channel(channel)?;
         let Some(sender) = lock(&self.channels).get(channel).cloned() else {
@@ -97,7 +97,7 @@ impl PubSub {
         Ok(())
     }
 
-    /// `subscribe`: see [`crate::store::Store::subscribe`]. The forwarder stops when
+    /// `subscribe`: see [`crate::store::Coordination::subscribe`]. The forwarder stops when
     /// `shutdown` fires.
     pub(super) fn subscribe(
         &self,

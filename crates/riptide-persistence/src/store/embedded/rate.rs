@@ -180,31 +180,9 @@ fn read_record(inner: &Inner, key: &str) -> StoreResult<Vec<(String, i64)>> {
     Ok(fields)
 }
 
-/// `gcra`: see [`crate::store::Store::gcra`] and the module docs.
-pub(super) fn gcra(
-    store: &EmbeddedStore,
-    key: &str,
-    limit: &GcraLimit,
-    now_ms: u64,
-    cost: u64,
-) -> StoreResult<GcraDecision> {
-    let inner = &store.inner;
-    let (rate, burst) = match &limit.overrides {
-        Some((record, rate_field, burst_field)) => {
-            let (rate, burst) = inner
-                .rate
-                .overrides(inner, record, rate_field, burst_field)?;
-            gcra::effective(limit, rate, burst)
-        }
-        None => (limit.rate, limit.burst),
-    };
-    Ok(inner
-        .rate
-        .step(key, now_ms, (rate, burst), limit.period_ms, cost))
-}
-
 #[async_trait]
 impl RateLimit for EmbeddedStore {
+    /// See the module docs.
     async fn gcra(
         &self,
         key: &str,
@@ -212,7 +190,19 @@ impl RateLimit for EmbeddedStore {
         now_ms: u64,
         cost: u64,
     ) -> StoreResult<GcraDecision> {
-        gcra(self, key, limit, now_ms, cost)
+        let inner = &self.inner;
+        let (rate, burst) = match &limit.overrides {
+            Some((record, rate_field, burst_field)) => {
+                let (rate, burst) = inner
+                    .rate
+                    .overrides(inner, record, rate_field, burst_field)?;
+                gcra::effective(limit, rate, burst)
+            }
+            None => (limit.rate, limit.burst),
+        };
+        Ok(inner
+            .rate
+            .step(key, now_ms, (rate, burst), limit.period_ms, cost))
     }
 }
 

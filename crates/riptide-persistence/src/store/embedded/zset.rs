@@ -148,89 +148,6 @@ impl<'t> ZsetTables<'t> {
     }
 }
 
-/// `zset_add` (one durable transaction; nothing to do for no members).
-pub(super) async fn add(
-    store: &EmbeddedStore,
-    key: &str,
-    members: &[(String, i64)],
-) -> StoreResult<()> {
-    if members.is_empty() {
-        return Ok(());
-    }
-    if let Some((member, score)) = members
-        .iter()
-        .find(|(_, score)| score.unsigned_abs() > MAX_SCORE.unsigned_abs())
-    {
-        return Err(backend(&format!(
-            "score {score} of {member:?} is outside ±2^53 (refused on every backend)"
-        )));
-    }
-    let key = key.to_owned();
-    let members = members.to_vec();
-    store
-        .write(Durability::Durable, move |tx, _| {
-            ZsetTables::open(tx)?.add(&key, &members)
-        })
-        .await
-}
-
-/// `zset_remove`.
-pub(super) async fn remove(
-    store: &EmbeddedStore,
-    key: &str,
-    members: &[String],
-) -> StoreResult<u64> {
-    if members.is_empty() {
-        return Ok(0);
-    }
-    let key = key.to_owned();
-    let members = members.to_vec();
-    store
-        .write(Durability::Durable, move |tx, _| {
-            ZsetTables::open(tx)?.remove(&key, &members)
-        })
-        .await
-}
-
-/// `zset_remove_by_score`.
-pub(super) async fn remove_by_score(
-    store: &EmbeddedStore,
-    key: &str,
-    min: i64,
-    max: i64,
-) -> StoreResult<u64> {
-    if min > max {
-        return Ok(0);
-    }
-    let key = key.to_owned();
-    store
-        .write(Durability::Durable, move |tx, _| {
-            ZsetTables::open(tx)?.remove_by_score(&key, min, max)
-        })
-        .await
-}
-
-/// `zset_range`: members in (score, member) order, skipping `offset`, at most `limit`.
-pub(super) fn range(
-    store: &EmbeddedStore,
-    key: &str,
-    offset: u64,
-    limit: u64,
-) -> StoreResult<Vec<(String, i64)>> {
-    scan(store, key, i64::MIN, i64::MAX, offset, limit)
-}
-
-/// `zset_range_by_score`: members with `min <= score <= max`, at most `limit`.
-pub(super) fn range_by_score(
-    store: &EmbeddedStore,
-    key: &str,
-    min: i64,
-    max: i64,
-    limit: u64,
-) -> StoreResult<Vec<(String, i64)>> {
-    scan(store, key, min, max, 0, limit)
-}
-
 /// Members of `key` with `min <= score <= max` in order, skipping `offset`, at most
 /// `limit`, from one read transaction.
 fn scan(
@@ -269,43 +186,52 @@ fn scan(
     Ok(out)
 }
 
-/// `zset_score`.
-pub(super) fn score(store: &EmbeddedStore, key: &str, member: &str) -> StoreResult<Option<i64>> {
-    let scores = store.inner.read_table(ZSET_SCORES, "zset_scores")?;
-    Ok(scores
-        .get((key, member))
-        .ctx("read sorted set score")?
-        .map(|row| row.value()))
-}
-
-/// `zset_len`.
-pub(super) fn len(store: &EmbeddedStore, key: &str) -> StoreResult<u64> {
-    let len = store.inner.read_table(ZSET_LEN, "zset_len")?;
-    Ok(len
-        .get(key)
-        .ctx("read sorted set length")?
-        .map_or(0, |row| row.value()))
-}
-
 #[async_trait]
 impl SortedSets for EmbeddedStore {
+    /// `zset_add` (one durable transaction; nothing to do for no members).
     async fn zset_add(&self, key: &str, members: &[(String, i64)]) -> StoreResult<()> {
-        add(self, key, members).await
+        if members.is_empty() {
+            return Ok(());
+        }
+        if let Some((member, score)) = members
+            .iter()
+            .find(|(_, score)| score.unsigned_abs() > MAX_SCORE.unsigned_abs())
+        {
+            return Err(backend(&format!(
+                "score {score} of {member:?} is outside ±2^53 (refused on every backend)"
+            )));
+        }
+        let key = key.to_owned();
+        let members = members.to_vec();
+        self.write(Durability::Durable, move |tx, _| {
+            ZsetTables::open(tx)?.add(&key, &members)
+        })
+        .await
     }
 
     async fn zset_remove(&self, key: &str, members: &[String]) -> StoreResult<u64> {
-        remove(self, key, members).await
+        if members.is_empty() {
+            return Ok(0);
+        }
+        let key = key.to_owned();
+        let members = members.to_vec();
+        self.write(Durability::Durable, move |tx, _| {
+            ZsetTables::open(tx)?.remove(&key, &members)
+        })
+        .await
     }
 
+    /// `zset_range`: members in (score, member) order, skipping `offset`, at most `limit`.
     async fn zset_range(
         &self,
         key: &str,
         offset: u64,
         limit: u64,
     ) -> StoreResult<Vec<(String, i64)>> {
-        range(self, key, offset, limit)
+        scan(self, key, i64::MIN, i64::MAX, offset, limit)
     }
 
+    /// `zset_range_by_score`: members with `min <= score <= max`, at most `limit`.
     async fn zset_range_by_score(
         &self,
         key: &str,
@@ -313,19 +239,34 @@ impl SortedSets for EmbeddedStore {
         max: i64,
         limit: u64,
     ) -> StoreResult<Vec<(String, i64)>> {
-        range_by_score(self, key, min, max, limit)
+        scan(self, key, min, max, 0, limit)
     }
 
     async fn zset_remove_by_score(&self, key: &str, min: i64, max: i64) -> StoreResult<u64> {
-        remove_by_score(self, key, min, max).await
+        if min > max {
+            return Ok(0);
+        }
+        let key = key.to_owned();
+        self.write(Durability::Durable, move |tx, _| {
+            ZsetTables::open(tx)?.remove_by_score(&key, min, max)
+        })
+        .await
     }
 
     async fn zset_score(&self, key: &str, member: &str) -> StoreResult<Option<i64>> {
-        score(self, key, member)
+        let scores = self.inner.read_table(ZSET_SCORES, "zset_scores")?;
+        Ok(scores
+            .get((key, member))
+            .ctx("read sorted set score")?
+            .map(|row| row.value()))
     }
 
     async fn zset_len(&self, key: &str) -> StoreResult<u64> {
-        len(self, key)
+        let len = self.inner.read_table(ZSET_LEN, "zset_len")?;
+        Ok(len
+            .get(key)
+            .ctx("read sorted set length")?
+            .map_or(0, |row| row.value()))
     }
 }
 

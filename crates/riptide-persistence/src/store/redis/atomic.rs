@@ -11,21 +11,6 @@ use redis::Cmd;
 use super::{RedisStore, records};
 use crate::store::{StoreResult, Transactions, WriteOp};
 
-/// `write_atomic`: see [`crate::store::Store::write_atomic`].
-pub(super) async fn write_atomic(store: &RedisStore, ops: &[WriteOp]) -> StoreResult<bool> {
-    if ops.is_empty() {
-        return Ok(true);
-    }
-    for op in ops {
-        if let WriteOp::ZsetAdd { members, .. } = op {
-            records::check_scores(members)?;
-        }
-    }
-    let cmd = command(ops);
-    let wrote: i64 = store.eval(&super::scripts::WRITE_ATOMIC, &cmd).await?;
-    Ok(wrote == 1)
-}
-
 /// `EVALSHA <sha> <n> <key of each op> <name, argument count, arguments of each op>`.
 fn command(ops: &[WriteOp]) -> Cmd {
     let mut cmd = redis::cmd("EVALSHA");
@@ -82,6 +67,16 @@ fn command(ops: &[WriteOp]) -> Cmd {
 #[async_trait]
 impl Transactions for RedisStore {
     async fn write_atomic(&self, ops: &[crate::store::WriteOp]) -> StoreResult<bool> {
-        write_atomic(self, ops).await
+        if ops.is_empty() {
+            return Ok(true);
+        }
+        for op in ops {
+            if let WriteOp::ZsetAdd { members, .. } = op {
+                records::check_scores(members)?;
+            }
+        }
+        let cmd = command(ops);
+        let wrote: i64 = self.eval(&super::scripts::WRITE_ATOMIC, &cmd).await?;
+        Ok(wrote == 1)
     }
 }
