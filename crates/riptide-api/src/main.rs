@@ -20,6 +20,25 @@ use riptide_api::config::{self, Overrides};
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+/// mimalloc's `purge_delay` option (its position in `mi_option_e`, mimalloc.h).
+const MI_OPTION_PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
+
+/// Makes mimalloc give freed memory back to the OS at once instead of a second later
+/// (its default), unless the operator set `MIMALLOC_PURGE_DELAY`. A page in flight is a
+/// few buffers of up to 5 MiB each; kept for a second after they are freed, a crawl's
+/// peak resident memory was its live memory plus up to 50 MiB of freed pages (and
+/// varied run to run). Cached `/extract` throughput did not measurably change.
+#[allow(unsafe_code)]
+fn return_freed_memory_at_once() {
+    let set = |name| std::env::var_os(name).is_some();
+    if set("MIMALLOC_PURGE_DELAY") || set("MIMALLOC_RESET_DELAY") {
+        return;
+    }
+    // SAFETY: called first in `main`, before any other thread exists (mimalloc's option
+    // setters are not thread safe); the option is an integer, read on every purge.
+    unsafe { libmimalloc_sys::mi_option_set(MI_OPTION_PURGE_DELAY, 0) };
+}
+
 /// RipTide: multi-tenant web-content extraction API.
 #[derive(Debug, Parser)]
 #[command(name = "riptide", version)]
@@ -56,6 +75,7 @@ enum Command {
 }
 
 fn main() -> ExitCode {
+    return_freed_memory_at_once();
     let cli = Cli::parse();
     let top = cli.serve;
     match cli.command {

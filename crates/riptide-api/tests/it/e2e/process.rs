@@ -224,6 +224,11 @@ impl Riptide {
         for (name, value) in &launch.env {
             command.env(name, value);
         }
+        // The allocator's own knobs pass through, to compare its settings on the same
+        // tests (docs/BENCHMARKS.md, "Allocator purge delay").
+        for (name, value) in std::env::vars().filter(|(n, _)| n.starts_with("MIMALLOC_")) {
+            command.env(name, value);
+        }
         let child = command.spawn().expect("spawn riptide");
         let client = Client::builder()
             .timeout(Duration::from_secs(30))
