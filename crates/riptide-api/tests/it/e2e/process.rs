@@ -226,7 +226,8 @@ impl Riptide {
         }
         // The allocator's own knobs pass through, to compare its settings on the same
         // tests (docs/BENCHMARKS.md, "Allocator purge delay").
-        for (name, value) in std::env::vars().filter(|(n, _)| n.starts_with("MIMALLOC_")) {
+        let allocator = |name: &std::ffi::OsStr| name.as_encoded_bytes().starts_with(b"MIMALLOC_");
+        for (name, value) in std::env::vars_os().filter(|(n, _)| allocator(n)) {
             command.env(name, value);
         }
         let child = command.spawn().expect("spawn riptide");
