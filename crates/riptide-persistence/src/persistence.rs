@@ -18,13 +18,13 @@ use std::time::Duration;
 
 use thiserror::Error;
 
-use crate::cache::{CacheError, PersistentCacheManager};
-use crate::clock::{SharedClock, system_clock};
 use crate::config::{PersistenceConfig, PersistenceSchema};
-use crate::state::{ConfigSchema, ShutdownReport, StateError, StateManager};
-use crate::store::{SharedStore, StoreError};
-use crate::sync::{DistributedSync, SyncError};
-use crate::tenant::{SharedTenantMetrics, TenantError, TenantManager};
+use riptide_cache::{CacheError, PersistentCacheManager};
+use riptide_state::{ConfigSchema, ShutdownReport, StateError, StateManager};
+use riptide_store::clock::{SharedClock, system_clock};
+use riptide_store::{SharedStore, StoreError};
+use riptide_sync::{DistributedSync, SyncError};
+use riptide_tenant::{SharedTenantMetrics, TenantError, TenantManager};
 
 /// Every layer over one store, running together.
 #[derive(Clone)]
@@ -66,7 +66,7 @@ impl Default for StartOptions {
 pub enum StartError {
     /// The configuration is out of range.
     #[error("invalid configuration: {0}")]
-    Config(#[from] crate::error::InvalidInput),
+    Config(#[from] riptide_store::error::InvalidInput),
     /// The store could not be opened.
     #[error("opening the store: {0}")]
     Store(#[from] StoreError),
@@ -169,7 +169,7 @@ impl Persistence {
 
     fn wire_state(&self) -> Result<(), StartError> {
         self.state.attach_tenants(self.tenants.clone())?;
-        self.sync.attach_state(&self.state)?;
+        self.state.attach_sync(&self.sync)?;
         Ok(())
     }
 

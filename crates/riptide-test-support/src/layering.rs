@@ -1,5 +1,5 @@
-//! A crate's module graph, read from its source, for tests that hold its layering while
-//! the compiler cannot (the layers share one crate).
+//! A crate's module graph, read from its source, for tests that hold what the compiler
+//! does not: the layering of modules inside one crate, and the absence of circles.
 //!
 //! An edge `a -> b` means production code of module `a` (a file up to its first
 //! `#[cfg(test)]`, comments left out) names a path `crate::b...` or `super::...` that
