@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use arc_swap::ArcSwap;
-use moka::sync::Cache;
+use quick_cache::sync::Cache;
 
 use super::live_settings::LiveTenantSettings;
 use super::model::{BillingPlan, Tenant};
@@ -21,7 +21,7 @@ use riptide_store::tenant_id::TenantId;
 /// Rate limits are per minute.
 const RATE_PERIOD_MS: u64 = 60_000;
 /// Tenants whose cache budget is remembered; beyond it the default plan's applies.
-const BUDGET_CAPACITY: u64 = 1_000_000;
+const BUDGET_CAPACITY: usize = 1_000_000;
 
 /// Tenants whose rate-limiter arguments are remembered; beyond it they are built again.
 const RATE_ARGS_CAPACITY: usize = 100_000;
@@ -108,7 +108,7 @@ pub(super) struct TenantBudgets {
 impl TenantBudgets {
     pub(super) fn new(live: Arc<ArcSwap<LiveTenantSettings>>) -> Arc<Self> {
         Arc::new(Self {
-            sources: Cache::builder().max_capacity(BUDGET_CAPACITY).build(),
+            sources: Cache::new(BUDGET_CAPACITY),
             live,
         })
     }
@@ -120,7 +120,7 @@ impl TenantBudgets {
             // Records are reloaded every `record_cache_ttl_ms`: skip the write when nothing changed.
             Some(s) if self.sources.get(id) == Some(s) => {}
             Some(s) => self.sources.insert(id.clone(), s),
-            None => self.sources.invalidate(id),
+            None => drop(self.sources.remove(id)),
         }
     }
 

@@ -13,6 +13,7 @@ use async_trait::async_trait;
 
 use super::crypto::{DATA_KEY_RECORD, DataKey, MasterKey};
 use super::error::{TenantError, TenantResult};
+use crate::expiring::ExpiringCache;
 use riptide_cache::{CacheError, CacheResult, CacheSealer, SealingKey};
 use riptide_store::keys::{Scope, ScopeKeys};
 use riptide_store::tenant_id::TenantId;
@@ -99,7 +100,7 @@ pub struct PreparedKey {
 pub struct TenantKeys {
     store: SharedStore,
     master: MasterKey,
-    slots: moka::sync::Cache<TenantId, Slot>,
+    slots: ExpiringCache<TenantId, Slot>,
     absent_ttl: Duration,
     /// Bumped by every delete and forget: a load that overlapped one does not keep what
     /// it read.
@@ -118,10 +119,10 @@ impl TenantKeys {
         master: MasterKey,
         options: TenantKeysOptions,
     ) -> Arc<Self> {
-        let slots = moka::sync::Cache::builder()
-            .max_capacity(options.max_tenants.max(1))
-            .time_to_live(options.key_ttl.max(Duration::from_millis(1)))
-            .build();
+        let slots = ExpiringCache::new(
+            options.max_tenants,
+            options.key_ttl.max(Duration::from_millis(1)),
+        );
         Arc::new(Self {
             store,
             master,
@@ -244,8 +245,8 @@ impl TenantKeys {
     ///
     /// [`encryption_required`]: super::crypto::encryption_required
     pub fn set_enabled(&self, tenant: &TenantId, enabled: bool) {
-        self.slots.entry(tenant.clone()).and_upsert_with(|old| {
-            let key = match old.map(|e| e.into_value().key) {
+        self.slots.upsert_with(tenant.clone(), |old| {
+            let key = match old.map(|s| s.key) {
                 Some(KeyState::Absent(_)) if enabled => KeyState::Unknown,
                 Some(key) => key,
                 None => KeyState::Unknown,
@@ -304,8 +305,7 @@ impl TenantKeys {
         if self.epoch.load(Ordering::SeqCst) != epoch {
             return;
         }
-        self.slots.entry(tenant.clone()).and_upsert_with(|old| {
-            let old = old.map(|e| e.into_value());
+        self.slots.upsert_with(tenant.clone(), |old| {
             let enabled = enabled.or_else(|| old.as_ref().and_then(|s| s.enabled));
             let key = match (key, old) {
                 (

@@ -12,6 +12,7 @@ pub mod config;
 pub mod crypto;
 pub mod data_keys;
 mod error;
+mod expiring;
 mod jwt_admin;
 pub mod jwt_keys;
 mod key_admin;

@@ -32,10 +32,10 @@ pub(crate) use self::format::{is_key_id, random_key_id};
 use std::fmt;
 use std::time::Duration;
 
+use crate::expiring::ExpiringCache;
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use chrono::{DateTime, Utc};
-use moka::sync::Cache;
 use rand::RngCore;
 use serde::{Deserialize, Serialize};
 
@@ -154,9 +154,9 @@ pub struct ApiKeys {
     prefix: String,
     overlap_ms: u64,
     /// Outcome per presented key's HMAC (never the key itself).
-    auth_cache: Cache<Digest, Cached>,
+    auth_cache: ExpiringCache<Digest, Cached>,
     /// Clock ms of the last `last_used_at` write per key's HMAC.
-    touched: Cache<Digest, u64>,
+    touched: ExpiringCache<Digest, u64>,
 }
 
 impl fmt::Debug for ApiKeys {
@@ -189,14 +189,11 @@ impl ApiKeys {
             pepper,
             prefix: cfg.api_key_prefix.clone(),
             overlap_ms: cfg.api_key_rotation_overlap_seconds.saturating_mul(1_000),
-            auth_cache: Cache::builder()
-                .max_capacity(AUTH_CACHE_CAPACITY)
-                .time_to_live(ttl)
-                .build(),
-            touched: Cache::builder()
-                .max_capacity(TOUCH_CACHE_CAPACITY)
-                .time_to_live(Duration::from_millis(LAST_USED_INTERVAL_MS))
-                .build(),
+            auth_cache: ExpiringCache::new(AUTH_CACHE_CAPACITY, ttl),
+            touched: ExpiringCache::new(
+                TOUCH_CACHE_CAPACITY,
+                Duration::from_millis(LAST_USED_INTERVAL_MS),
+            ),
         }
     }
 

@@ -29,8 +29,8 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::expiring::ExpiringCache;
 use chrono::{DateTime, Utc};
-use moka::sync::Cache;
 use serde::{Deserialize, Serialize};
 
 pub use self::material::JwtAlgorithm;
@@ -136,7 +136,7 @@ pub struct JwtKeys {
     /// The `aud` tokens must carry, when configured.
     audience: Option<String>,
     /// Active key per (tenant, kid); `None` for unknown or revoked kids.
-    cache: Cache<(TenantId, String), Option<Arc<VerifyingKey>>>,
+    cache: ExpiringCache<(TenantId, String), Option<Arc<VerifyingKey>>>,
 }
 
 impl fmt::Debug for JwtKeys {
@@ -165,10 +165,7 @@ impl JwtKeys {
             master,
             leeway_s: cfg.jwt_leeway_seconds,
             audience: (!audience.is_empty()).then(|| audience.to_owned()),
-            cache: Cache::builder()
-                .max_capacity(KEY_CACHE_CAPACITY)
-                .time_to_live(ttl)
-                .build(),
+            cache: ExpiringCache::new(KEY_CACHE_CAPACITY, ttl),
         }
     }
 

@@ -73,6 +73,7 @@ pub use super::usage_summary::{
     validate_operation,
 };
 use crate::config::TenancyConfig;
+use crate::expiring::ExpiringCache;
 use riptide_store::SharedStore;
 use riptide_store::clock::SharedClock;
 use riptide_store::keys::{Scope, ScopeKeys, records};
@@ -98,6 +99,11 @@ const BATCHES_RECORD: &str = records::USAGE_BATCHES;
 
 /// "Never logged yet" marker for the drop log's last time.
 const NEVER: u64 = u64::MAX;
+
+/// How long the operation names known for a (tenant, month) are trusted after its last
+/// flush wrote them (every flush of that month writes them again), so a month no
+/// longer written to leaves memory within the hour.
+const KNOWN_NAMES_TTL: Duration = Duration::from_secs(3_600);
 
 /// What happened to a recorded observation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -148,7 +154,7 @@ pub struct UsageMeter {
     /// Per (tenant, month): the operation names known to be stored. Present means the
     /// month is registered in the months index too, so steady-state flushes are one round
     /// trip per batch. Bounded like the buffer; a miss costs one read.
-    known: moka::sync::Cache<AggKey, Arc<BTreeSet<String>>>,
+    known: ExpiringCache<AggKey, Arc<BTreeSet<String>>>,
 }
 
 impl std::fmt::Debug for UsageMeter {
@@ -191,10 +197,7 @@ impl UsageMeter {
             last_drop_log_ms: AtomicU64::new(NEVER),
             failing: AtomicBool::new(false),
             flushing: tokio::sync::Mutex::new(()),
-            known: moka::sync::Cache::builder()
-                .max_capacity(buffer_max as u64)
-                .time_to_idle(Duration::from_secs(3_600))
-                .build(),
+            known: ExpiringCache::new(buffer_max as u64, KNOWN_NAMES_TTL),
         })
     }
 
