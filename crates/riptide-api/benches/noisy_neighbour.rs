@@ -33,6 +33,7 @@ use std::time::{Duration, Instant};
 
 use binary::{Binary, Tenant, free_port};
 use riptide_test_support::hostile::{HostileSite, corpus};
+use riptide_test_support::percentiles::Dist;
 use serde_json::json;
 use tokio::sync::Mutex;
 
@@ -48,14 +49,6 @@ fn knob(name: &str, default: u64) -> u64 {
 struct Victim {
     latencies_us: Vec<u64>,
     errors: u64,
-}
-
-fn quantile(sorted: &[u64], q: f64) -> u64 {
-    if sorted.is_empty() {
-        return 0;
-    }
-    let at = ((sorted.len() as f64 - 1.0) * q).round() as usize;
-    sorted[at]
 }
 
 /// The victim's paced load for `length`.
@@ -155,17 +148,16 @@ async fn attack(
         .unwrap_or_default()
 }
 
-fn row(name: &str, victim: &mut Victim) -> (u64, u64) {
-    victim.latencies_us.sort_unstable();
-    let p50 = quantile(&victim.latencies_us, 0.50);
-    let p99 = quantile(&victim.latencies_us, 0.99);
+fn row(name: &str, victim: &Victim) -> (u64, u64) {
+    let latencies = Dist::new(victim.latencies_us.clone());
+    let (p50, p99) = (latencies.p50(), latencies.p99());
     println!(
         "| {name} | {} | {} | {:.2} | {:.2} | {:.2} |",
-        victim.latencies_us.len(),
+        latencies.ns.len(),
         victim.errors,
         p50 as f64 / 1000.0,
         p99 as f64 / 1000.0,
-        quantile(&victim.latencies_us, 0.999) as f64 / 1000.0,
+        latencies.p(0.999) as f64 / 1000.0,
     );
     (p50, p99)
 }
@@ -237,8 +229,8 @@ async fn main() -> anyhow::Result<()> {
 
     println!("| victim | requests | errors | p50 ms | p99 ms | p99.9 ms |");
     println!("|---|---|---|---|---|---|");
-    let (_, p99_alone) = row("alone", &mut alone);
-    let (_, p99_attacked) = row("attacked", &mut attacked);
+    let (_, p99_alone) = row("alone", &alone);
+    let (_, p99_attacked) = row("attacked", &attacked);
     println!();
     println!(
         "idle_priority {idle}, worker_cpus [{cpus}]: victim p99 attacked / alone: {:.2} (budget <= 2.0); attacker \

@@ -14,18 +14,17 @@
 //! 50 KB page per codec, and a breakdown of the per-call key work a cache get does before
 //! it reaches L1 or the store.
 
-#[macro_use]
 mod common;
+use riptide_test_support::interleave;
 
 use std::hint::black_box;
 use std::time::Instant;
 
 use bytes::Bytes;
-use common::{
-    BATCH, CODECS, Dist, KEYS, PAGE_KEYS, PAGE_LEN, TENANT, cpu_model, fmt_ns, loadavg, scaled,
-};
+use common::{BATCH, CODECS, KEYS, PAGE_KEYS, PAGE_LEN, TENANT, cpu_model, loadavg, scaled};
 use riptide_persistence::TenantId;
 use riptide_persistence::keys::{KeyHash, Namespace, Scope, ScopeKeys};
+use riptide_test_support::percentiles::{Dist, fmt_ns};
 
 /// A budget row's limit.
 enum Budget {

@@ -5,7 +5,7 @@
 //! Same method as `latency.rs`: every operation is timed on its own, the samples are
 //! sorted and read as percentiles, and each figure is set against a reference measured in
 //! the same run, the cases interleaved in short chunks in an order shuffled every round
-//! (see `interleave!`), so noise from other processes on these shared cores hits every side
+//! (`riptide_test_support::interleave!` with `Order::Shuffle`), so noise from other processes on these shared cores hits every side
 //! alike.
 //!
 //! 1. **Invalidation propagation** on one Redis (the bench's own `redis-server`): two
@@ -66,61 +66,9 @@ use riptide_persistence::{CacheConfig, PersistentCacheManager, SharedStore, Tena
 use tokio::sync::Notify;
 
 mod common;
-use common::{Dist, cpu_model, fmt_ns, loadavg, proc_status_kib};
-
-// ---------------------------------------------------------------- percentiles
-// (`Dist` and `fmt_ns` are the shared ones of `benches/common/mod.rs`)
-
-/// Runs the given cases (closures `Fn(usize) -> impl Future<Output = u64>`, each returning
-/// its own sample in nanoseconds) interleaved: after `warm` calls of each, `n` calls of
-/// each in chunks of `chunk`, the cases in a new shuffled order every round.
-/// Evaluates to one `Vec<u64>` per case. A case times itself because what is measured is
-/// not always the whole call (propagation starts when A's `set` returns).
-///
-/// Unlike the rotation of `latency.rs` (A B C, B C A, C A B), which keeps every case behind
-/// the same neighbour, the shuffle gives each case a varying predecessor: here some cases
-/// leave the kernel work to do (fsyncs, journal commits) that a rotation would always
-/// charge to the same next case.
-macro_rules! interleave {
-    (n: $n:expr, chunk: $chunk:expr, warm: $warm:expr; $($case:ident),+ $(,)?) => {{
-        let n: usize = $n;
-        let chunk: usize = $chunk;
-        $(
-            for i in 0..$warm {
-                black_box($case(i).await);
-            }
-        )+
-        let mut out = [$({
-            let _ = stringify!($case);
-            Vec::<u64>::with_capacity(n)
-        }),+];
-        let cases = out.len();
-        let mut order: Vec<usize> = (0..cases).collect();
-        let mut shuffle = Rng(0x2545_f491_4f6c_dd1d);
-        let mut done = 0usize;
-        while done < n {
-            let c = chunk.min(n - done);
-            for k in (1..cases).rev() {
-                order.swap(k, (shuffle.next() % (k as u64 + 1)) as usize);
-            }
-            for &which in &order {
-                let mut idx = 0usize;
-                $(
-                    if idx == which {
-                        for i in done..done + c {
-                            let sample = $case(i).await;
-                            out[idx].push(sample);
-                        }
-                    }
-                    idx += 1;
-                )+
-                let _ = idx;
-            }
-            done += c;
-        }
-        out
-    }};
-}
+use common::{cpu_model, loadavg, proc_status_kib};
+use riptide_test_support::interleave;
+use riptide_test_support::percentiles::{Dist, Order, fmt_ns};
 
 fn fmt_dur(d: Duration) -> String {
     if d >= Duration::from_secs(10) {
@@ -714,7 +662,7 @@ async fn invalidation_section(scale: f64) -> String {
         )
         .await
     };
-    let [h, p, r, e] = interleave!(n: n, chunk: 100, warm: 100;
+    let [h, p, r, e] = interleave!(order: Order::Shuffle, n: n, chunk: 100, warm: 100;
         redis_handler, redis_poll, raw_pubsub, embedded_handler);
     subscriber.abort();
     let raw = Dist::new(r);
@@ -1012,9 +960,9 @@ async fn sessions_section(scale: f64) -> String {
     // Two groups, each with the memory get as its reference: the tiers that answer in
     // microseconds, and the spill cases, whose fsyncs leave kernel work behind that would
     // otherwise land in the microsecond cases' tails.
-    let [m, bare_get, s, redis_get] = interleave!(n: n, chunk: 50, warm: warm;
+    let [m, bare_get, s, redis_get] = interleave!(order: Order::Shuffle, n: n, chunk: 50, warm: warm;
         memory, memory_bare, from_store, from_redis);
-    let [m2, r, f, raw_io] = interleave!(n: n, chunk: 50, warm: warm;
+    let [m2, r, f, raw_io] = interleave!(order: Order::Shuffle, n: n, chunk: 50, warm: warm;
         memory, spill_room, spill_full, raw_file);
 
     let (mf, rf, ff, sf) = (

@@ -30,8 +30,8 @@
 //! recorder is installed, so the facade's gauge is a no-op here (a Prometheus recorder
 //! adds its own cost in the service).
 
-#[macro_use]
 mod common;
+use riptide_test_support::interleave;
 
 use std::collections::{BTreeMap, HashMap};
 use std::hint::black_box;
@@ -41,7 +41,7 @@ use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
 use chrono::Utc;
-use common::{Dist, fmt_ns, scaled};
+use common::scaled;
 use dashmap::DashMap;
 use riptide_persistence::clock::system_clock;
 use riptide_persistence::config;
@@ -53,6 +53,7 @@ use riptide_persistence::tenant::{
     TenantManager, TenantMetrics, TenantOwner, effective_quota,
 };
 use riptide_persistence::{SharedStore, TenantId};
+use riptide_test_support::percentiles::{Dist, fmt_ns};
 
 /// `operations_per_minute` of the latency sections' tenants: 1 µs per request.
 const OPS_RATE: u64 = 60_000_000;

@@ -32,12 +32,18 @@
 //!
 //! [`layering`] reads a crate's module graph from its source, for tests that forbid
 //! upward imports and module circles.
+//!
+//! # Percentile runs
+//!
+//! [`percentiles`] runs a bench's cases interleaved ([`interleave!`]) and reads their
+//! samples as percentiles ([`percentiles::Dist`]).
 
 mod cleanup;
 mod cluster;
 pub mod hostile;
 pub mod jwt;
 pub mod layering;
+pub mod percentiles;
 mod resp;
 mod server;
 mod spawner;

@@ -10,6 +10,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use anyhow::Context;
+use riptide_test_support::percentiles::Dist;
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 
@@ -166,11 +167,9 @@ pub fn failures(outcomes: &[Outcome]) -> usize {
 
 /// The `q` quantile of the latencies (`q` in `[0, 1]`).
 pub fn latency_quantile(outcomes: &[Outcome], q: f64) -> Duration {
-    let mut all: Vec<Duration> = outcomes.iter().map(|o| o.latency).collect();
-    if all.is_empty() {
-        return Duration::ZERO;
-    }
-    all.sort_unstable();
-    let i = ((all.len() - 1) as f64 * q).round() as usize;
-    all[i]
+    let all = outcomes
+        .iter()
+        .map(|o| o.latency.as_nanos() as u64)
+        .collect();
+    Duration::from_nanos(Dist::new(all).p(q))
 }

@@ -474,115 +474,6 @@ pub fn page_keys(name: &str) -> Vec<String> {
         .collect()
 }
 
-// ---- Percentiles, shared by the percentile benches (`latency`, `tenants`; `state`
-// shares `Dist` but interleaves its own way) ----
-
-/// Runs the given cases (closures `FnMut(usize) -> impl Future`) interleaved: after
-/// `warm` untimed calls of each, `n` timed calls of each in chunks of `chunk`, the order
-/// of the cases rotating every chunk (A B C, B C A, C A B, ...). Evaluates to one
-/// `Vec<u64>` of nanoseconds per case. Use with `#[macro_use] mod common;`.
-#[allow(unused_macros)]
-macro_rules! interleave {
-    (n: $n:expr, chunk: $chunk:expr, warm: $warm:expr; $($case:ident),+ $(,)?) => {{
-        let n: usize = $n;
-        let chunk: usize = $chunk;
-        $(
-            for i in 0..$warm {
-                $case(i).await;
-            }
-        )+
-        let mut out = [$({
-            let _ = stringify!($case);
-            Vec::<u64>::with_capacity(n)
-        }),+];
-        let cases = out.len();
-        let (mut done, mut round) = (0usize, 0usize);
-        while done < n {
-            let c = chunk.min(n - done);
-            for slot in 0..cases {
-                let which = (slot + round) % cases;
-                let mut idx = 0usize;
-                $(
-                    if idx == which {
-                        for i in done..done + c {
-                            let t = ::std::time::Instant::now();
-                            $case(i).await;
-                            out[idx].push(t.elapsed().as_nanos() as u64);
-                        }
-                    }
-                    idx += 1;
-                )+
-                let _ = idx;
-            }
-            done += c;
-            round += 1;
-        }
-        out
-    }};
-}
-
-/// Sorted samples of one case (nanoseconds).
-#[derive(Clone)]
-pub struct Dist {
-    /// The samples, ascending.
-    pub ns: Vec<u64>,
-}
-
-impl Dist {
-    /// Sorts `ns`.
-    pub fn new(mut ns: Vec<u64>) -> Self {
-        ns.sort_unstable();
-        Self { ns }
-    }
-
-    /// Nearest-rank percentile, `q` in (0, 1].
-    pub fn p(&self, q: f64) -> u64 {
-        let rank = ((q * self.ns.len() as f64).ceil() as usize).clamp(1, self.ns.len());
-        self.ns[rank - 1]
-    }
-
-    /// The median.
-    pub fn p50(&self) -> u64 {
-        self.p(0.50)
-    }
-
-    /// The 99th percentile.
-    pub fn p99(&self) -> u64 {
-        self.p(0.99)
-    }
-
-    /// Share of samples above `ns`, in percent.
-    pub fn share_over(&self, ns: u64) -> f64 {
-        let over = self.ns.len() - self.ns.partition_point(|&x| x <= ns);
-        over as f64 * 100.0 / self.ns.len() as f64
-    }
-
-    /// `| p50 | p90 | p95 | p98 | p99 | p99.9 | max |` cells.
-    pub fn tail_cells(&self) -> String {
-        self.tail_cells_at(&[0.50, 0.90, 0.95, 0.98, 0.99, 0.999, 1.0])
-    }
-
-    /// Table cells of the percentiles `qs`, joined by ` | `.
-    pub fn tail_cells_at(&self, qs: &[f64]) -> String {
-        qs.iter()
-            .map(|&q| fmt_ns(self.p(q)))
-            .collect::<Vec<_>>()
-            .join(" | ")
-    }
-}
-
-/// Nanoseconds as µs or ms with three significant digits or so.
-pub fn fmt_ns(ns: u64) -> String {
-    let ns = ns as f64;
-    if ns < 10_000.0 {
-        format!("{:.2} µs", ns / 1_000.0)
-    } else if ns < 1_000_000.0 {
-        format!("{:.1} µs", ns / 1_000.0)
-    } else {
-        format!("{:.2} ms", ns / 1_000_000.0)
-    }
-}
-
 /// `n` scaled by `scale`, at least 200.
 pub fn scaled(n: usize, scale: f64) -> usize {
     ((n as f64 * scale) as usize).max(200)
@@ -615,7 +506,7 @@ pub fn timer_overhead() -> u64 {
         let t = std::time::Instant::now();
         ns.push(std::hint::black_box(t.elapsed()).as_nanos() as u64);
     }
-    Dist::new(ns).p50()
+    riptide_test_support::percentiles::Dist::new(ns).p50()
 }
 
 /// A field of `/proc/self/status` in KiB (`VmRSS`, `VmHWM`, `RssAnon`, `RssFile`), or 0
