@@ -5,33 +5,21 @@
 //! same way, on port 0, or in its two steps ([`service::Service::build`], then
 //! [`service::Service::serve`]) when they need to reach the managers in between.
 
-pub mod admin;
-pub mod auth_failures;
 pub mod cli;
-pub mod config;
-pub mod error;
-pub mod extraction;
-pub mod invalid;
 pub mod live_config;
-pub mod log_every;
-pub mod logging;
 pub mod middleware;
 pub mod openapi;
-pub mod recorder;
 pub mod routes;
-pub mod server;
 pub mod service;
-pub mod shutdown;
-pub mod state;
-pub mod store_sanity;
-pub mod tenant_context;
-pub mod warming;
+
+// What the API runs on (configuration, state, warming, the server...), under the
+// module paths it had when it lived in this crate.
+pub use riptide_app::{
+    EXTRACT_WORKER_COMMAND, admin, auth_failures, config, error, extraction, invalid, log_every,
+    logging, recorder, server, shutdown, state, store_sanity, tenant_context, warming,
+};
 
 use std::future::Future;
-
-/// The subcommand that runs the binary as an extraction worker
-/// ([`riptide_extract::worker::serve_stdio`]): internal, started by the service itself.
-pub const EXTRACT_WORKER_COMMAND: &str = "extract-worker";
 
 use tokio::net::TcpListener;
 

@@ -8,7 +8,7 @@
 //! values live in; any other histogram gets `DEFAULT_BUCKETS`.
 //!
 //! Label cardinality is bounded where the series are made: HTTP series by route
-//! template (see [`crate::middleware::request_metrics`]), cache series by
+//! template (see `riptide_api::middleware::request_metrics`), cache series by
 //! `persistence.cache.max_tracked_tenants`, tenant series by
 //! `persistence.tenant.max_metric_tenants` (later tenants share `tenant_id="_other"`).
 

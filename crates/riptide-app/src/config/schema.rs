@@ -7,7 +7,7 @@
 //! defaults applied, then [`AppConfig::validate`]. So a reload is refused for exactly
 //! what would stop a restart with the same file.
 //!
-//! Live: the keys of [`LIVE_KEYS`] (applied by [`crate::live_config`]): the log level,
+//! Live: the keys of [`LIVE_KEYS`] (applied by `riptide_api::live_config`): the log level,
 //! the cache's TTL, compression and warming switch, the tenant plans (quotas, burst,
 //! grants, prices), billing and the default plan, and the warming schedule and lists.
 //! Everything else (the server, the log format, the store, L1 and limits, multi-tenancy,

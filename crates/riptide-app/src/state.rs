@@ -54,7 +54,7 @@ pub struct AppStateInner {
     /// Fetches pages and extracts their content for `/extract` and `/crawl`
     /// (configured by the `extract` section).
     pub extractor: Arc<Extractor>,
-    /// Admin tokens: what [`crate::routes::admin::AdminCaller`] authenticates against.
+    /// Admin tokens: what `riptide_api::routes::admin::AdminCaller` authenticates against.
     pub admin_tokens: Arc<crate::admin::AdminTokens>,
     /// What one `POST /crawl` may ask for and answer.
     pub crawl: crate::config::CrawlConfig,

@@ -9,7 +9,7 @@
 //! | `http_connections_timed_out_total` | counter: closed by a timeout | `timeout`: `header`, `idle`, `body` |
 //! | `http_requests_malformed_total` | counter: a head hyper could not parse, answered by `head_error` | `status`: `400`, `414`, `431` |
 //!
-//! `body` is counted by [`crate::middleware::body_timeout`], with the same name.
+//! `body` is counted by `riptide_api::middleware::body_timeout`, with the same name.
 
 use metrics::{Counter, Gauge};
 

@@ -15,7 +15,7 @@ use crate::error::ApiError;
 /// The tenant a request runs as, after authentication, the tenant header check, the
 /// status and access checks and the rate limit.
 ///
-/// The middleware ([`crate::middleware::tenant`]) puts it in the request's extensions;
+/// The middleware (`riptide_api::middleware::tenant`) puts it in the request's extensions;
 /// handlers take it as an argument. It is moved out of the request on extraction, so a
 /// handler takes it once. Every tenant-scoped key (cache entries, sessions, usage) is
 /// built from [`Self::tenant_id`], the validated id type, never from a raw header.

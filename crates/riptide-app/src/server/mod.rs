@@ -12,7 +12,7 @@
 //! - a request head must arrive within `header_read_timeout_ms`, and a kept-alive
 //!   connection may stay idle `keep_alive_timeout_ms` (`phase`, driven per connection
 //!   by `connection`); a request body is bounded by the `body_read_timeout_ms`
-//!   middleware ([`crate::middleware::body_timeout`]);
+//!   middleware (`riptide_api::middleware::body_timeout`);
 //! - a request head is at most `max_header_bytes`; hyper answers a longer or malformed
 //!   head itself, and that answer is rewritten to the JSON error body
 //!   (`head_error`);

@@ -2,9 +2,9 @@
 //! first-start bootstrap token ([`bootstrap`]), the audit records of admin
 //! operations ([`audit`]) and how token operations fail ([`error`]).
 //!
-//! The routes themselves are in [`crate::routes::admin`], with the extractor that
+//! The routes themselves are in `riptide_api::routes::admin`, with the extractor that
 //! authenticates these tokens on every admin route
-//! ([`crate::routes::admin::AdminCaller`]).
+//! (`riptide_api::routes::admin::AdminCaller`).
 
 pub mod audit;
 pub mod bootstrap;
