@@ -36,16 +36,22 @@ use riptide_store::tenant_id::{AsTenantId, TenantId};
 #[serde(default, deny_unknown_fields)]
 pub struct TenantUpdate {
     /// New display name.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
     /// New plan.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub plan: Option<BillingPlan>,
     /// Replaces the quota overrides (an empty map returns to the plan's defaults).
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub quotas: Option<std::collections::HashMap<String, u64>>,
     /// Replaces the settings.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub settings: Option<std::collections::HashMap<String, String>>,
     /// Replaces the access policy.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub policy: Option<AccessPolicy>,
     /// New owner.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub owner: Option<TenantOwner>,
 }
 

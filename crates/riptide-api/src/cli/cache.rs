@@ -2,12 +2,13 @@
 //! follows a job to its end, is in [`super::warm`].)
 
 use clap::{Args, Subcommand};
-use serde_json::{Map, Value, json};
+use serde_json::Value;
 
 use super::Context;
 use super::client::{CliResult, Connection};
 use super::output::{self, bytes_at, field, fields, percent_at};
 use super::warm::{self, WarmArgs};
+use crate::routes::admin::cache::{ClearRequest, InvalidateRequest};
 
 /// `riptide cache`.
 #[derive(Debug, Args)]
@@ -90,9 +91,8 @@ pub async fn run(ctx: &Context, command: CacheCommand) -> CliResult<()> {
         }
         CacheCommand::Warm(args) => warm::run(ctx, args).await?,
         CacheCommand::Invalidate(args) => {
-            let body = invalidate_body(args);
             let path = ["admin", "cache", "invalidate"];
-            let result = client.post(&path, Some(&body)).await?;
+            let result = client.post_json(&path, &invalidate_body(args)).await?;
             ctx.out.show(&result, |r| {
                 let scope = match output::at(r, "tenant_id") {
                     Value::Null => "the global scope".to_owned(),
@@ -107,12 +107,12 @@ pub async fn run(ctx: &Context, command: CacheCommand) -> CliResult<()> {
             });
         }
         CacheCommand::Clear(args) => {
-            let body = match args.tenant {
-                Some(tenant) => json!({ "tenant_id": tenant }),
-                None => json!({ "all": true }),
+            let body = ClearRequest {
+                all: args.tenant.is_none().then_some(true),
+                tenant_id: args.tenant,
             };
             let result = client
-                .post(&["admin", "cache", "clear"], Some(&body))
+                .post_json(&["admin", "cache", "clear"], &body)
                 .await?;
             ctx.out.show(&result, |r| {
                 let what = if output::at(r, "all") == &Value::Bool(true) {
@@ -127,23 +127,15 @@ pub async fn run(ctx: &Context, command: CacheCommand) -> CliResult<()> {
     Ok(())
 }
 
-fn invalidate_body(args: InvalidateArgs) -> Value {
-    let mut body = Map::new();
-    if let Some(tenant) = args.tenant {
-        body.insert("tenant_id".into(), json!(tenant));
-    }
+fn invalidate_body(args: InvalidateArgs) -> InvalidateRequest {
     let s = args.selector;
-    for (name, value) in [
-        ("url", s.page),
-        ("key", s.key),
-        ("tag", s.tag),
-        ("namespace", s.namespace),
-    ] {
-        if let Some(value) = value {
-            body.insert(name.into(), json!(value));
-        }
+    InvalidateRequest {
+        tenant_id: args.tenant,
+        url: s.page,
+        key: s.key,
+        tag: s.tag,
+        namespace: s.namespace,
     }
-    Value::Object(body)
 }
 
 /// The counters of one scope as a table row, after its name.
@@ -216,6 +208,8 @@ fn render_tenant_stats(stats: &Value) -> String {
 
 #[cfg(test)]
 mod tests {
+    use serde_json::json;
+
     use super::*;
 
     #[test]
@@ -230,7 +224,7 @@ mod tests {
             },
         };
         assert_eq!(
-            invalidate_body(args),
+            serde_json::to_value(invalidate_body(args)).unwrap(),
             json!({"tenant_id": "acme", "tag": "news"})
         );
     }

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use clap::Args;
 use reqwest::{Method, StatusCode, Url};
+use serde::Serialize;
 use serde_json::Value;
 
 /// Where the admin API is and how to authenticate; shared by every admin command.
@@ -187,29 +188,42 @@ impl Client {
 
     /// `GET` with a query string.
     pub async fn get(&self, segments: &[&str], query: &[(&str, String)]) -> CliResult<Value> {
-        self.send(Method::GET, self.url(segments, query), None)
+        self.send::<()>(Method::GET, self.url(segments, query), None)
             .await
     }
 
-    /// `POST` with an optional JSON body.
-    pub async fn post(&self, segments: &[&str], body: Option<&Value>) -> CliResult<Value> {
-        self.send(Method::POST, self.url(segments, &[]), body).await
+    /// `POST` without a body.
+    pub async fn post(&self, segments: &[&str]) -> CliResult<Value> {
+        self.send::<()>(Method::POST, self.url(segments, &[]), None)
+            .await
     }
 
-    /// `PUT` with a JSON body.
-    pub async fn put(&self, segments: &[&str], body: &Value) -> CliResult<Value> {
+    /// `POST` with `body` as JSON: the route's own request type (`routes::admin`), so
+    /// what the CLI sends is what the route reads.
+    pub async fn post_json<B: Serialize>(&self, segments: &[&str], body: &B) -> CliResult<Value> {
+        self.send(Method::POST, self.url(segments, &[]), Some(body))
+            .await
+    }
+
+    /// `PUT` with `body` as JSON (the route's request type, as for [`Self::post_json`]).
+    pub async fn put<B: Serialize>(&self, segments: &[&str], body: &B) -> CliResult<Value> {
         self.send(Method::PUT, self.url(segments, &[]), Some(body))
             .await
     }
 
     /// `DELETE`.
     pub async fn delete(&self, segments: &[&str]) -> CliResult<Value> {
-        self.send(Method::DELETE, self.url(segments, &[]), None)
+        self.send::<()>(Method::DELETE, self.url(segments, &[]), None)
             .await
     }
 
     /// Sends one request; a success's JSON body (`null` when empty), or the failure.
-    async fn send(&self, method: Method, url: Url, body: Option<&Value>) -> CliResult<Value> {
+    async fn send<B: Serialize>(
+        &self,
+        method: Method,
+        url: Url,
+        body: Option<&B>,
+    ) -> CliResult<Value> {
         let mut request = self
             .http
             .request(method, url.clone())

@@ -6,9 +6,12 @@ use std::path::PathBuf;
 use clap::{Args, Subcommand, ValueEnum};
 use serde_json::{Value, json};
 
+use riptide_persistence::tenant::jwt_keys::JwtAlgorithm;
+
 use super::Context;
 use super::client::{CliError, CliResult, Connection};
 use super::output::{self, field, fields};
+use crate::routes::admin::jwt_keys::CreateJwtKeyRequest;
 
 /// `riptide jwt-keys`.
 #[derive(Debug, Args)]
@@ -35,12 +38,12 @@ pub enum Algorithm {
     Rs256,
 }
 
-impl Algorithm {
-    fn as_str(self) -> &'static str {
-        match self {
-            Algorithm::Hs256 => "HS256",
-            Algorithm::EdDsa => "EdDSA",
-            Algorithm::Rs256 => "RS256",
+impl From<Algorithm> for JwtAlgorithm {
+    fn from(algorithm: Algorithm) -> Self {
+        match algorithm {
+            Algorithm::Hs256 => JwtAlgorithm::HS256,
+            Algorithm::EdDsa => JwtAlgorithm::EdDSA,
+            Algorithm::Rs256 => JwtAlgorithm::RS256,
         }
     }
 }
@@ -86,18 +89,19 @@ pub async fn run(ctx: &Context, command: JwtKeysCommand) -> CliResult<()> {
             public_key,
             name,
         } => {
-            let mut body = json!({ "algorithm": algorithm.as_str() });
-            if let Some(path) = public_key {
-                let pem = std::fs::read_to_string(&path).map_err(|e| {
+            let public_key_pem = match public_key {
+                Some(path) => Some(std::fs::read_to_string(&path).map_err(|e| {
                     CliError::Failed(format!("cannot read {}: {e}", path.display()))
-                })?;
-                body["public_key_pem"] = json!(pem);
-            }
-            if let Some(name) = name {
-                body["name"] = json!(name);
-            }
+                })?),
+                None => None,
+            };
+            let body = CreateJwtKeyRequest {
+                algorithm: algorithm.into(),
+                public_key_pem,
+                name,
+            };
             let path = ["admin", "tenants", &tenant, "jwt-keys"];
-            let key = client.post(&path, Some(&body)).await?;
+            let key = client.post_json(&path, &body).await?;
             ctx.out.show(&key, render_created);
         }
         JwtKeysCommand::List { tenant } => {

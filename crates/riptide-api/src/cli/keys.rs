@@ -7,6 +7,7 @@ use serde_json::{Value, json};
 use super::Context;
 use super::client::{CliResult, Connection};
 use super::output::{self, field, fields};
+use crate::routes::admin::keys::CreateKeyRequest;
 
 /// `riptide keys`.
 #[derive(Debug, Args)]
@@ -56,9 +57,8 @@ pub async fn run(ctx: &Context, command: KeysCommand) -> CliResult<()> {
     let client = &ctx.client;
     match command {
         KeysCommand::Create { tenant, name } => {
-            let body = name.map(|name| json!({ "name": name }));
             let path = ["admin", "tenants", &tenant, "keys"];
-            let key = client.post(&path, body.as_ref()).await?;
+            let key = client.post_json(&path, &CreateKeyRequest { name }).await?;
             ctx.out.show(&key, render_created);
         }
         KeysCommand::List { tenant } => {
@@ -78,7 +78,7 @@ pub async fn run(ctx: &Context, command: KeysCommand) -> CliResult<()> {
         }
         KeysCommand::Rotate { tenant, key_id } => {
             let path = ["admin", "tenants", &tenant, "keys", &key_id, "rotate"];
-            let key = client.post(&path, None).await?;
+            let key = client.post(&path).await?;
             ctx.out.show(&key, render_created);
         }
     }

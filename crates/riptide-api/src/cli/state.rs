@@ -1,11 +1,12 @@
 //! `riptide state current|reload|checkpoint|checkpoints|restore`: `/admin/state`.
 
 use clap::{Args, Subcommand};
-use serde_json::{Value, json};
+use serde_json::Value;
 
 use super::Context;
 use super::client::{CliError, CliResult, Connection};
 use super::output::{self, bytes_at, field, fields};
+use crate::routes::admin::state::RestoreRequest;
 
 /// `riptide state`.
 #[derive(Debug, Args)]
@@ -48,7 +49,7 @@ pub async fn run(ctx: &Context, command: StateCommand) -> CliResult<()> {
             ctx.out.show(&state, render_current);
         }
         StateCommand::Reload => {
-            let outcome = client.post(&["admin", "state", "reload"], None).await?;
+            let outcome = client.post(&["admin", "state", "reload"]).await?;
             ctx.out.show(&outcome, render_reload);
             if output::at(&outcome, "result").as_str() == Some("rejected") {
                 return Err(CliError::Failed(format!(
@@ -59,7 +60,7 @@ pub async fn run(ctx: &Context, command: StateCommand) -> CliResult<()> {
             }
         }
         StateCommand::Checkpoint => {
-            let info = client.post(&["admin", "state", "checkpoint"], None).await?;
+            let info = client.post(&["admin", "state", "checkpoint"]).await?;
             ctx.out.show(&info, |c| {
                 format!(
                     "checkpoint {} taken: {} tenants, {} sessions, {}",
@@ -78,9 +79,12 @@ pub async fn run(ctx: &Context, command: StateCommand) -> CliResult<()> {
             checkpoint_id,
             dry_run,
         } => {
-            let body = json!({ "checkpoint_id": checkpoint_id, "dry_run": dry_run });
+            let body = RestoreRequest {
+                checkpoint_id,
+                dry_run,
+            };
             let report = client
-                .post(&["admin", "state", "restore"], Some(&body))
+                .post_json(&["admin", "state", "restore"], &body)
                 .await?;
             ctx.out.show(&report, render_restore);
         }
@@ -310,6 +314,8 @@ fn render_objects(r: &Value) -> String {
 
 #[cfg(test)]
 mod tests {
+    use serde_json::json;
+
     use super::*;
 
     #[test]

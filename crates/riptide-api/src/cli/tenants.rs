@@ -1,11 +1,17 @@
 //! `riptide tenants create|list|get|update|suspend|resume|delete`: `/admin/tenants`.
 
+use clap::builder::{PossibleValuesParser, TypedValueParser};
 use clap::{Args, Subcommand};
-use serde_json::{Map, Value, json};
+use riptide_persistence::tenant::{
+    AccessPolicy, BillingPlan, TenantIsolationLevel, TenantOwner, TenantUpdate,
+};
+use serde::de::DeserializeOwned;
+use serde_json::{Value, json};
 
 use super::Context;
-use super::client::{CliResult, Connection};
+use super::client::{CliError, CliResult, Connection};
 use super::output::{self, field, fields};
+use crate::routes::admin::tenants::{CreateTenantRequest, SuspendRequest};
 
 /// The billing plans the service knows.
 const PLANS: [&str; 4] = ["free", "basic", "professional", "enterprise"];
@@ -96,8 +102,8 @@ pub struct CreateArgs {
     #[arg(long)]
     pub encrypted: bool,
     /// Isolation level
-    #[arg(long, value_parser = ["standard", "strong"])]
-    pub isolation: Option<String>,
+    #[arg(long, value_parser = isolation_parser())]
+    pub isolation: Option<TenantIsolationLevel>,
 }
 
 /// `riptide tenants update`.
@@ -118,8 +124,8 @@ pub struct Changes {
     #[arg(long)]
     pub name: Option<String>,
     /// New billing plan
-    #[arg(long, value_parser = PLANS)]
-    pub plan: Option<String>,
+    #[arg(long, value_parser = plan_parser())]
+    pub plan: Option<BillingPlan>,
     /// Replace the quota overrides with these (repeatable)
     #[arg(long = "quota", value_name = "RESOURCE=N", value_parser = parse_quota,
           conflicts_with = "clear_quotas")]
@@ -177,7 +183,7 @@ pub async fn run(ctx: &Context, command: TenantsCommand) -> CliResult<()> {
     match command {
         TenantsCommand::Create(args) => {
             let tenant = client
-                .post(&["admin", "tenants"], Some(&create_body(args)))
+                .post_json(&["admin", "tenants"], &create_body(args))
                 .await?;
             ctx.out.show(&tenant, render_tenant);
         }
@@ -196,19 +202,18 @@ pub async fn run(ctx: &Context, command: TenantsCommand) -> CliResult<()> {
             } else {
                 None
             };
-            let body = args.changes.body(current.as_ref());
+            let body = args.changes.body(current.as_ref())?;
             let tenant = client.put(&["admin", "tenants", &args.id], &body).await?;
             ctx.out.show(&tenant, render_tenant);
         }
         TenantsCommand::Suspend { id, reason } => {
-            let body = json!({ "reason": reason });
             let path = ["admin", "tenants", &id, "suspend"];
-            let tenant = client.post(&path, Some(&body)).await?;
+            let tenant = client.post_json(&path, &SuspendRequest { reason }).await?;
             ctx.out.show(&tenant, render_tenant);
         }
         TenantsCommand::Resume { id } => {
             let path = ["admin", "tenants", &id, "resume"];
-            let tenant = client.post(&path, None).await?;
+            let tenant = client.post(&path).await?;
             ctx.out.show(&tenant, render_tenant);
         }
         TenantsCommand::Delete { id } => {
@@ -221,42 +226,44 @@ pub async fn run(ctx: &Context, command: TenantsCommand) -> CliResult<()> {
 }
 
 /// The `POST /admin/tenants` body of `args`.
-fn create_body(args: CreateArgs) -> Value {
-    let mut body = Map::new();
-    let mut put = |k: &str, v: Value| {
-        body.insert(k.to_owned(), v);
-    };
-    if let Some(id) = args.id {
-        put("tenant_id", json!(id));
+fn create_body(args: CreateArgs) -> CreateTenantRequest {
+    CreateTenantRequest {
+        tenant_id: args.id,
+        name: args.name,
+        owner_email: args.owner_email,
+        owner_name: args.owner_name,
+        owner_id: args.owner_id,
+        organization: args.organization,
+        billing_plan: args.plan,
+        // Collected into a map, a later pair wins.
+        quotas: (!args.quotas.is_empty()).then(|| args.quotas.into_iter().collect()),
+        settings: (!args.settings.is_empty()).then(|| args.settings.into_iter().collect()),
+        encryption_enabled: args.encrypted,
+        isolation_level: args.isolation,
     }
-    put("name", json!(args.name));
-    put("owner_email", json!(args.owner_email));
-    put("owner_name", json!(args.owner_name));
-    if let Some(owner_id) = args.owner_id {
-        put("owner_id", json!(owner_id));
-    }
-    if let Some(org) = args.organization {
-        put("organization", json!(org));
-    }
-    put("billing_plan", json!(args.plan));
-    if !args.quotas.is_empty() {
-        put("quotas", pairs(args.quotas));
-    }
-    if !args.settings.is_empty() {
-        put("settings", pairs(args.settings));
-    }
-    if args.encrypted {
-        put("encryption_enabled", json!(true));
-    }
-    if let Some(level) = args.isolation {
-        put("isolation_level", json!(level));
-    }
-    Value::Object(body)
 }
 
-/// Name/value pairs as a JSON object (a later pair wins).
-fn pairs<V: Into<Value>>(items: Vec<(String, V)>) -> Value {
-    Value::Object(items.into_iter().map(|(k, v)| (k, v.into())).collect())
+/// `--plan` of an update: the names of [`BillingPlan::ALL`].
+fn plan_parser() -> impl TypedValueParser<Value = BillingPlan> {
+    PossibleValuesParser::new(PLANS).try_map(|name| name.parse::<BillingPlan>())
+}
+
+/// `--isolation`: `standard` or `strong`.
+fn isolation_parser() -> impl TypedValueParser<Value = TenantIsolationLevel> {
+    let levels = [TenantIsolationLevel::Standard, TenantIsolationLevel::Strong];
+    PossibleValuesParser::new(levels.map(|l| l.as_str())).try_map(move |name| {
+        levels
+            .into_iter()
+            .find(|l| l.as_str() == name)
+            .ok_or("unknown isolation level")
+    })
+}
+
+/// Part `name` of the tenant as the service answered it, as its request type.
+fn current_part<T: DeserializeOwned>(current: Option<&Value>, name: &str) -> CliResult<T> {
+    let part = current.map_or(Value::Null, |c| output::at(c, name).clone());
+    serde_json::from_value(part)
+        .map_err(|e| CliError::Failed(format!("the tenant's {name} could not be read: {e}")))
 }
 
 impl Changes {
@@ -272,50 +279,36 @@ impl Changes {
 
     /// The `PUT /admin/tenants/{id}` body; `current` is the tenant when
     /// [`Self::needs_current`].
-    fn body(self, current: Option<&Value>) -> Value {
-        let mut body = Map::new();
-        if let Some(name) = self.name {
-            body.insert("name".into(), json!(name));
-        }
-        if let Some(plan) = self.plan {
-            body.insert("plan".into(), json!(plan));
-        }
+    fn body(self, current: Option<&Value>) -> CliResult<TenantUpdate> {
+        let mut update = TenantUpdate {
+            name: self.name,
+            plan: self.plan,
+            ..TenantUpdate::default()
+        };
         if self.clear_quotas || !self.quotas.is_empty() {
-            body.insert("quotas".into(), pairs(self.quotas));
+            update.quotas = Some(self.quotas.into_iter().collect());
         }
         if self.clear_settings || !self.settings.is_empty() {
-            body.insert("settings".into(), pairs(self.settings));
+            update.settings = Some(self.settings.into_iter().collect());
         }
-        let current = current.unwrap_or(&Value::Null);
         if !self.allow.is_empty() || !self.deny.is_empty() {
-            let keep = |given: Vec<String>, name: &str| {
-                if given.is_empty() {
-                    output::at(current, &format!("policy.{name}")).clone()
-                } else {
-                    json!(given)
-                }
-            };
-            let allow = keep(self.allow, "allow");
-            let deny = keep(self.deny, "deny");
-            body.insert("policy".into(), json!({ "allow": allow, "deny": deny }));
+            let mut policy: AccessPolicy = current_part(current, "policy")?;
+            if !self.allow.is_empty() {
+                policy.allow = self.allow.into_iter().collect();
+            }
+            if !self.deny.is_empty() {
+                policy.deny = self.deny.into_iter().collect();
+            }
+            update.policy = Some(policy);
         }
         if self.owner_name.is_some() || self.owner_email.is_some() || self.organization.is_some() {
-            let mut owner = output::at(current, "owner")
-                .as_object()
-                .cloned()
-                .unwrap_or_default();
-            for (key, value) in [
-                ("name", self.owner_name),
-                ("email", self.owner_email),
-                ("organization", self.organization),
-            ] {
-                if let Some(value) = value {
-                    owner.insert(key.into(), json!(value));
-                }
-            }
-            body.insert("owner".into(), Value::Object(owner));
+            let mut owner: TenantOwner = current_part(current, "owner")?;
+            owner.name = self.owner_name.unwrap_or(owner.name);
+            owner.email = self.owner_email.unwrap_or(owner.email);
+            owner.organization = self.organization.or(owner.organization);
+            update.owner = Some(owner);
         }
-        Value::Object(body)
+        Ok(update)
     }
 }
 
@@ -415,12 +408,16 @@ mod tests {
     #[test]
     fn updates_send_only_what_changes() {
         let body = Changes {
-            plan: Some("basic".into()),
+            plan: Some(BillingPlan::Basic),
             clear_quotas: true,
             ..changes()
         }
-        .body(None);
-        assert_eq!(body, json!({"plan": "basic", "quotas": {}}));
+        .body(None)
+        .unwrap();
+        assert_eq!(
+            serde_json::to_value(body).unwrap(),
+            json!({"plan": "basic", "quotas": {}})
+        );
     }
 
     #[test]
@@ -435,7 +432,7 @@ mod tests {
             ..changes()
         };
         assert!(change.needs_current());
-        let body = change.body(Some(&current));
+        let body = serde_json::to_value(change.body(Some(&current)).unwrap()).unwrap();
         assert_eq!(
             body,
             json!({

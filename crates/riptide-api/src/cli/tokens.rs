@@ -6,6 +6,7 @@ use serde_json::{Value, json};
 use super::Context;
 use super::client::{CliResult, Connection};
 use super::output::{self, field, fields};
+use crate::routes::admin::tokens::CreateTokenRequest;
 
 /// `riptide tokens`.
 #[derive(Debug, Args)]
@@ -44,8 +45,8 @@ pub async fn run(ctx: &Context, command: TokensCommand) -> CliResult<()> {
     let client = &ctx.client;
     match command {
         TokensCommand::Create { name, role } => {
-            let body = json!({ "name": name, "role": role });
-            let token = client.post(&["admin", "tokens"], Some(&body)).await?;
+            let body = CreateTokenRequest { name, role };
+            let token = client.post_json(&["admin", "tokens"], &body).await?;
             ctx.out.show(&token, |t| {
                 format!(
                     "{}\nThe token is shown only now. Send it as `Authorization: Bearer <token>`.",

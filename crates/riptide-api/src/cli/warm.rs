@@ -8,12 +8,15 @@ use std::io::IsTerminal;
 use std::time::Duration;
 
 use clap::Args;
+use clap::builder::{PossibleValuesParser, TypedValueParser};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
-use serde_json::{Map, Value, json};
+use serde_json::Value;
 
 use super::Context;
 use super::client::{CliError, CliResult};
 use super::output::{self, field};
+use crate::routes::admin::warm::WarmBody;
+use crate::warming::Source;
 
 /// `riptide cache warm`.
 #[derive(Debug, Args)]
@@ -30,8 +33,8 @@ pub struct WarmArgs {
     )]
     pub pages: Vec<String>,
     /// Where the URLs come from when no --page is given [default: all]
-    #[arg(long, value_parser = ["analytics", "tenant", "manual", "all"])]
-    pub source: Option<String>,
+    #[arg(long, value_parser = source_parser())]
+    pub source: Option<Source>,
     /// At most this many (tenant, URL) pairs
     #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
     pub limit: Option<u64>,
@@ -42,22 +45,20 @@ pub struct WarmArgs {
 }
 
 impl WarmArgs {
-    fn body(&self) -> Value {
-        let mut body = Map::new();
-        if let Some(tenant) = &self.tenant {
-            body.insert("tenant_id".into(), json!(tenant));
+    fn body(&self) -> WarmBody {
+        WarmBody {
+            tenant_id: self.tenant.clone(),
+            urls: (!self.pages.is_empty()).then(|| self.pages.clone()),
+            source: self.source,
+            limit: self.limit.map(|l| usize::try_from(l).unwrap_or(usize::MAX)),
         }
-        if !self.pages.is_empty() {
-            body.insert("urls".into(), json!(self.pages));
-        }
-        if let Some(source) = &self.source {
-            body.insert("source".into(), json!(source));
-        }
-        if let Some(limit) = self.limit {
-            body.insert("limit".into(), json!(limit));
-        }
-        Value::Object(body)
     }
+}
+
+/// `--source`: the names of [`Source::ALL`], listed in `--help`.
+fn source_parser() -> impl TypedValueParser<Value = Source> {
+    PossibleValuesParser::new(Source::ALL.map(|s| s.as_str()))
+        .try_map(|name| Source::parse(&name).ok_or("unknown source"))
 }
 
 /// Whether a job has ended.
@@ -84,7 +85,7 @@ fn progress_bar(visible: bool, total: u64) -> ProgressBar {
 pub async fn run(ctx: &Context, args: WarmArgs) -> CliResult<()> {
     let client = &ctx.client;
     let started = client
-        .post(&["admin", "cache", "warm"], Some(&args.body()))
+        .post_json(&["admin", "cache", "warm"], &args.body())
         .await?;
     let job_id = output::at(&started, "job_id")
         .as_str()
@@ -155,6 +156,8 @@ fn render_job(job: &Value) -> String {
 
 #[cfg(test)]
 mod tests {
+    use serde_json::json;
+
     use super::*;
 
     #[test]

@@ -145,9 +145,12 @@ async fn tenants_and_keys_from_create_to_delete() {
             "professional",
             "--organization",
             "Acme Holdings",
+            "--deny",
+            "crawl",
         ])
         .await;
     assert_eq!(updated["name"], "Acme Corp");
+    assert_eq!(updated["policy"]["deny"], serde_json::json!(["crawl"]));
     assert_eq!(updated["plan"], "professional");
     assert_eq!(updated["owner"]["organization"], "Acme Holdings");
     assert_eq!(updated["owner"]["email"], "ops@acme.example", "owner kept");

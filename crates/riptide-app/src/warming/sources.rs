@@ -29,6 +29,19 @@ pub enum Source {
 }
 
 impl Source {
+    /// Every source.
+    pub const ALL: [Source; 4] = [
+        Source::Analytics,
+        Source::Tenant,
+        Source::Manual,
+        Source::All,
+    ];
+
+    /// The source named `name` (its [`Self::as_str`]).
+    pub fn parse(name: &str) -> Option<Source> {
+        Self::ALL.into_iter().find(|s| s.as_str() == name)
+    }
+
     /// Stable lower-case name.
     pub fn as_str(&self) -> &'static str {
         match self {

@@ -116,23 +116,23 @@ pub async fn get_stats(
 
 /// Body of `POST /admin/cache/invalidate`: `tenant_id` (absent: the global scope) and
 /// exactly one selector.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct InvalidateRequest {
     /// Whose cache; absent for entries stored without a tenant.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tenant_id: Option<String>,
     /// A URL as `/extract` caches it (normalized; needs `tenant_id`).
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub url: Option<String>,
     /// A cache key as given to the cache.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub key: Option<String>,
     /// Every entry carrying this tag.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tag: Option<String>,
     /// Every entry of this namespace (`extract` holds `/extract` and `/crawl` results).
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub namespace: Option<String>,
 }
 
@@ -232,14 +232,14 @@ pub async fn invalidate(
 }
 
 /// Body of `POST /admin/cache/clear`: `{"tenant_id": "..."}` or `{"all": true}`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct ClearRequest {
     /// Clear this tenant's whole cache.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tenant_id: Option<String>,
     /// Clear every tenant's cache and the global scope (must be `true`, and alone).
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub all: Option<bool>,
 }
 

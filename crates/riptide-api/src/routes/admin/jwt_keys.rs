@@ -44,16 +44,16 @@ pub struct CreatedJwtKeyReply {
 }
 
 /// Body of `POST /admin/tenants/{id}/jwt-keys`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct CreateJwtKeyRequest {
     /// `HS256`, `EdDSA` or `RS256`.
     pub algorithm: JwtAlgorithm,
     /// EdDSA and RS256: the public key in PEM (required); HS256: absent.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub public_key_pem: Option<String>,
     /// A label for listings (at most 200 characters).
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
 }
 

@@ -57,11 +57,11 @@ impl CreatedKey {
 }
 
 /// Body of `POST /admin/tenants/{id}/keys` (may be empty).
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct CreateKeyRequest {
     /// A label for listings (at most 200 characters).
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
 }
 

@@ -174,13 +174,13 @@ pub async fn list_checkpoints(
 }
 
 /// Body of `POST /admin/state/restore`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct RestoreRequest {
     /// The checkpoint's id, as listed.
     pub checkpoint_id: String,
     /// Report what would change, change nothing.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub dry_run: bool,
 }
 

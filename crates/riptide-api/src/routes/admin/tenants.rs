@@ -150,11 +150,11 @@ pub async fn list_tenants(
 
 /// Body of `POST /admin/tenants` (the seed's `CreateTenantRequest`, plus optional
 /// fields).
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct CreateTenantRequest {
     /// The id to give it; generated (`t-...`) when absent.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tenant_id: Option<String>,
     /// Display name.
     pub name: String,
@@ -163,24 +163,24 @@ pub struct CreateTenantRequest {
     /// Owner's name.
     pub owner_name: String,
     /// Owner's id; generated when absent.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub owner_id: Option<String>,
     /// Owner's organization.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub organization: Option<String>,
     /// `free`, `basic`, `professional` or `enterprise`.
     pub billing_plan: String,
     /// Quota overrides by resource name.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub quotas: Option<HashMap<String, u64>>,
     /// Free-form settings.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub settings: Option<HashMap<String, String>>,
     /// Seal the tenant's values under its own key.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub encryption_enabled: bool,
     /// `standard` or `strong` (never weaker than the service's minimum).
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub isolation_level: Option<TenantIsolationLevel>,
 }
 
@@ -326,7 +326,7 @@ pub async fn get_billing(
 }
 
 /// Body of `POST /admin/tenants/{id}/suspend`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct SuspendRequest {
     /// Why (1 to 500 characters); shown to the tenant's refused requests' logs and audit.

@@ -15,7 +15,7 @@ use crate::error::{ApiError, ApiResult};
 use crate::state::AppState;
 
 /// Body of `POST /admin/tokens`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct CreateTokenRequest {
     /// A unique name (1 to 64 of `A-Z a-z 0-9 _ . @ -`); audit records name the actor

@@ -31,16 +31,20 @@ use crate::warming::{JobView, RunState, Source, WarmRequest, WarmingError};
 
 /// Body of `POST /admin/cache/warm` (every field optional; an empty body warms every
 /// source).
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct WarmBody {
     /// Only this tenant's cache; required with `urls`.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub tenant_id: Option<String>,
     /// Exactly these URLs (not with `source`).
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub urls: Option<Vec<String>>,
     /// `analytics`, `tenant`, `manual` or `all`.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub source: Option<Source>,
     /// At most this many (tenant, URL) pairs.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub limit: Option<usize>,
 }
 
