@@ -14,7 +14,8 @@
 //!    their next read.
 //!
 //! The components are listed in one place, [`components`]; a new live setting is a new
-//! line there plus its keys in [`crate::config::schema::LIVE_KEYS`].
+//! line there plus its keys in the service's live keys ([`crate::config::schema::live_keys`]:
+//! `SERVICE_LIVE`, or `PERSISTENCE_LIVE` for a persistence setting).
 //!
 //! Generations reach every instance: `POST /admin/state/reload` reloads here and
 //! publishes a reload request; each other instance's state manager reloads its own
@@ -54,7 +55,7 @@ pub trait LiveComponent: Send + Sync {
 }
 
 /// Every live component of the service, in the order a generation is applied. Add a
-/// live component here (one line), and its keys to `LIVE_KEYS`.
+/// live component here (one line), and its keys to `SERVICE_LIVE` (`config/schema.rs`).
 pub fn components(config: &AppConfig, state: &AppState) -> Vec<Arc<dyn LiveComponent>> {
     let log: Arc<dyn LiveComponent> = Arc::new(LogLevel::new(&config.log.level));
     let tenants: Arc<dyn LiveComponent> = state.tenants.clone();

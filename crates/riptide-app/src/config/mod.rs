@@ -3,7 +3,7 @@
 //! Loading and layering (defaults < YAML file < environment < command-line flags) live in
 //! [`load`](mod@load) and [`provenance`]; what a reloaded file may change, in [`schema`].
 //! `config/riptide.yml` documents every key. With `persistence.state.enable_hot_reload`,
-//! the keys of [`schema::LIVE_KEYS`] apply live; every other key takes effect at the
+//! the keys of [`schema::live_keys`] apply live; every other key takes effect at the
 //! next start.
 
 pub mod crawl;

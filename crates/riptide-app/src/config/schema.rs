@@ -7,7 +7,7 @@
 //! defaults applied, then [`AppConfig::validate`]. So a reload is refused for exactly
 //! what would stop a restart with the same file.
 //!
-//! Live: the keys of [`LIVE_KEYS`] (applied by `riptide_api::live_config`): the log level,
+//! Live: the keys of [`live_keys`] (applied by `riptide_api::live_config`): the log level,
 //! the cache's TTL, compression and warming switch, the tenant plans (quotas, burst,
 //! grants, prices), billing and the default plan, and the warming schedule and lists.
 //! Everything else (the server, the log format, the store, L1 and limits, multi-tenancy,
@@ -22,7 +22,7 @@
 //! [`PersistenceSchema`] would judge the file's own values, so a file value that a
 //! variable replaces would stop the state manager although the service accepted it.
 
-use riptide_persistence::config::PersistenceSchema;
+use riptide_persistence::config::{PERSISTENCE_LIVE, PersistenceSchema};
 use riptide_persistence::state::config_schema::{ConfigIssue, ConfigSchema, deserialize_located};
 use serde_json::Value;
 
@@ -30,22 +30,11 @@ use super::AppConfig;
 use super::error::ConfigError;
 use super::provenance::{Explicit, Provenance};
 
-/// Keys a reload applies to the running service, each with everything under it. The
-/// persistence ones are `PERSISTENCE_LIVE` of the persistence crate (the watcher reads
-/// `reload_debounce_ms` itself); the warming ones are every key of `warming` but the
-/// access counter's bounds (`top_k_per_tenant`, `max_tracked_tenants`).
-pub const LIVE_KEYS: &[&str] = &[
+/// Keys of the service's own sections a reload applies to the running service: the log
+/// level, and every key of `warming` but the access counter's bounds
+/// (`top_k_per_tenant`, `max_tracked_tenants`).
+const SERVICE_LIVE: &[&str] = &[
     "log.level",
-    "persistence.cache.default_ttl_seconds",
-    "persistence.cache.enable_compression",
-    "persistence.cache.compression_threshold_bytes",
-    "persistence.cache.compression_algorithm",
-    "persistence.cache.zstd_level",
-    "persistence.cache.enable_warming",
-    "persistence.tenant.enable_billing",
-    "persistence.tenant.default_plan",
-    "persistence.tenant.plans",
-    "persistence.state.reload_debounce_ms",
     "warming.startup_top_n",
     "warming.interval_seconds",
     "warming.analytics_top_n",
@@ -58,10 +47,17 @@ pub const LIVE_KEYS: &[&str] = &[
     "warming.manual",
 ];
 
-/// The key of [`LIVE_KEYS`] that is `key` or holds it
+/// Keys a reload applies to the running service, each with everything under it: the
+/// persistence layer's ([`PERSISTENCE_LIVE`]; the watcher reads `reload_debounce_ms`
+/// itself) and the service's own.
+pub fn live_keys() -> impl Iterator<Item = &'static str> {
+    PERSISTENCE_LIVE.iter().chain(SERVICE_LIVE).copied()
+}
+
+/// The key of [`live_keys`] that is `key` or holds it
 /// (`persistence.tenant.plans.free.burst` → `persistence.tenant.plans`), if any.
 pub fn live_key_of(key: &str) -> Option<&'static str> {
-    LIVE_KEYS.iter().copied().find(|live| {
+    live_keys().find(|live| {
         key == *live
             || key
                 .strip_prefix(live)
@@ -114,7 +110,7 @@ impl ConfigSchema for ServiceSchema {
     }
 }
 
-/// Every key of [`AppConfig`] but [`LIVE_KEYS`], as the shortest prefixes that contain
+/// Every key of [`AppConfig`] but [`live_keys`], as the shortest prefixes that contain
 /// no live key (`server`, `log.format`, `persistence.cache`, ...), plus those of
 /// [`PersistenceSchema`]. Derived from the serialized defaults, so a new key is
 /// restart-only until it is made live here.
@@ -128,11 +124,11 @@ pub fn restart_only_prefixes() -> Vec<String> {
 }
 
 fn collect_restart_only(node: &Value, path: &str, out: &mut Vec<String>) {
-    if LIVE_KEYS.contains(&path) {
+    if live_keys().any(|live| live == path) {
         return;
     }
     let holds_live = path.is_empty()
-        || LIVE_KEYS.iter().any(|key| {
+        || live_keys().any(|key| {
             key.strip_prefix(path)
                 .is_some_and(|rest| rest.starts_with('.'))
         });
@@ -154,7 +150,6 @@ fn collect_restart_only(node: &Value, path: &str, out: &mut Vec<String>) {
 
 #[cfg(test)]
 mod tests {
-    use riptide_persistence::config::PERSISTENCE_LIVE;
     use riptide_persistence::state::config_schema::is_restart_only;
     use serde_json::json;
 
@@ -202,22 +197,16 @@ mod tests {
         ] {
             assert!(is_restart_only(key, &prefixes), "{key}");
         }
-        for key in PERSISTENCE_LIVE {
+        for key in SERVICE_LIVE {
             assert!(
-                LIVE_KEYS.contains(key),
-                "{key} is live in the persistence layer"
-            );
-        }
-        for key in LIVE_KEYS.iter().filter(|k| k.starts_with("persistence.")) {
-            assert!(
-                PERSISTENCE_LIVE.contains(key),
-                "{key} is not live in the persistence layer"
+                !key.starts_with("persistence."),
+                "{key}: the persistence layer's own"
             );
         }
         for key in ["server.listen", "log.format", "persistence.redis.url"] {
             assert!(is_restart_only(key, &prefixes), "{key}");
         }
-        for key in LIVE_KEYS {
+        for key in live_keys() {
             assert!(
                 keys.iter().any(|k| live_key_of(k) == Some(key)),
                 "{key} is a real key"
@@ -268,7 +257,7 @@ mod tests {
         for (key, live) in &marked {
             assert_eq!(live_key_of(key).is_some(), *live, "{key} is marked wrongly");
         }
-        for key in LIVE_KEYS {
+        for key in live_keys() {
             assert!(
                 marked.iter().any(|(k, live)| k == key && *live),
                 "{key} is not marked (live)"
