@@ -17,7 +17,6 @@ use super::envelope::{CacheMetadata, Codec};
 use super::json::{decode_json, encode_json};
 use super::manager::{PersistentCacheManager, PutItem};
 use super::stats::Op;
-use riptide_store::config::{EmbeddedConfig, RedisConfig};
 use riptide_store::keys::Scope;
 use riptide_store::tenant_id::TenantId;
 
@@ -68,9 +67,7 @@ impl PersistentCacheManager {
     /// [`riptide_store::StoreUrl`]).
     pub async fn new(url: &str, config: CacheConfig) -> CacheResult<Self> {
         config.validate()?;
-        let store =
-            riptide_store::open_store(url, &RedisConfig::default(), &EmbeddedConfig::default())
-                .await?;
+        let store = riptide_store::open_store_with_defaults(url).await?;
         Self::with_store(store, config)
     }
 }

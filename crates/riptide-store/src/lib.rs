@@ -34,7 +34,7 @@ use bytes::Bytes;
 use thiserror::Error;
 
 pub use atomic::WriteOp;
-pub use open::{StoreUrl, open_store};
+pub use open::{StoreUrl, open_store, open_store_with_defaults};
 
 /// How hard a write must try to survive a crash.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -102,6 +102,12 @@ fn registry() -> &'static Registry {
     REGISTRY.get_or_init(Default::default)
 }
 
+/// [`open_store`] with the store sections' defaults, for the seed's URL constructors,
+/// which take no store settings.
+pub async fn open_store_with_defaults(url: &str) -> StoreResult<SharedStore> {
+    open_store(url, &RedisConfig::default(), &EmbeddedConfig::default()).await
+}
+
 /// Opens the store `url` names, or returns the one this process already has open for it.
 pub async fn open_store(
     url: &str,

@@ -3,7 +3,6 @@
 //! the layers together instead (`riptide_persistence::Persistence::start`).
 
 use riptide_store::clock::system_clock;
-use riptide_store::config::{EmbeddedConfig, RedisConfig};
 
 use crate::config::TenancyConfig;
 use crate::error::TenantResult;
@@ -21,9 +20,7 @@ impl TenantManager {
         metrics: impl Into<SharedTenantMetrics>,
     ) -> TenantResult<Self> {
         config.validate()?;
-        let store =
-            riptide_store::open_store(url, &RedisConfig::default(), &EmbeddedConfig::default())
-                .await?;
+        let store = riptide_store::open_store_with_defaults(url).await?;
         Self::with_store(store, config, metrics, system_clock()).await
     }
 }

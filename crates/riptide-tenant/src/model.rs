@@ -21,6 +21,10 @@ pub enum TenantIsolationLevel {
 }
 
 impl TenantIsolationLevel {
+    /// Every level, weakest first.
+    pub const ALL: [TenantIsolationLevel; 2] =
+        [TenantIsolationLevel::Standard, TenantIsolationLevel::Strong];
+
     /// Stable lower-case name.
     pub fn as_str(&self) -> &'static str {
         match self {

@@ -250,9 +250,8 @@ fn plan_parser() -> impl TypedValueParser<Value = BillingPlan> {
 
 /// `--isolation`: `standard` or `strong`.
 fn isolation_parser() -> impl TypedValueParser<Value = TenantIsolationLevel> {
-    let levels = [TenantIsolationLevel::Standard, TenantIsolationLevel::Strong];
-    PossibleValuesParser::new(levels.map(|l| l.as_str())).try_map(move |name| {
-        levels
+    PossibleValuesParser::new(TenantIsolationLevel::ALL.map(|l| l.as_str())).try_map(|name| {
+        TenantIsolationLevel::ALL
             .into_iter()
             .find(|l| l.as_str() == name)
             .ok_or("unknown isolation level")

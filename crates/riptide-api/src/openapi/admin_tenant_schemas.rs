@@ -1,7 +1,7 @@
 //! Schemas of the tenant administration: tenants, owners, policies, bills and API keys.
 
 use riptide_persistence::tenant::billing::{BASE_FEE_ITEM, CURRENCY};
-use riptide_persistence::tenant::{Permission, Resource};
+use riptide_persistence::tenant::{Permission, Resource, TenantIsolationLevel};
 use serde_json::{Map, Value, json};
 
 use super::common::{
@@ -135,10 +135,14 @@ fn permission() -> Value {
 }
 
 fn isolation() -> Value {
+    let names: Vec<&str> = TenantIsolationLevel::ALL
+        .iter()
+        .map(|l| l.as_str())
+        .collect();
     one_of_strings(
         "`standard`: namespaced keys; `strong`: also every value sealed under the \
          tenant's own key. Never weaker than the service's configured minimum.",
-        &["standard", "strong"],
+        &names,
     )
 }
 
